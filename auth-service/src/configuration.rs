@@ -1,0 +1,323 @@
+//! Settings, read from the environment (and `.env` when present) and checked
+//! once at start. Every variable of the contract that this service reads:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `AUTH_BIND` | `127.0.0.1:8001` | listen address |
+//! | `AUTH_DATABASE_URL` | `sqlite://data/auth.db` | `sqlite://PATH` or `postgres://...` |
+//! | `AUTH_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `AUTH_JWT_ALGORITHM` | `EdDSA` | or `HS256` |
+//! | `AUTH_JWT_PRIVATE_KEY_FILE` | required for EdDSA | Ed25519 PKCS#8 PEM |
+//! | `AUTH_JWT_SECRET` | required for HS256 | at least 32 bytes |
+//! | `JWT_ACCESS_TOKEN_EXPIRE_MINUTES` | 30 | |
+//! | `JWT_REFRESH_TOKEN_EXPIRE_DAYS` | 7 | |
+//! | `AUTH_ISSUER` | `AUTH_PUBLIC_URL` | `iss` claim |
+//! | `AUTH_AUDIENCE` | `main-backend` | `aud` claim |
+//! | `AUTH_SERVICE_API_KEY` | required | internal callers' bearer, at least 32 bytes |
+//! | `AUTH_WEBHOOK_URL` | `http://127.0.0.1:8000/webhooks/auth` | |
+//! | `AUTH_WEBHOOK_SECRET` | optional until the webhook worker lands | `whsec_<base64>` |
+//! | `AUTH_PUBLIC_URL` | `http://127.0.0.1:8001` | base of links in mail |
+//! | `SMTP_URL` | unset | mail over SMTP when set |
+//! | `AUTH_MAIL_OUTBOX` | `data/mail.jsonl` | mail as JSON lines otherwise |
+//! | `AUTH_LOCKOUT_THRESHOLD` | 5 | |
+//! | `AUTH_LOCKOUT_MINUTES` | 15 | |
+//! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
+//! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
+//! | `AUTH_MAX_BODY_BYTES` | 65536 | request body limit |
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    EdDSA,
+    HS256,
+}
+
+#[derive(Clone)]
+pub enum JwtKeySource {
+    /// Path of an Ed25519 PKCS#8 PEM file.
+    Ed25519PemFile(PathBuf),
+    /// HS256 shared secret; its UTF-8 bytes are the key.
+    HmacSecret(SecretString),
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database_url: String,
+    pub database_pool_size: Option<u32>,
+    pub jwt_key: JwtKeySource,
+    pub access_token_minutes: i64,
+    pub refresh_token_days: i64,
+    pub issuer: String,
+    pub audience: String,
+    pub service_api_key: SecretString,
+    pub webhook_url: String,
+    pub webhook_secret: Option<SecretString>,
+    pub public_url: String,
+    pub smtp_url: Option<SecretString>,
+    pub mail_outbox: PathBuf,
+    pub lockout_threshold: u32,
+    pub lockout_minutes: i64,
+    pub refresh_reuse_grace_seconds: i64,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_body_bytes: usize,
+}
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+/// Minimum length of shared secrets: 32 bytes is 256 bits when random.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Settings {
+    /// Reads and validates the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings through `get` (the environment in production; a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let public_url = get("AUTH_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8001".into());
+        let algorithm = match get("AUTH_JWT_ALGORITHM").as_deref() {
+            None | Some("EdDSA") => JwtAlgorithm::EdDSA,
+            Some("HS256") => JwtAlgorithm::HS256,
+            Some(other) => {
+                return Err(err("AUTH_JWT_ALGORITHM", format!("`{other}` is not supported; use EdDSA or HS256")))
+            }
+        };
+        let jwt_key = match algorithm {
+            JwtAlgorithm::EdDSA => {
+                let path = get("AUTH_JWT_PRIVATE_KEY_FILE")
+                    .ok_or_else(|| err("AUTH_JWT_PRIVATE_KEY_FILE", "required for EdDSA (an Ed25519 PKCS#8 PEM file)"))?;
+                JwtKeySource::Ed25519PemFile(path.into())
+            }
+            JwtAlgorithm::HS256 => {
+                let secret = get("AUTH_JWT_SECRET").ok_or_else(|| err("AUTH_JWT_SECRET", "required for HS256"))?;
+                check_secret("AUTH_JWT_SECRET", &secret)?;
+                JwtKeySource::HmacSecret(secret.into())
+            }
+        };
+        let service_api_key = get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
+        check_secret("AUTH_SERVICE_API_KEY", &service_api_key)?;
+        let webhook_secret = match get("AUTH_WEBHOOK_SECRET") {
+            Some(s) => {
+                check_webhook_secret(&s)?;
+                Some(SecretString::from(s))
+            }
+            None => None,
+        };
+        let trusted_proxies = match get("AUTH_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Cidr::parse(s).ok_or_else(|| err("AUTH_TRUSTED_PROXIES", format!("`{s}` is not a CIDR"))))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self {
+            bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
+            database_url: get("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into()),
+            database_pool_size: parse_opt(&get, "AUTH_DATABASE_POOL_SIZE", 1, 1000)?,
+            jwt_key,
+            access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?.unwrap_or(30),
+            refresh_token_days: parse_opt(&get, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365)?.unwrap_or(7),
+            issuer: get("AUTH_ISSUER").unwrap_or_else(|| public_url.clone()),
+            audience: get("AUTH_AUDIENCE").unwrap_or_else(|| "main-backend".into()),
+            service_api_key: service_api_key.into(),
+            webhook_url: get("AUTH_WEBHOOK_URL").unwrap_or_else(|| "http://127.0.0.1:8000/webhooks/auth".into()),
+            webhook_secret,
+            public_url,
+            smtp_url: get("SMTP_URL").map(SecretString::from),
+            mail_outbox: get("AUTH_MAIL_OUTBOX").unwrap_or_else(|| "data/mail.jsonl".into()).into(),
+            lockout_threshold: parse_opt(&get, "AUTH_LOCKOUT_THRESHOLD", 1, 1000)?.unwrap_or(5),
+            lockout_minutes: parse_opt(&get, "AUTH_LOCKOUT_MINUTES", 1, 7 * 24 * 60)?.unwrap_or(15),
+            refresh_reuse_grace_seconds: parse_opt(&get, "AUTH_REFRESH_REUSE_GRACE_SECONDS", 0, 300)?.unwrap_or(10),
+            trusted_proxies,
+            max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?.unwrap_or(64 * 1024),
+        })
+    }
+
+    pub fn algorithm(&self) -> JwtAlgorithm {
+        match self.jwt_key {
+            JwtKeySource::Ed25519PemFile(_) => JwtAlgorithm::EdDSA,
+            JwtKeySource::HmacSecret(_) => JwtAlgorithm::HS256,
+        }
+    }
+}
+
+fn parse_opt<T>(get: &impl Fn(&str) -> Option<String>, var: &'static str, min: T, max: T) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match get(var) {
+        None => Ok(None),
+        Some(raw) => match raw.trim().parse::<T>() {
+            Ok(v) if v >= min && v <= max => Ok(Some(v)),
+            _ => Err(err(var, format!("`{raw}` is not a number from {min} to {max}"))),
+        },
+    }
+}
+
+/// Refuses short secrets and the placeholders of `.env.example`.
+pub fn check_secret(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(err(var, format!("too short: at least {MIN_SECRET_BYTES} bytes of random data are required")));
+    }
+    if value.contains("change-me") || value.contains("CHANGE_ME") || value.starts_with('<') {
+        return Err(err(var, "still the placeholder from .env.example; generate a random value"));
+    }
+    Ok(())
+}
+
+fn check_webhook_secret(value: &str) -> Result<(), ConfigError> {
+    let var = "AUTH_WEBHOOK_SECRET";
+    let b64 = value.strip_prefix("whsec_").ok_or_else(|| err(var, "must look like whsec_<base64>"))?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| err(var, "the part after whsec_ is not valid base64"))?;
+    if key.len() < 24 {
+        return Err(err(var, "the key must be at least 24 random bytes"));
+    }
+    Ok(())
+}
+
+/// An IP network such as `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+            None => {
+                let a = s.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// For tests and the launcher: the HS256 secret's bytes.
+pub fn hmac_secret_bytes(secret: &SecretString) -> &[u8] {
+    secret.expose_secret().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn missing_api_key_names_the_variable() {
+        let e = Settings::from_lookup(lookup(&[("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem")])).err().expect("fails");
+        assert_eq!(e.var, "AUTH_SERVICE_API_KEY");
+    }
+
+    #[test]
+    fn short_hs256_secret_is_refused() {
+        let e = Settings::from_lookup(lookup(&[
+            ("AUTH_JWT_ALGORITHM", "HS256"),
+            ("AUTH_JWT_SECRET", "too-short"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+        ]))
+        .err()
+        .expect("fails");
+        assert_eq!(e.var, "AUTH_JWT_SECRET");
+    }
+
+    #[test]
+    fn placeholder_secret_is_refused() {
+        let e = Settings::from_lookup(lookup(&[
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", "<change-me: 32+ random bytes, e.g. openssl rand -hex 32>"),
+        ]))
+        .err()
+        .expect("fails");
+        assert_eq!(e.var, "AUTH_SERVICE_API_KEY");
+    }
+
+    #[test]
+    fn eddsa_without_key_file_is_refused() {
+        let e = Settings::from_lookup(lookup(&[("AUTH_SERVICE_API_KEY", KEY)])).err().expect("fails");
+        assert_eq!(e.var, "AUTH_JWT_PRIVATE_KEY_FILE");
+    }
+
+    #[test]
+    fn bad_numbers_and_webhook_secret_are_refused() {
+        let base = [("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"), ("AUTH_SERVICE_API_KEY", KEY)];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.push(extra);
+            Settings::from_lookup(lookup(&v)).err().expect("fails").var
+        };
+        assert_eq!(with(("AUTH_LOCKOUT_THRESHOLD", "zero")), "AUTH_LOCKOUT_THRESHOLD");
+        assert_eq!(with(("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", "0")), "JWT_ACCESS_TOKEN_EXPIRE_MINUTES");
+        assert_eq!(with(("AUTH_WEBHOOK_SECRET", "plain")), "AUTH_WEBHOOK_SECRET");
+        assert_eq!(with(("AUTH_TRUSTED_PROXIES", "10.0.0.0/40")), "AUTH_TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_lookup(lookup(&[("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"), ("AUTH_SERVICE_API_KEY", KEY)]))
+            .expect("valid");
+        assert_eq!(s.bind, "127.0.0.1:8001");
+        assert_eq!(s.database_url, "sqlite://data/auth.db");
+        assert_eq!(s.access_token_minutes, 30);
+        assert_eq!(s.refresh_token_days, 7);
+        assert_eq!(s.lockout_threshold, 5);
+        assert_eq!(s.lockout_minutes, 15);
+        assert_eq!(s.refresh_reuse_grace_seconds, 10);
+        assert_eq!(s.algorithm(), JwtAlgorithm::EdDSA);
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net = Cidr::parse("10.1.0.0/16").expect("valid");
+        assert!(net.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!net.contains("10.2.0.1".parse().expect("ip")));
+        assert!(Cidr::parse("::1").expect("valid").contains("::1".parse().expect("ip")));
+        assert!(Cidr::parse("0.0.0.0/0").expect("valid").contains("8.8.8.8".parse().expect("ip")));
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+}

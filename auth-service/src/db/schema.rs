@@ -1,0 +1,91 @@
+//! Table definitions, one set for both backends (see `sql_types`).
+//! Keep in step with `migrations-auth/{postgres,sqlite}`.
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    users (id) {
+        id -> SqlUuid,
+        email -> Text,
+        password_hash -> Text,
+        full_name -> Nullable<Text>,
+        email_verified -> Bool,
+        mfa_enabled -> Bool,
+        account_locked -> Bool,
+        last_login_at -> Nullable<SqlTimestamp>,
+        password_changed_at -> SqlTimestamp,
+        version -> BigInt,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    sessions (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        created_at -> SqlTimestamp,
+        last_used_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        revoked_at -> Nullable<SqlTimestamp>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    refresh_tokens (id) {
+        id -> SqlUuid,
+        session_id -> SqlUuid,
+        token_hash -> Text,
+        parent_id -> Nullable<SqlUuid>,
+        access_jti -> SqlUuid,
+        issued_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+        used_at -> Nullable<SqlTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    login_attempts (id) {
+        id -> SqlUuid,
+        email -> Text,
+        ip -> Text,
+        success -> Bool,
+        created_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    authentication_events (id) {
+        id -> SqlUuid,
+        kind -> Text,
+        user_id -> Nullable<SqlUuid>,
+        service_token_id -> Nullable<SqlUuid>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        endpoint -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        success -> Bool,
+        detail -> Nullable<Text>,
+        created_at -> SqlTimestamp,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);

@@ -1,0 +1,107 @@
+//! Queries on `users`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::schema::users;
+use super::sql_types::{DbTime, DbUuid};
+use super::Conn;
+use crate::run;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: DbUuid,
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: Option<String>,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
+    pub account_locked: bool,
+    pub last_login_at: Option<DbTime>,
+    pub password_changed_at: DbTime,
+    pub version: i64,
+    pub created_at: DbTime,
+    pub updated_at: DbTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: DbUuid,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub full_name: Option<&'a str>,
+    pub password_changed_at: DbTime,
+    pub created_at: DbTime,
+    pub updated_at: DbTime,
+}
+
+impl User {
+    pub fn record(&self) -> shared_types::UserRecord {
+        shared_types::UserRecord {
+            id: self.id.0,
+            email: self.email.clone(),
+            email_verified: self.email_verified,
+            full_name: self.full_name.clone(),
+            mfa_enabled: self.mfa_enabled,
+            account_locked: self.account_locked,
+            created_at: self.created_at.0,
+            updated_at: self.updated_at.0,
+            version: self.version,
+        }
+    }
+}
+
+/// Inserts a user. A duplicate email surfaces as diesel's `UniqueViolation`.
+pub async fn insert(conn: &mut Conn<'_>, new: &NewUser<'_>) -> QueryResult<()> {
+    run!(conn, |c| diesel::insert_into(users::table).values(new).execute(c).await)?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<Option<User>> {
+    run!(conn, |c| users::table
+        .find(DbUuid(id))
+        .select(User::as_select())
+        .first(c)
+        .await
+        .optional())
+}
+
+/// `email` must already be normalised (see `domain::Email`).
+pub async fn find_by_email(conn: &mut Conn<'_>, email: &str) -> QueryResult<Option<User>> {
+    run!(conn, |c| users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(c)
+        .await
+        .optional())
+}
+
+/// Keyset page ordered by id: stable under concurrent inserts and O(limit)
+/// however deep the page.
+pub async fn page(conn: &mut Conn<'_>, after: Option<Uuid>, limit: i64) -> QueryResult<Vec<User>> {
+    run!(conn, |c| {
+        let mut query = users::table.select(User::as_select()).order(users::id.asc()).limit(limit).into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::id.gt(DbUuid(after)));
+        }
+        query.load(c).await
+    })
+}
+
+pub async fn count(conn: &mut Conn<'_>) -> QueryResult<i64> {
+    run!(conn, |c| users::table.count().get_result(c).await)
+}
+
+/// Records a successful login. `last_login_at` is not an auth-owned field of
+/// the mirror, so `version` does not move.
+pub async fn touch_last_login(conn: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
+    run!(conn, |c| diesel::update(users::table.find(DbUuid(id)))
+        .set(users::last_login_at.eq(DbTime(now)))
+        .execute(c)
+        .await)?;
+    Ok(())
+}

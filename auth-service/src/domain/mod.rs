@@ -1,0 +1,7 @@
+//! Validated input types: a handler never holds an unchecked email or password.
+
+mod email;
+mod password;
+
+pub use email::Email;
+pub use password::{FullName, NewPassword};

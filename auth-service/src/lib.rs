@@ -1,0 +1,102 @@
+//! The auth service: the only owner of users, passwords, sessions, refresh
+//! tokens and every other credential.
+//!
+//! Map of the crate: `configuration` (every environment variable),
+//! `routes` (HTTP handlers, and the list of routes), `extractors` (who is
+//! calling), `domain` (validated input), `db` (schema and queries for both
+//! PostgreSQL and SQLite), `tokens` (JWTs and opaque tokens), `passwords`
+//! (argon2id off the async workers), `error` (problem details),
+//! `telemetry` (logs and request ids).
+
+#![recursion_limit = "256"]
+
+pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod extractors;
+pub mod passwords;
+pub mod routes;
+pub mod telemetry;
+pub mod tokens;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+use crate::configuration::Settings;
+use crate::db::{Backend, DbPool};
+use crate::passwords::PasswordHasher;
+use crate::tokens::TokenKeys;
+
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations-auth/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations-auth/sqlite");
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub db: DbPool,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<TokenKeys>,
+    pub hasher: PasswordHasher,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub db: DbPool,
+}
+
+/// Applies pending migrations (what `auth-service migrate` does).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
+    db::run_migrations(&settings.database_url, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS).await
+}
+
+impl Application {
+    /// Migrates, binds `settings.bind` (port 0 picks a free port) and builds
+    /// the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let applied = migrate(&settings).await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        let keys = Arc::new(TokenKeys::load(&settings)?);
+        let pool_size = settings.database_pool_size.unwrap_or(match db::Backend::of_url(&settings.database_url) {
+            Some(Backend::Sqlite) => 8,
+            _ => 16,
+        });
+        let db = DbPool::connect(&settings.database_url, pool_size).await?;
+        let hasher = tokio::task::spawn_blocking(|| PasswordHasher::new(0)).await??;
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState { db: db.clone(), settings: Arc::new(settings), keys, hasher });
+        let max_body = state.settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(error::json_error_handler))
+                .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+                .wrap(middleware::from_fn(telemetry::request_span))
+                .configure(routes::configure)
+                .default_service(web::to(error::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Self { port, server, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,311 @@
+//! Register, login, refresh, logout.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared_types::{PublicUser, RegisterResponse, TokenPair};
+use uuid::Uuid;
+
+use crate::db::events::{self, kind, AuthEvent};
+use crate::db::sessions::{self, RefreshToken, Session};
+use crate::db::users::{self, NewUser};
+use crate::db::sql_types::{DbTime, DbUuid};
+use crate::db::Conn;
+use crate::domain::{Email, FullName, NewPassword};
+use crate::error::ApiError;
+use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::tokens::{hash_token, random_token};
+use crate::{transaction, AppState};
+
+// Request bodies derive no `Debug`: they hold passwords and tokens.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    #[allow(dead_code)] // read once TOTP lands (account-security issue)
+    totp_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+fn audit(kind: &str, user_id: Option<Uuid>, client: &ClientInfo, success: bool, detail: Option<&str>) -> AuthEvent {
+    AuthEvent {
+        id: DbUuid(Uuid::now_v7()),
+        kind: kind.to_owned(),
+        user_id: user_id.map(DbUuid),
+        service_token_id: None,
+        ip: client.ip_string(),
+        user_agent: client.user_agent.clone(),
+        endpoint: Some(client.endpoint.clone()),
+        request_id: client.request_id.clone(),
+        success,
+        detail: detail.map(str::to_owned),
+        created_at: DbTime(Utc::now()),
+    }
+}
+
+/// What a refresh token row and the access token issued with it have in
+/// common; enough to (re)build the pair the client receives.
+struct Issued {
+    refresh_token: String,
+    row: RefreshToken,
+}
+
+impl AppState {
+    fn token_pair(&self, session: &Session, issued: &Issued) -> Result<TokenPair, ApiError> {
+        let access = self
+            .keys
+            .issue_access(session.user_id.0, session.id.0, issued.row.access_jti.0, issued.row.issued_at.0)
+            .map_err(ApiError::internal)?;
+        Ok(TokenPair {
+            access_token: access,
+            refresh_token: issued.refresh_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: self.keys.access_ttl_seconds(),
+            session_id: session.id.0,
+            user_id: session.user_id.0,
+        })
+    }
+
+    fn new_refresh_row(&self, session_id: Uuid, token: &str, parent: Option<Uuid>, now: DateTime<Utc>) -> RefreshToken {
+        RefreshToken {
+            id: DbUuid(Uuid::now_v7()),
+            session_id: DbUuid(session_id),
+            token_hash: hash_token(token),
+            parent_id: parent.map(DbUuid),
+            access_jti: DbUuid(Uuid::new_v4()),
+            issued_at: DbTime(now),
+            expires_at: DbTime(now + Duration::days(self.settings.refresh_token_days)),
+            used_at: None,
+        }
+    }
+
+    /// Opens a session with its first refresh token, inside the caller's transaction.
+    async fn start_session(
+        &self,
+        tx: &mut Conn<'_>,
+        user_id: Uuid,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, ApiError> {
+        let session = Session {
+            id: DbUuid(Uuid::now_v7()),
+            user_id: DbUuid(user_id),
+            created_at: DbTime(now),
+            last_used_at: DbTime(now),
+            expires_at: DbTime(now + Duration::days(self.settings.refresh_token_days)),
+            ip: client.ip_string(),
+            user_agent: client.user_agent.clone(),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        sessions::insert(tx, &session).await?;
+        let refresh_token = random_token();
+        let row = self.new_refresh_row(session.id.0, &refresh_token, None, now);
+        sessions::insert_refresh_token(tx, &row).await?;
+        self.token_pair(&session, &Issued { refresh_token, row })
+    }
+}
+
+pub async fn register(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let email = Email::parse(&body.email)?;
+    let password = NewPassword::parse(body.password)?;
+    let full_name = match body.full_name.as_deref() {
+        Some(raw) => FullName::parse(raw)?,
+        None => None,
+    };
+    let password_hash = state.hasher.hash(password.into_secret()).await.map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let new_user = NewUser {
+        id: DbUuid(Uuid::now_v7()),
+        email: email.as_str(),
+        password_hash: &password_hash,
+        full_name: full_name.as_ref().map(FullName::as_str),
+        password_changed_at: DbTime(now),
+        created_at: DbTime(now),
+        updated_at: DbTime(now),
+    };
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let tokens = transaction!(conn, |tx| -> ApiError {
+        users::insert(tx, &new_user).await.map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                ApiError::conflict("email_taken", "an account with this email already exists")
+            }
+            other => other.into(),
+        })?;
+        state.start_session(tx, new_user.id.0, &client, now).await
+    })?;
+    let user = PublicUser {
+        id: new_user.id.0,
+        email: email.as_str().to_owned(),
+        email_verified: false,
+        full_name: full_name.map(|n| n.as_str().to_owned()),
+        created_at: now,
+    };
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(HttpResponse::Created().json(RegisterResponse { user, tokens }))
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<LoginRequest>,
+) -> Result<web::Json<TokenPair>, ApiError> {
+    let body = body.into_inner();
+    let invalid = || ApiError::unauthorized("invalid_credentials", "email or password is incorrect");
+    // A malformed email can't match an account, but it still pays for a hash
+    // so that its answer takes as long as any other failure.
+    let email = Email::parse(&body.email).ok();
+    let mut pooled = state.db.get().await?;
+    let user = match &email {
+        Some(e) => users::find_by_email(&mut pooled.conn(), e.as_str()).await?,
+        None => None,
+    };
+    let password = SecretString::from(body.password);
+    let matches = state
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(ApiError::internal)?;
+    let conn = &mut pooled.conn();
+    let Some(user) = user.filter(|_| matches) else {
+        let user_id = None;
+        events::record(conn, &audit(kind::LOGIN_FAILED, user_id, &client, false, Some("invalid credentials"))).await?;
+        return Err(invalid());
+    };
+    if user.account_locked {
+        events::record(conn, &audit(kind::LOGIN_FAILED, Some(user.id.0), &client, false, Some("account locked"))).await?;
+        return Err(ApiError::forbidden("account_locked", "this account is locked; contact an administrator"));
+    }
+    let now = Utc::now();
+    let tokens = transaction!(conn, |tx| -> ApiError {
+        let tokens = state.start_session(tx, user.id.0, &client, now).await?;
+        users::touch_last_login(tx, user.id.0, now).await?;
+        events::record(tx, &audit(kind::LOGIN_SUCCEEDED, Some(user.id.0), &client, true, None)).await?;
+        Ok(tokens)
+    })?;
+    Ok(web::Json(tokens))
+}
+
+/// Exchanges a refresh token for a new pair and spends it.
+///
+/// A spent token presented again within `AUTH_REFRESH_REUSE_GRACE_SECONDS`
+/// (two tabs refreshing at once, a retried request) gets the same pair the
+/// first exchange produced; after that it is reuse — a sign the token was
+/// stolen — and the whole session is revoked.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<RefreshRequest>,
+) -> Result<web::Json<TokenPair>, ApiError> {
+    let presented = body.into_inner().refresh_token;
+    let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired");
+    let now = Utc::now();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let hash = hash_token(&presented);
+    let (token, session) = sessions::find_refresh_token(conn, &hash).await?.ok_or_else(invalid)?;
+    if token.expires_at.0 <= now {
+        return Err(invalid());
+    }
+    if token.used_at.is_none() {
+        if !session.is_active(now) {
+            return Err(invalid());
+        }
+        let user = users::find(conn, session.user_id.0).await?.ok_or_else(invalid)?;
+        if user.account_locked {
+            return Err(invalid());
+        }
+        let successor = state.keys.successor_refresh_token(&presented);
+        let row = state.new_refresh_row(session.id.0, &successor, Some(token.id.0), now);
+        let won = transaction!(conn, |tx| -> ApiError {
+            if !sessions::spend_refresh_token(tx, token.id.0, now).await? {
+                return Ok(false);
+            }
+            sessions::insert_refresh_token(tx, &row).await?;
+            sessions::touch(tx, session.id.0, now, row.expires_at.0).await?;
+            events::record(tx, &audit(kind::REFRESH, Some(session.user_id.0), &client, true, None)).await?;
+            Ok(true)
+        })?;
+        if won {
+            return Ok(web::Json(state.token_pair(&session, &Issued { refresh_token: successor, row })?));
+        }
+    }
+    // Spent, possibly a moment ago by a request racing this one.
+    let (token, session) = sessions::find_refresh_token(conn, &hash).await?.ok_or_else(invalid)?;
+    let used_at = token.used_at.map_or(now, |t| t.0);
+    let in_grace = now - used_at <= Duration::seconds(state.settings.refresh_reuse_grace_seconds);
+    if in_grace && session.is_active(now) {
+        if let Some(row) = sessions::find_successor(conn, token.id.0).await? {
+            let successor = state.keys.successor_refresh_token(&presented);
+            return Ok(web::Json(state.token_pair(&session, &Issued { refresh_token: successor, row })?));
+        }
+    }
+    transaction!(conn, |tx| -> ApiError {
+        sessions::revoke(tx, session.user_id.0, session.id.0, "refresh_token_reused", now).await?;
+        events::record(tx, &audit(kind::REFRESH_REUSED, Some(session.user_id.0), &client, false, None)).await?;
+        Ok(())
+    })?;
+    tracing::warn!(user_id = %session.user_id.0, session_id = %session.id.0, "refresh token reused; session revoked");
+    Err(ApiError::unauthorized(
+        "refresh_token_reused",
+        "this refresh token was already used; the session has been revoked, sign in again",
+    ))
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    auth: AuthenticatedUser,
+) -> Result<HttpResponse, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let now = Utc::now();
+    transaction!(conn, |tx| -> ApiError {
+        sessions::revoke(tx, auth.user.id.0, auth.session_id, "logout", now).await?;
+        events::record(tx, &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, None)).await?;
+        Ok(())
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    auth: AuthenticatedUser,
+) -> Result<HttpResponse, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let now = Utc::now();
+    transaction!(conn, |tx| -> ApiError {
+        let revoked = sessions::revoke_all(tx, auth.user.id.0, None, "logout_all", now).await?;
+        let detail = format!("{} sessions", revoked.len());
+        events::record(tx, &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, Some(&detail))).await?;
+        Ok(())
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}

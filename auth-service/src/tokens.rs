@@ -1,0 +1,191 @@
+//! Access tokens (JWT), refresh tokens and the hashing of opaque tokens.
+//!
+//! Access tokens carry `sub, sid, iat, exp, iss, aud, jti` and a `kid` header;
+//! EdDSA (Ed25519) by default, HS256 when configured. Refresh tokens are 256
+//! random bits, stored only as SHA-256 hashes.
+//!
+//! The refresh grace window needs two racing refreshes to get the *same* new
+//! pair, but only hashes are stored. So the successor of a refresh token is
+//! derived, not drawn: `HMAC(server key, spent token)`; and the access token
+//! that comes with it is rebuilt from the `jti`/`iat` stored beside the
+//! successor's hash. Ed25519 and HMAC signatures are deterministic, so the
+//! rebuilt pair is byte for byte the one the winner got. Without the server
+//! key nobody can compute a successor from a stolen token.
+
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::configuration::{JwtKeySource, Settings};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: Uuid,
+}
+
+pub struct TokenKeys {
+    algorithm: Algorithm,
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    jwks: serde_json::Value,
+    successor_key: SecretBox<[u8; 32]>,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+}
+
+const SUCCESSOR_LABEL: &[u8] = b"auth-service refresh-token successor v1";
+
+impl TokenKeys {
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        let (algorithm, kid, encoding, decoding, jwks, key_material) = match &settings.jwt_key {
+            JwtKeySource::Ed25519PemFile(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: cannot read {}: {e}", path.display())
+                })?;
+                let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: not an Ed25519 PKCS#8 PEM key: {e}")
+                })?;
+                let public = signing.verifying_key().to_bytes();
+                let x = URL_SAFE_NO_PAD.encode(public);
+                let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
+                let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: {e}"))?;
+                let decoding = DecodingKey::from_ed_components(&x)?;
+                let jwks = serde_json::json!({"keys": [{
+                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"
+                }]});
+                (Algorithm::EdDSA, kid, encoding, decoding, jwks, signing.to_bytes().to_vec())
+            }
+            JwtKeySource::HmacSecret(secret) => {
+                let bytes = secret.expose_secret().as_bytes();
+                // The kid must not help anyone guess the secret: a truncated
+                // hash of a 256-bit secret reveals nothing usable.
+                let kid = format!("hs-{}", &STANDARD_NO_PAD.encode(&Sha256::digest(bytes)[..6]).replace(['+', '/'], "_"));
+                let jwks = serde_json::json!({"keys": []});
+                (
+                    Algorithm::HS256,
+                    kid,
+                    EncodingKey::from_secret(bytes),
+                    DecodingKey::from_secret(bytes),
+                    jwks,
+                    bytes.to_vec(),
+                )
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        validation.leeway = 5;
+        let mut hasher = Sha256::new();
+        hasher.update(SUCCESSOR_LABEL);
+        hasher.update(&key_material);
+        let successor_key = SecretBox::new(Box::new(hasher.finalize().into()));
+        Ok(Self {
+            algorithm,
+            kid,
+            encoding,
+            decoding,
+            validation,
+            jwks,
+            successor_key,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl: Duration::minutes(settings.access_token_minutes),
+        })
+    }
+
+    pub fn access_ttl_seconds(&self) -> i64 {
+        self.access_ttl.num_seconds()
+    }
+
+    /// Signs an access token. The same arguments give the same token.
+    pub fn issue_access(&self, user_id: Uuid, session_id: Uuid, jti: Uuid, iat: DateTime<Utc>) -> anyhow::Result<String> {
+        let iat = iat.timestamp();
+        let claims = AccessClaims {
+            sub: user_id,
+            sid: session_id,
+            iat,
+            exp: iat + self.access_ttl.num_seconds(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti,
+        };
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
+    }
+
+    /// Checks signature, algorithm, `kid`, expiry, issuer and audience. Says
+    /// nothing of revocation: callers check the session in the database.
+    pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != self.algorithm || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return None;
+        }
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
+    }
+
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    /// The refresh token that replaces `spent` (see the module header).
+    pub fn successor_refresh_token(&self, spent: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.successor_key.expose_secret()).expect("HMAC takes any key length");
+        mac.update(spent.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// A fresh 256-bit random token, base64url without padding.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the database stores instead of an opaque token: hex SHA-256. A plain
+/// hash suffices because the tokens carry 256 random bits.
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_are_256_bits_and_distinct() {
+        let a = random_token();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).expect("base64url").len(), 32);
+        assert_ne!(a, random_token());
+    }
+
+    #[test]
+    fn hash_token_is_sha256_hex() {
+        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,9 @@
+DROP TABLE webhook_events;
+DROP TABLE authentication_events;
+DROP TABLE oauth_tokens;
+DROP TABLE login_attempts;
+DROP TABLE email_verifications;
+DROP TABLE password_resets;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,187 @@
+//! Wire types shared by the auth service, the main backend and their tests.
+//!
+//! Everything here is part of the external contract (`CONTRACT.md`): renaming a
+//! field is a breaking change for clients. This crate depends on serde, uuid and
+//! chrono only, so any client can use it without pulling in a web framework or ORM.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `tokens` in the contract: the answer to register, login and refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// `user` in the contract: the public view returned by registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicUser {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub full_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Answer to `POST /v1/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub user: PublicUser,
+    pub tokens: TokenPair,
+}
+
+/// Answer to the auth service's `GET /v1/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMe {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+/// One entry of `GET /v1/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+/// The auth-owned view of a user that the main backend mirrors.
+///
+/// `version` grows by at least one on every change to an auth-owned field, so a
+/// receiver can drop stale or reordered updates by comparing versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub full_name: Option<String>,
+    pub mfa_enabled: bool,
+    pub account_locked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// Answer to `GET /internal/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<UserRecord>,
+    /// Pass as `after` to get the next page; `None` at the end.
+    pub next_after: Option<Uuid>,
+}
+
+/// Answer to `GET /internal/v1/users/count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCount {
+    pub count: i64,
+}
+
+/// Body of `POST /internal/v1/introspect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    pub token: String,
+}
+
+/// RFC 7662 introspection answer. Inactive answers carry `active: false` only,
+/// so a caller learns nothing about why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+impl Introspection {
+    pub fn inactive() -> Self {
+        Self::default()
+    }
+}
+
+/// Standard Webhooks event body: `{type, timestamp, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timestamp: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+/// Webhook event types named by the contract.
+pub mod event_types {
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const SESSION_REVOKED: &str = "session.revoked";
+}
+
+/// `data` of a `session.revoked` event; empty `session_ids` means every session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRevoked {
+    pub user_id: Uuid,
+    pub session_ids: Vec<Uuid>,
+}
+
+/// RFC 9457 problem details with the contract's stable `code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inactive_introspection_serializes_to_active_false_only() {
+        let json = serde_json::to_string(&Introspection::inactive()).expect("serializes");
+        assert_eq!(json, r#"{"active":false}"#);
+    }
+
+    #[test]
+    fn problem_uses_type_as_field_name() {
+        let p = Problem {
+            kind: "about:blank".into(),
+            title: "Not Found".into(),
+            status: 404,
+            detail: "x".into(),
+            code: "not_found".into(),
+        };
+        let v = serde_json::to_value(&p).expect("serializes");
+        assert_eq!(v["type"], "about:blank");
+        assert!(v.get("kind").is_none());
+    }
+}
