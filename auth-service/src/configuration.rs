@@ -24,6 +24,7 @@
 //! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
 //! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
 //! | `AUTH_MAX_BODY_BYTES` | 65536 | request body limit |
+//! | `AUTH_WORKERS` | CPU count | HTTP worker threads |
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub struct Settings {
     pub refresh_reuse_grace_seconds: i64,
     pub trusted_proxies: Vec<Cidr>,
     pub max_body_bytes: usize,
+    pub workers: Option<usize>,
 }
 
 /// A configuration problem, always naming the variable at fault.
@@ -149,6 +151,7 @@ impl Settings {
             refresh_reuse_grace_seconds: parse_opt(&get, "AUTH_REFRESH_REUSE_GRACE_SECONDS", 0, 300)?.unwrap_or(10),
             trusted_proxies,
             max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?.unwrap_or(64 * 1024),
+            workers: parse_opt(&get, "AUTH_WORKERS", 1, 512)?,
         })
     }
 

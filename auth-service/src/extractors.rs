@@ -8,7 +8,6 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
-use chrono::Utc;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -107,7 +106,7 @@ impl FromRequest for AuthenticatedUser {
             let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid, expired or revoked");
             let claims = state.keys.verify_access(&token).ok_or_else(invalid)?;
             let mut pooled = state.db.get().await?;
-            let (session, user) = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, Utc::now())
+            let (session, user) = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now())
                 .await?
                 .ok_or_else(invalid)?;
             if session.user_id.0 != claims.sub || user.account_locked {

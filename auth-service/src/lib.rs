@@ -74,6 +74,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState { db: db.clone(), settings: Arc::new(settings), keys, hasher });
         let max_body = state.settings.max_body_bytes;
+        let workers = state.settings.workers;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -84,15 +85,22 @@ impl Application {
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(routes::configure)
                 .default_service(web::to(error::not_found))
-        })
-        .listen(listener)?
-        .shutdown_timeout(30)
-        .run();
+        });
+        let server = match workers {
+            Some(n) => server.workers(n),
+            None => server,
+        };
+        let server = server.listen(listener)?.shutdown_timeout(30).run();
         Ok(Self { port, server, db })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server from outside (tests, the launcher).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight requests finish).

@@ -30,7 +30,52 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, Tr
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 /// SQLite through diesel's sync connection, run on tokio's blocking pool.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, FinishBeforeDrop>;
+
+/// Runs SQLite work on tokio's blocking pool, like diesel-async's own
+/// spawner, but safe on actix's single-threaded workers.
+///
+/// A request future can be dropped mid-query (the client went away, or a
+/// sibling extractor failed). The query must then still finish before the
+/// connection is reused, so the drop waits for it. diesel-async waits with
+/// `block_in_place`, which panics on a current-thread runtime and took the
+/// worker down; this waits by parking the thread instead. The wait is one
+/// SQLite statement, and happens only on cancellation.
+pub struct FinishBeforeDrop(tokio::runtime::Handle);
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for FinishBeforeDrop {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures::future::BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        use futures::TryFutureExt;
+        Box::pin(JoinOnDrop(self.0.spawn_blocking(task)).map_err(Box::from))
+    }
+
+    fn get_runtime() -> Self {
+        Self(tokio::runtime::Handle::current())
+    }
+}
+
+struct JoinOnDrop<R>(tokio::task::JoinHandle<R>);
+
+impl<R> std::future::Future for JoinOnDrop<R> {
+    type Output = Result<R, tokio::task::JoinError>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<R> Drop for JoinOnDrop<R> {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            let _ = futures::executor::block_on(&mut self.0);
+        }
+    }
+}
 
 /// Pragmas for every SQLite connection. WAL lets readers run beside the one
 /// writer; `busy_timeout` makes a writer wait for the lock instead of failing;
@@ -256,6 +301,13 @@ impl Conn<'_> {
         use diesel_async::RunQueryDsl;
         run!(self, |c| diesel::sql_query("SELECT 1").execute(c).await.map(|_| ()))
     }
+}
+
+/// The current time at the precision both backends store (microseconds), so
+/// a value returned to a client equals the value read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }
 
 fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {

@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a@b..com", "a@b.com\n"] {
+        for bad in ["", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a@b..com", "a\n@b.com"] {
             let e = Email::parse(bad).expect_err(bad);
             assert_eq!(e.code, "invalid_email", "{bad:?}");
         }

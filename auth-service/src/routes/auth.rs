@@ -12,7 +12,7 @@ use crate::db::events::{self, kind, AuthEvent};
 use crate::db::sessions::{self, RefreshToken, Session};
 use crate::db::users::{self, NewUser};
 use crate::db::sql_types::{DbTime, DbUuid};
-use crate::db::Conn;
+use crate::db::{self, Conn};
 use crate::domain::{Email, FullName, NewPassword};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
@@ -58,7 +58,7 @@ fn audit(kind: &str, user_id: Option<Uuid>, client: &ClientInfo, success: bool, 
         request_id: client.request_id.clone(),
         success,
         detail: detail.map(str::to_owned),
-        created_at: DbTime(Utc::now()),
+        created_at: DbTime(db::now()),
     }
 }
 
@@ -138,7 +138,7 @@ pub async fn register(
         None => None,
     };
     let password_hash = state.hasher.hash(password.into_secret()).await.map_err(ApiError::internal)?;
-    let now = Utc::now();
+    let now = db::now();
     let new_user = NewUser {
         id: DbUuid(Uuid::now_v7()),
         email: email.as_str(),
@@ -192,16 +192,16 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let conn = &mut pooled.conn();
+    let known_id = user.as_ref().map(|u| u.id.0);
     let Some(user) = user.filter(|_| matches) else {
-        let user_id = None;
-        events::record(conn, &audit(kind::LOGIN_FAILED, user_id, &client, false, Some("invalid credentials"))).await?;
+        events::record(conn, &audit(kind::LOGIN_FAILED, known_id, &client, false, Some("invalid credentials"))).await?;
         return Err(invalid());
     };
     if user.account_locked {
         events::record(conn, &audit(kind::LOGIN_FAILED, Some(user.id.0), &client, false, Some("account locked"))).await?;
         return Err(ApiError::forbidden("account_locked", "this account is locked; contact an administrator"));
     }
-    let now = Utc::now();
+    let now = db::now();
     let tokens = transaction!(conn, |tx| -> ApiError {
         let tokens = state.start_session(tx, user.id.0, &client, now).await?;
         users::touch_last_login(tx, user.id.0, now).await?;
@@ -224,7 +224,7 @@ pub async fn refresh(
 ) -> Result<web::Json<TokenPair>, ApiError> {
     let presented = body.into_inner().refresh_token;
     let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired");
-    let now = Utc::now();
+    let now = db::now();
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let hash = hash_token(&presented);
@@ -284,7 +284,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
-    let now = Utc::now();
+    let now = db::now();
     transaction!(conn, |tx| -> ApiError {
         sessions::revoke(tx, auth.user.id.0, auth.session_id, "logout", now).await?;
         events::record(tx, &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, None)).await?;
@@ -300,7 +300,7 @@ pub async fn logout_all(
 ) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
-    let now = Utc::now();
+    let now = db::now();
     transaction!(conn, |tx| -> ApiError {
         let revoked = sessions::revoke_all(tx, auth.user.id.0, None, "logout_all", now).await?;
         let detail = format!("{} sessions", revoked.len());

@@ -1,7 +1,6 @@
 //! Endpoints for our other services; every handler takes `InternalCaller`.
 
 use actix_web::web;
-use chrono::Utc;
 use serde::Deserialize;
 use shared_types::{IntrospectRequest, Introspection, UserCount, UserPage, UserRecord};
 use uuid::Uuid;
@@ -22,7 +21,7 @@ pub async fn introspect(
         return Ok(web::Json(Introspection::inactive()));
     };
     let mut pooled = state.db.get().await?;
-    let found = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, Utc::now()).await?;
+    let found = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now()).await?;
     let answer = match found {
         Some((session, user)) if session.user_id.0 == claims.sub && !user.account_locked => Introspection {
             active: true,

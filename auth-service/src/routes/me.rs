@@ -1,5 +1,4 @@
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use shared_types::{AuthMe, SessionInfo};
 use uuid::Uuid;
 
@@ -25,7 +24,7 @@ pub async fn list_sessions(
     auth: AuthenticatedUser,
 ) -> Result<web::Json<Vec<SessionInfo>>, ApiError> {
     let mut pooled = state.db.get().await?;
-    let rows = sessions::list_active(&mut pooled.conn(), auth.user.id.0, Utc::now()).await?;
+    let rows = sessions::list_active(&mut pooled.conn(), auth.user.id.0, crate::db::now()).await?;
     Ok(web::Json(
         rows.into_iter()
             .map(|s| SessionInfo {
@@ -48,7 +47,7 @@ pub async fn delete_session(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
-    let revoked = sessions::revoke(&mut pooled.conn(), auth.user.id.0, path.into_inner(), "revoked_by_user", Utc::now()).await?;
+    let revoked = sessions::revoke(&mut pooled.conn(), auth.user.id.0, path.into_inner(), "revoked_by_user", crate::db::now()).await?;
     if !revoked {
         return Err(ApiError::not_found("no such session"));
     }

@@ -1,0 +1,192 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use auth_service::configuration::Settings;
+use auth_service::Application;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use shared_types::{RegisterResponse, TokenPair};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A database of its own for one test, removed when the test ends.
+enum TestDb {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    async fn create(dir: &std::path::Path) -> (Self, String) {
+        match std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+            Some(admin_url) => {
+                let name = format!("test_{}", Uuid::new_v4().simple());
+                let mut conn = AsyncPgConnection::establish(&admin_url).await.expect("TEST_DATABASE_URL reachable");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+                let url = match admin_url.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("TEST_DATABASE_URL must end in /DBNAME"),
+                };
+                (TestDb::Postgres { admin_url, name }, url)
+            }
+            None => (TestDb::Sqlite, format!("sqlite://{}", dir.join("auth.db").display())),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside any async context we may block on, so the
+            // cleanup gets a thread and a small runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub api_key: String,
+    pub database_url: String,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+    _db: TestDb,
+    dir: PathBuf,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // `stop` sends its command at once; the returned future only waits.
+        drop(self.handle.stop(false));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts a server whose settings are the defaults plus `overrides`
+/// (environment variable names and values, as an operator would set them).
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("auth-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key_path = dir.join("jwt.pem");
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::write(&key_path, key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes()).expect("write key");
+    let (db, database_url) = TestDb::create(&dir).await;
+    let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("AUTH_BIND".into(), "127.0.0.1:0".into()),
+        ("AUTH_DATABASE_URL".into(), database_url.clone()),
+        ("AUTH_JWT_PRIVATE_KEY_FILE".into(), key_path.display().to_string()),
+        ("AUTH_SERVICE_API_KEY".into(), api_key.clone()),
+        ("AUTH_MAIL_OUTBOX".into(), dir.join("mail.jsonl").display().to_string()),
+        ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
+        ("AUTH_WORKERS".into(), "1".into()),
+    ]);
+    for (k, v) in overrides {
+        env.insert((*k).into(), (*v).into());
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
+    let app = Application::build(settings.clone()).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        api_key,
+        database_url,
+        settings,
+        handle,
+        _db: db,
+        dir,
+    }
+}
+
+/// A unique, valid email for this test.
+pub fn email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn post_bearer(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
+        let mut req = self.client.post(self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    pub async fn register(&self, email: &str) -> RegisterResponse {
+        let res = self.post_json("/v1/register", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.expect("register body")
+    }
+
+    pub async fn login(&self, email: &str) -> TokenPair {
+        let res = self.post_json("/v1/login", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("tokens")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/token/refresh", &json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let res = self.post_bearer("/internal/v1/introspect", &self.api_key, Some(&json!({"token": token}))).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("introspection")
+    }
+
+    /// Status of `GET /v1/me` with this token.
+    pub async fn me_status(&self, token: &str) -> StatusCode {
+        self.get_bearer("/v1/me", token).await.status()
+    }
+}
+
+/// Asserts a problem-details answer with this status and code; returns the body.
+pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    if status == StatusCode::UNAUTHORIZED {
+        let www = res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(www.starts_with("Bearer"), "401 must carry WWW-Authenticate: Bearer, got {www:?}");
+    }
+    let body: Value = res.json().await.expect("problem body");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "problem lacks {field}: {body}");
+    }
+    body
+}

@@ -1,0 +1,14 @@
+//! The auth service's API tests: one binary, one module per area. Each test
+//! starts the real server on port 0 with its own database: a temp SQLite file
+//! by default, a fresh PostgreSQL database when `TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod errors;
+mod health;
+mod internal;
+mod login;
+mod refresh;
+mod register;
+mod sessions;
+mod tokens;
