@@ -79,7 +79,10 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
 }
 
 /// Minimum length of shared secrets: 32 bytes is 256 bits when random.
@@ -98,22 +101,31 @@ impl Settings {
             None | Some("EdDSA") => JwtAlgorithm::EdDSA,
             Some("HS256") => JwtAlgorithm::HS256,
             Some(other) => {
-                return Err(err("AUTH_JWT_ALGORITHM", format!("`{other}` is not supported; use EdDSA or HS256")))
+                return Err(err(
+                    "AUTH_JWT_ALGORITHM",
+                    format!("`{other}` is not supported; use EdDSA or HS256"),
+                ))
             }
         };
         let jwt_key = match algorithm {
             JwtAlgorithm::EdDSA => {
-                let path = get("AUTH_JWT_PRIVATE_KEY_FILE")
-                    .ok_or_else(|| err("AUTH_JWT_PRIVATE_KEY_FILE", "required for EdDSA (an Ed25519 PKCS#8 PEM file)"))?;
+                let path = get("AUTH_JWT_PRIVATE_KEY_FILE").ok_or_else(|| {
+                    err(
+                        "AUTH_JWT_PRIVATE_KEY_FILE",
+                        "required for EdDSA (an Ed25519 PKCS#8 PEM file)",
+                    )
+                })?;
                 JwtKeySource::Ed25519PemFile(path.into())
             }
             JwtAlgorithm::HS256 => {
-                let secret = get("AUTH_JWT_SECRET").ok_or_else(|| err("AUTH_JWT_SECRET", "required for HS256"))?;
+                let secret = get("AUTH_JWT_SECRET")
+                    .ok_or_else(|| err("AUTH_JWT_SECRET", "required for HS256"))?;
                 check_secret("AUTH_JWT_SECRET", &secret)?;
                 JwtKeySource::HmacSecret(secret.into())
             }
         };
-        let service_api_key = get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
+        let service_api_key =
+            get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
         check_secret("AUTH_SERVICE_API_KEY", &service_api_key)?;
         let webhook_secret = match get("AUTH_WEBHOOK_SECRET") {
             Some(s) => {
@@ -128,29 +140,45 @@ impl Settings {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| Cidr::parse(s).ok_or_else(|| err("AUTH_TRUSTED_PROXIES", format!("`{s}` is not a CIDR"))))
+                .map(|s| {
+                    Cidr::parse(s)
+                        .ok_or_else(|| err("AUTH_TRUSTED_PROXIES", format!("`{s}` is not a CIDR")))
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(Self {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
-            database_url: get("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into()),
+            database_url: get("AUTH_DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://data/auth.db".into()),
             database_pool_size: parse_opt(&get, "AUTH_DATABASE_POOL_SIZE", 1, 1000)?,
             jwt_key,
-            access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?.unwrap_or(30),
-            refresh_token_days: parse_opt(&get, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365)?.unwrap_or(7),
+            access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?
+                .unwrap_or(30),
+            refresh_token_days: parse_opt(&get, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365)?
+                .unwrap_or(7),
             issuer: get("AUTH_ISSUER").unwrap_or_else(|| public_url.clone()),
             audience: get("AUTH_AUDIENCE").unwrap_or_else(|| "main-backend".into()),
             service_api_key: service_api_key.into(),
-            webhook_url: get("AUTH_WEBHOOK_URL").unwrap_or_else(|| "http://127.0.0.1:8000/webhooks/auth".into()),
+            webhook_url: get("AUTH_WEBHOOK_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8000/webhooks/auth".into()),
             webhook_secret,
             public_url,
             smtp_url: get("SMTP_URL").map(SecretString::from),
-            mail_outbox: get("AUTH_MAIL_OUTBOX").unwrap_or_else(|| "data/mail.jsonl".into()).into(),
+            mail_outbox: get("AUTH_MAIL_OUTBOX")
+                .unwrap_or_else(|| "data/mail.jsonl".into())
+                .into(),
             lockout_threshold: parse_opt(&get, "AUTH_LOCKOUT_THRESHOLD", 1, 1000)?.unwrap_or(5),
             lockout_minutes: parse_opt(&get, "AUTH_LOCKOUT_MINUTES", 1, 7 * 24 * 60)?.unwrap_or(15),
-            refresh_reuse_grace_seconds: parse_opt(&get, "AUTH_REFRESH_REUSE_GRACE_SECONDS", 0, 300)?.unwrap_or(10),
+            refresh_reuse_grace_seconds: parse_opt(
+                &get,
+                "AUTH_REFRESH_REUSE_GRACE_SECONDS",
+                0,
+                300,
+            )?
+            .unwrap_or(10),
             trusted_proxies,
-            max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?.unwrap_or(64 * 1024),
+            max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?
+                .unwrap_or(64 * 1024),
             workers: parse_opt(&get, "AUTH_WORKERS", 1, 512)?,
         })
     }
@@ -163,7 +191,12 @@ impl Settings {
     }
 }
 
-fn parse_opt<T>(get: &impl Fn(&str) -> Option<String>, var: &'static str, min: T, max: T) -> Result<Option<T>, ConfigError>
+fn parse_opt<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    min: T,
+    max: T,
+) -> Result<Option<T>, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
@@ -171,7 +204,10 @@ where
         None => Ok(None),
         Some(raw) => match raw.trim().parse::<T>() {
             Ok(v) if v >= min && v <= max => Ok(Some(v)),
-            _ => Err(err(var, format!("`{raw}` is not a number from {min} to {max}"))),
+            _ => Err(err(
+                var,
+                format!("`{raw}` is not a number from {min} to {max}"),
+            )),
         },
     }
 }
@@ -179,17 +215,25 @@ where
 /// Refuses short secrets and the placeholders of `.env.example`.
 pub fn check_secret(var: &'static str, value: &str) -> Result<(), ConfigError> {
     if value.len() < MIN_SECRET_BYTES {
-        return Err(err(var, format!("too short: at least {MIN_SECRET_BYTES} bytes of random data are required")));
+        return Err(err(
+            var,
+            format!("too short: at least {MIN_SECRET_BYTES} bytes of random data are required"),
+        ));
     }
     if value.contains("change-me") || value.contains("CHANGE_ME") || value.starts_with('<') {
-        return Err(err(var, "still the placeholder from .env.example; generate a random value"));
+        return Err(err(
+            var,
+            "still the placeholder from .env.example; generate a random value",
+        ));
     }
     Ok(())
 }
 
 fn check_webhook_secret(value: &str) -> Result<(), ConfigError> {
     let var = "AUTH_WEBHOOK_SECRET";
-    let b64 = value.strip_prefix("whsec_").ok_or_else(|| err(var, "must look like whsec_<base64>"))?;
+    let b64 = value
+        .strip_prefix("whsec_")
+        .ok_or_else(|| err(var, "must look like whsec_<base64>"))?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| err(var, "the part after whsec_ is not valid base64"))?;
@@ -222,11 +266,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -245,7 +293,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -253,7 +304,9 @@ mod tests {
 
     #[test]
     fn missing_api_key_names_the_variable() {
-        let e = Settings::from_lookup(lookup(&[("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem")])).err().expect("fails");
+        let e = Settings::from_lookup(lookup(&[("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem")]))
+            .err()
+            .expect("fails");
         assert_eq!(e.var, "AUTH_SERVICE_API_KEY");
     }
 
@@ -273,7 +326,10 @@ mod tests {
     fn placeholder_secret_is_refused() {
         let e = Settings::from_lookup(lookup(&[
             ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
-            ("AUTH_SERVICE_API_KEY", "<change-me: 32+ random bytes, e.g. openssl rand -hex 32>"),
+            (
+                "AUTH_SERVICE_API_KEY",
+                "<change-me: 32+ random bytes, e.g. openssl rand -hex 32>",
+            ),
         ]))
         .err()
         .expect("fails");
@@ -282,28 +338,48 @@ mod tests {
 
     #[test]
     fn eddsa_without_key_file_is_refused() {
-        let e = Settings::from_lookup(lookup(&[("AUTH_SERVICE_API_KEY", KEY)])).err().expect("fails");
+        let e = Settings::from_lookup(lookup(&[("AUTH_SERVICE_API_KEY", KEY)]))
+            .err()
+            .expect("fails");
         assert_eq!(e.var, "AUTH_JWT_PRIVATE_KEY_FILE");
     }
 
     #[test]
     fn bad_numbers_and_webhook_secret_are_refused() {
-        let base = [("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"), ("AUTH_SERVICE_API_KEY", KEY)];
+        let base = [
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+        ];
         let with = |extra: (&'static str, &'static str)| {
             let mut v = base.to_vec();
             v.push(extra);
             Settings::from_lookup(lookup(&v)).err().expect("fails").var
         };
-        assert_eq!(with(("AUTH_LOCKOUT_THRESHOLD", "zero")), "AUTH_LOCKOUT_THRESHOLD");
-        assert_eq!(with(("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", "0")), "JWT_ACCESS_TOKEN_EXPIRE_MINUTES");
-        assert_eq!(with(("AUTH_WEBHOOK_SECRET", "plain")), "AUTH_WEBHOOK_SECRET");
-        assert_eq!(with(("AUTH_TRUSTED_PROXIES", "10.0.0.0/40")), "AUTH_TRUSTED_PROXIES");
+        assert_eq!(
+            with(("AUTH_LOCKOUT_THRESHOLD", "zero")),
+            "AUTH_LOCKOUT_THRESHOLD"
+        );
+        assert_eq!(
+            with(("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", "0")),
+            "JWT_ACCESS_TOKEN_EXPIRE_MINUTES"
+        );
+        assert_eq!(
+            with(("AUTH_WEBHOOK_SECRET", "plain")),
+            "AUTH_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            with(("AUTH_TRUSTED_PROXIES", "10.0.0.0/40")),
+            "AUTH_TRUSTED_PROXIES"
+        );
     }
 
     #[test]
     fn defaults_follow_the_contract() {
-        let s = Settings::from_lookup(lookup(&[("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"), ("AUTH_SERVICE_API_KEY", KEY)]))
-            .expect("valid");
+        let s = Settings::from_lookup(lookup(&[
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+        ]))
+        .expect("valid");
         assert_eq!(s.bind, "127.0.0.1:8001");
         assert_eq!(s.database_url, "sqlite://data/auth.db");
         assert_eq!(s.access_token_minutes, 30);
@@ -319,8 +395,12 @@ mod tests {
         let net = Cidr::parse("10.1.0.0/16").expect("valid");
         assert!(net.contains("10.1.200.3".parse().expect("ip")));
         assert!(!net.contains("10.2.0.1".parse().expect("ip")));
-        assert!(Cidr::parse("::1").expect("valid").contains("::1".parse().expect("ip")));
-        assert!(Cidr::parse("0.0.0.0/0").expect("valid").contains("8.8.8.8".parse().expect("ip")));
+        assert!(Cidr::parse("::1")
+            .expect("valid")
+            .contains("::1".parse().expect("ip")));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .expect("valid")
+            .contains("8.8.8.8".parse().expect("ip")));
         assert!(Cidr::parse("nonsense").is_none());
     }
 }

@@ -30,7 +30,13 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None, source: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            source: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
@@ -51,12 +57,20 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, detail)
     }
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            detail,
+        )
     }
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self {
             source: Some(source.into()),
-            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an unexpected error occurred",
+            )
         }
     }
 
@@ -79,9 +93,11 @@ impl From<diesel::result::Error> for ApiError {
         match &e {
             // A lost or closed connection is the database being away, which
             // clients should treat as retryable.
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Error::BrokenTransactionManager => {
-                Self { source: Some(e.into()), ..Self::unavailable("the database is unavailable; retry shortly") }
-            }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::BrokenTransactionManager => Self {
+                source: Some(e.into()),
+                ..Self::unavailable("the database is unavailable; retry shortly")
+            },
             _ => Self::internal(e),
         }
     }
@@ -89,7 +105,10 @@ impl From<diesel::result::Error> for ApiError {
 
 impl From<PoolError> for ApiError {
     fn from(e: PoolError) -> Self {
-        Self { source: Some(e.into()), ..Self::unavailable("the database is unavailable; retry shortly") }
+        Self {
+            source: Some(e.into()),
+            ..Self::unavailable("the database is unavailable; retry shortly")
+        }
     }
 }
 
@@ -101,14 +120,22 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
             match &self.source {
-                Some(source) => tracing::error!(code = self.code, error = ?source, "request failed"),
+                Some(source) => {
+                    tracing::error!(code = self.code, error = ?source, "request failed")
+                }
                 None => tracing::error!(code = self.code, detail = %self.detail, "request failed"),
             }
         }
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if self.status == StatusCode::UNAUTHORIZED {
-            res.insert_header((header::WWW_AUTHENTICATE, format!("Bearer error=\"invalid_token\", error_description=\"{}\"", self.code)));
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    self.code
+                ),
+            ));
         }
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
@@ -119,29 +146,42 @@ impl ResponseError for ApiError {
 
 /// Bad JSON bodies: syntax errors are 400, shape errors (unknown or missing
 /// fields, wrong types) are 422, too large is 413, not JSON is 415.
-pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn json_error_handler(
+    err: actix_web::error::JsonPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
-        E::Overflow { .. } | E::OverflowKnownLength { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        }
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         E::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as application/json",
         ),
-        E::Deserialize(e) if e.is_data() => ApiError::validation("validation_failed", e.to_string()),
+        E::Deserialize(e) if e.is_data() => {
+            ApiError::validation("validation_failed", e.to_string())
+        }
         E::Deserialize(e) => ApiError::bad_request(format!("malformed JSON: {e}")),
         other => ApiError::bad_request(other.to_string()),
     };
     api.into()
 }
 
-pub fn path_error_handler(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+pub fn path_error_handler(
+    err: actix_web::error::PathError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     ApiError::bad_request(format!("invalid path parameter: {err}")).into()
 }
 
-pub fn query_error_handler(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error_handler(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     ApiError::bad_request(format!("invalid query string: {err}")).into()
 }
 

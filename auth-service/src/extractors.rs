@@ -23,7 +23,10 @@ use crate::AppState;
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Where a request came from, for sessions, lockout and the audit trail.
@@ -59,7 +62,13 @@ pub fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .map(|ip| ip.to_canonical())
         .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(*ip))
+            .unwrap_or(peer),
+    )
 }
 
 impl FromRequest for ClientInfo {
@@ -67,7 +76,10 @@ impl FromRequest for ClientInfo {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trusted = req.app_data::<web::Data<AppState>>().map(|s| s.settings.trusted_proxies.as_slice()).unwrap_or(&[]);
+        let trusted = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.settings.trusted_proxies.as_slice())
+            .unwrap_or(&[]);
         std::future::ready(Ok(ClientInfo {
             ip: client_ip(req, trusted),
             user_agent: req
@@ -76,7 +88,11 @@ impl FromRequest for ClientInfo {
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(512).collect()),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-            endpoint: format!("{} {}", req.method(), req.match_pattern().unwrap_or_else(|| req.path().to_owned())),
+            endpoint: format!(
+                "{} {}",
+                req.method(),
+                req.match_pattern().unwrap_or_else(|| req.path().to_owned())
+            ),
         }))
     }
 }
@@ -90,7 +106,9 @@ pub struct AuthenticatedUser {
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))
 }
 
 impl FromRequest for AuthenticatedUser {
@@ -102,17 +120,28 @@ impl FromRequest for AuthenticatedUser {
         let state = state(req);
         Box::pin(async move {
             let state = state?;
-            let token = token.ok_or_else(|| ApiError::unauthorized("unauthorized", "a bearer access token is required"))?;
-            let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid, expired or revoked");
+            let token = token.ok_or_else(|| {
+                ApiError::unauthorized("unauthorized", "a bearer access token is required")
+            })?;
+            let invalid = || {
+                ApiError::unauthorized(
+                    "invalid_token",
+                    "the access token is invalid, expired or revoked",
+                )
+            };
             let claims = state.keys.verify_access(&token).ok_or_else(invalid)?;
             let mut pooled = state.db.get().await?;
-            let (session, user) = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now())
-                .await?
-                .ok_or_else(invalid)?;
+            let (session, user) =
+                sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now())
+                    .await?
+                    .ok_or_else(invalid)?;
             if session.user_id.0 != claims.sub || user.account_locked {
                 return Err(invalid());
             }
-            Ok(AuthenticatedUser { user, session_id: session.id.0 })
+            Ok(AuthenticatedUser {
+                user,
+                session_id: session.id.0,
+            })
         })
     }
 }
@@ -135,8 +164,13 @@ impl FromRequest for InternalCaller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = state(req).and_then(|state| match bearer(req) {
-            Some(token) if key_matches(token, state.settings.service_api_key.expose_secret()) => Ok(InternalCaller),
-            _ => Err(ApiError::unauthorized("unauthorized", "internal endpoints need the service API key")),
+            Some(token) if key_matches(token, state.settings.service_api_key.expose_secret()) => {
+                Ok(InternalCaller)
+            }
+            _ => Err(ApiError::unauthorized(
+                "unauthorized",
+                "internal endpoints need the service API key",
+            )),
         });
         std::future::ready(result)
     }
@@ -149,12 +183,18 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        let req = TestRequest::default().insert_header((header::AUTHORIZATION, "Bearer abc")).to_http_request();
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "Bearer abc"))
+            .to_http_request();
         assert_eq!(bearer(&req), Some("abc"));
-        let req = TestRequest::default().insert_header((header::AUTHORIZATION, "bearer  abc ")).to_http_request();
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "bearer  abc "))
+            .to_http_request();
         assert_eq!(bearer(&req), Some("abc"));
         for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
-            let req = TestRequest::default().insert_header((header::AUTHORIZATION, bad)).to_http_request();
+            let req = TestRequest::default()
+                .insert_header((header::AUTHORIZATION, bad))
+                .to_http_request();
             assert_eq!(bearer(&req), None, "{bad}");
         }
     }
@@ -166,13 +206,22 @@ mod tests {
             .peer_addr("10.0.0.5:1234".parse().expect("addr"))
             .insert_header(("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.9"))
             .to_http_request();
-        assert_eq!(client_ip(&via_proxy, &trusted), Some("1.2.3.4".parse().expect("ip")));
+        assert_eq!(
+            client_ip(&via_proxy, &trusted),
+            Some("1.2.3.4".parse().expect("ip"))
+        );
         let direct = TestRequest::default()
             .peer_addr("8.8.8.8:1234".parse().expect("addr"))
             .insert_header(("x-forwarded-for", "1.2.3.4"))
             .to_http_request();
-        assert_eq!(client_ip(&direct, &trusted), Some("8.8.8.8".parse().expect("ip")));
-        assert_eq!(client_ip(&direct, &[]), Some("8.8.8.8".parse().expect("ip")));
+        assert_eq!(
+            client_ip(&direct, &trusted),
+            Some("8.8.8.8".parse().expect("ip"))
+        );
+        assert_eq!(
+            client_ip(&direct, &[]),
+            Some("8.8.8.8".parse().expect("ip"))
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ use crate::db::{Backend, DbPool};
 use crate::passwords::PasswordHasher;
 use crate::tokens::TokenKeys;
 
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations-auth/postgres");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../migrations-auth/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations-auth/sqlite");
 
 /// Shared by every request handler.
@@ -51,7 +52,12 @@ pub struct Application {
 
 /// Applies pending migrations (what `auth-service migrate` does).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
-    db::run_migrations(&settings.database_url, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS).await
+    db::run_migrations(
+        &settings.database_url,
+        POSTGRES_MIGRATIONS,
+        SQLITE_MIGRATIONS,
+    )
+    .await
 }
 
 impl Application {
@@ -63,22 +69,33 @@ impl Application {
             tracing::info!(applied, "database migrations applied");
         }
         let keys = Arc::new(TokenKeys::load(&settings)?);
-        let pool_size = settings.database_pool_size.unwrap_or(match db::Backend::of_url(&settings.database_url) {
-            Some(Backend::Sqlite) => 8,
-            _ => 16,
-        });
+        let pool_size = settings.database_pool_size.unwrap_or(
+            match db::Backend::of_url(&settings.database_url) {
+                Some(Backend::Sqlite) => 8,
+                _ => 16,
+            },
+        );
         let db = DbPool::connect(&settings.database_url, pool_size).await?;
         let hasher = tokio::task::spawn_blocking(|| PasswordHasher::new(0)).await??;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { db: db.clone(), settings: Arc::new(settings), keys, hasher });
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            settings: Arc::new(settings),
+            keys,
+            hasher,
+        });
         let max_body = state.settings.max_body_bytes;
         let workers = state.settings.workers;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::JsonConfig::default().limit(max_body).error_handler(error::json_error_handler))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(error::json_error_handler),
+                )
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))

@@ -3,7 +3,11 @@ use auth_service::{migrate, telemetry, Application};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "auth-service", version, about = "Users, passwords, sessions and tokens")]
+#[command(
+    name = "auth-service",
+    version,
+    about = "Users, passwords, sessions and tokens"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -26,36 +28,52 @@ fn argon2() -> Argon2<'static> {
 
 fn hash_blocking(password: &[u8]) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(argon2().hash_password(password, &salt).map_err(|e| anyhow::anyhow!("argon2: {e}"))?.to_string())
+    Ok(argon2()
+        .hash_password(password, &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string())
 }
 
 impl PasswordHasher {
     /// `concurrency` hashes may run at once; 0 means one per CPU.
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
         let n = if concurrency == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             concurrency
         };
         let dummy = hash_blocking(b"dummy password that matches no account")?;
-        Ok(Self { permits: Arc::new(Semaphore::new(n)), dummy_hash: dummy.into() })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(n)),
+            dummy_hash: dummy.into(),
+        })
     }
 
     pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
         let _permit = self.permits.acquire().await?;
-        tokio::task::spawn_blocking(move || hash_blocking(password.expose_secret().as_bytes())).await?
+        tokio::task::spawn_blocking(move || hash_blocking(password.expose_secret().as_bytes()))
+            .await?
     }
 
     /// True when `password` matches `hash`. With no hash (unknown user) the
     /// dummy is verified instead, at the same cost, and the answer is false.
-    pub async fn verify(&self, password: SecretString, hash: Option<String>) -> anyhow::Result<bool> {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        hash: Option<String>,
+    ) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await?;
         let dummy = self.dummy_hash.clone();
         tokio::task::spawn_blocking(move || {
             let known = hash.is_some();
             let stored = hash.unwrap_or_else(|| dummy.to_string());
-            let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-            let ok = argon2().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+            let ok = argon2()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok();
             Ok(known && ok)
         })
         .await?

@@ -18,10 +18,23 @@ use tracing_subscriber::EnvFilter;
 
 /// Sets up the global subscriber once; later calls (tests) are no-ops.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json = std::env::var("LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("json")).unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().flatten_event(true).with_current_span(true).try_init() } else { builder.try_init() };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json = std::env::var("LOG_FORMAT")
+        .map(|v| v.eq_ignore_ascii_case("json"))
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// The request id of the request being served.
@@ -50,6 +63,12 @@ pub async fn request_span(
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let status = res.status().as_u16();
-    span.in_scope(|| tracing::info!(status, elapsed_us = started.elapsed().as_micros() as u64, "served"));
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "served"
+        )
+    });
     Ok(res)
 }

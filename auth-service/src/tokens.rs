@@ -57,7 +57,10 @@ impl TokenKeys {
         let (algorithm, kid, encoding, decoding, jwks, key_material) = match &settings.jwt_key {
             JwtKeySource::Ed25519PemFile(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: cannot read {}: {e}", path.display())
+                    anyhow::anyhow!(
+                        "AUTH_JWT_PRIVATE_KEY_FILE: cannot read {}: {e}",
+                        path.display()
+                    )
                 })?;
                 let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
                     anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: not an Ed25519 PKCS#8 PEM key: {e}")
@@ -71,13 +74,25 @@ impl TokenKeys {
                 let jwks = serde_json::json!({"keys": [{
                     "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"
                 }]});
-                (Algorithm::EdDSA, kid, encoding, decoding, jwks, signing.to_bytes().to_vec())
+                (
+                    Algorithm::EdDSA,
+                    kid,
+                    encoding,
+                    decoding,
+                    jwks,
+                    signing.to_bytes().to_vec(),
+                )
             }
             JwtKeySource::HmacSecret(secret) => {
                 let bytes = secret.expose_secret().as_bytes();
                 // The kid must not help anyone guess the secret: a truncated
                 // hash of a 256-bit secret reveals nothing usable.
-                let kid = format!("hs-{}", &STANDARD_NO_PAD.encode(&Sha256::digest(bytes)[..6]).replace(['+', '/'], "_"));
+                let kid = format!(
+                    "hs-{}",
+                    &STANDARD_NO_PAD
+                        .encode(&Sha256::digest(bytes)[..6])
+                        .replace(['+', '/'], "_")
+                );
                 let jwks = serde_json::json!({"keys": []});
                 (
                     Algorithm::HS256,
@@ -117,7 +132,13 @@ impl TokenKeys {
     }
 
     /// Signs an access token. The same arguments give the same token.
-    pub fn issue_access(&self, user_id: Uuid, session_id: Uuid, jti: Uuid, iat: DateTime<Utc>) -> anyhow::Result<String> {
+    pub fn issue_access(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        jti: Uuid,
+        iat: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
         let iat = iat.timestamp();
         let claims = AccessClaims {
             sub: user_id,
@@ -140,7 +161,9 @@ impl TokenKeys {
         if header.alg != self.algorithm || header.kid.as_deref() != Some(self.kid.as_str()) {
             return None;
         }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|d| d.claims)
     }
 
     pub fn jwks(&self) -> &serde_json::Value {
@@ -149,7 +172,8 @@ impl TokenKeys {
 
     /// The refresh token that replaces `spent` (see the module header).
     pub fn successor_refresh_token(&self, spent: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.successor_key.expose_secret()).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.successor_key.expose_secret())
+            .expect("HMAC takes any key length");
         mac.update(spent.as_bytes());
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
@@ -186,6 +210,9 @@ mod tests {
 
     #[test]
     fn hash_token_is_sha256_hex() {
-        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -1,1 +1,25 @@
-fn main() {}
+//! Development launcher and benchmark driver.
+//!
+//! `cargo run -p launcher` runs the services locally on the embedded SQLite
+//! default. Development secrets (API key, webhook secret, JWT signing key) are
+//! generated on first run into `data/dev/` (git-ignored) and reused after that;
+//! variables set in the environment win over them.
+//!
+//! `cargo run --release -p launcher -- bench` runs the benchmarks and rewrites
+//! BENCHMARKS.md (see `bench.rs`).
+
+mod bench;
+mod dev;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("dev") => dev::run().await,
+        Some("bench") => bench::run(&args[1..]).await,
+        Some(other) => {
+            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N]`");
+            std::process::exit(2)
+        }
+    }
+}

@@ -43,11 +43,18 @@ pub async fn record(conn: &mut Conn<'_>, event: &AuthEvent) -> QueryResult<()> {
 }
 
 /// Newest first, optionally for one user.
-pub async fn list(conn: &mut Conn<'_>, user_id: Option<Uuid>, limit: i64) -> QueryResult<Vec<AuthEvent>> {
+pub async fn list(
+    conn: &mut Conn<'_>,
+    user_id: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<AuthEvent>> {
     run!(conn, |c| {
         let mut q = authentication_events::table
             .select(AuthEvent::as_select())
-            .order((authentication_events::created_at.desc(), authentication_events::id.desc()))
+            .order((
+                authentication_events::created_at.desc(),
+                authentication_events::id.desc(),
+            ))
             .limit(limit)
             .into_boxed();
         if let Some(user_id) = user_id {

@@ -6,8 +6,8 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::schema::{refresh_tokens, sessions, users};
-use super::users::User;
 use super::sql_types::{DbTime, DbUuid};
+use super::users::User;
 use super::Conn;
 use crate::run;
 
@@ -45,7 +45,10 @@ pub struct RefreshToken {
 }
 
 pub async fn insert(conn: &mut Conn<'_>, session: &Session) -> QueryResult<()> {
-    run!(conn, |c| diesel::insert_into(sessions::table).values(session).execute(c).await)?;
+    run!(conn, |c| diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(c)
+        .await)?;
     Ok(())
 }
 
@@ -67,7 +70,11 @@ pub async fn find_active_with_user(
         .optional())
 }
 
-pub async fn list_active(conn: &mut Conn<'_>, user_id: Uuid, now: DateTime<Utc>) -> QueryResult<Vec<Session>> {
+pub async fn list_active(
+    conn: &mut Conn<'_>,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Session>> {
     run!(conn, |c| sessions::table
         .filter(sessions::user_id.eq(DbUuid(user_id)))
         .filter(sessions::revoked_at.is_null())
@@ -93,7 +100,10 @@ pub async fn revoke(
             .filter(sessions::user_id.eq(DbUuid(user_id)))
             .filter(sessions::revoked_at.is_null())
     )
-    .set((sessions::revoked_at.eq(DbTime(now)), sessions::revoked_reason.eq(reason)))
+    .set((
+        sessions::revoked_at.eq(DbTime(now)),
+        sessions::revoked_reason.eq(reason)
+    ))
     .execute(c)
     .await)?;
     Ok(n == 1)
@@ -114,7 +124,10 @@ pub async fn revoke_all(
             .filter(sessions::revoked_at.is_null())
             .filter(sessions::id.ne(keep))
     )
-    .set((sessions::revoked_at.eq(DbTime(now)), sessions::revoked_reason.eq(reason)))
+    .set((
+        sessions::revoked_at.eq(DbTime(now)),
+        sessions::revoked_reason.eq(reason)
+    ))
     .returning(sessions::id)
     .get_results::<DbUuid>(c)
     .await)
@@ -128,15 +141,23 @@ pub async fn touch(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
-    run!(conn, |c| diesel::update(sessions::table.find(DbUuid(session_id)))
-        .set((sessions::last_used_at.eq(DbTime(now)), sessions::expires_at.eq(DbTime(expires_at))))
-        .execute(c)
-        .await)?;
+    run!(conn, |c| diesel::update(
+        sessions::table.find(DbUuid(session_id))
+    )
+    .set((
+        sessions::last_used_at.eq(DbTime(now)),
+        sessions::expires_at.eq(DbTime(expires_at))
+    ))
+    .execute(c)
+    .await)?;
     Ok(())
 }
 
 pub async fn insert_refresh_token(conn: &mut Conn<'_>, token: &RefreshToken) -> QueryResult<()> {
-    run!(conn, |c| diesel::insert_into(refresh_tokens::table).values(token).execute(c).await)?;
+    run!(conn, |c| diesel::insert_into(refresh_tokens::table)
+        .values(token)
+        .execute(c)
+        .await)?;
     Ok(())
 }
 
@@ -156,7 +177,11 @@ pub async fn find_refresh_token(
 
 /// Spends a refresh token. Returns false when another request spent it
 /// first: the conditional update is what makes exactly one refresh win.
-pub async fn spend_refresh_token(conn: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryResult<bool> {
+pub async fn spend_refresh_token(
+    conn: &mut Conn<'_>,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
     let n = run!(conn, |c| diesel::update(
         refresh_tokens::table
             .filter(refresh_tokens::id.eq(DbUuid(id)))
@@ -169,7 +194,10 @@ pub async fn spend_refresh_token(conn: &mut Conn<'_>, id: Uuid, now: DateTime<Ut
 }
 
 /// The token issued in exchange for `parent_id`, if any.
-pub async fn find_successor(conn: &mut Conn<'_>, parent_id: Uuid) -> QueryResult<Option<RefreshToken>> {
+pub async fn find_successor(
+    conn: &mut Conn<'_>,
+    parent_id: Uuid,
+) -> QueryResult<Option<RefreshToken>> {
     run!(conn, |c| refresh_tokens::table
         .filter(refresh_tokens::parent_id.eq(DbUuid(parent_id)))
         .select(RefreshToken::as_select())

@@ -20,13 +20,17 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use uuid::Uuid;
 
 /// SQL type of a UUID: `uuid` on PostgreSQL (oid 2950), `TEXT` on SQLite.
-#[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
 #[diesel(postgres_type(oid = 2950, array_oid = 2951))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct SqlUuid;
 
 /// SQL type of a UTC instant: `timestamptz` on PostgreSQL (oid 1184), `TEXT` on SQLite.
-#[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
 #[diesel(postgres_type(oid = 1184, array_oid = 1185))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct SqlTimestamp;
@@ -102,7 +106,9 @@ impl ToSql<SqlTimestamp, Sqlite> for DbTime {
 impl FromSql<SqlTimestamp, Sqlite> for DbTime {
     fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
         let text = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
-        Ok(Self(DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc)))
+        Ok(Self(
+            DateTime::parse_from_rfc3339(&text)?.with_timezone(&Utc),
+        ))
     }
 }
 
@@ -118,10 +124,17 @@ mod tests {
 
     #[test]
     fn sqlite_timestamps_sort_as_text_in_time_order() {
-        let a = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("valid");
+        let a = Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("valid");
         let b = a + chrono::Duration::microseconds(1);
         let c = a + chrono::Duration::days(400);
-        let (ta, tb, tc) = (sqlite_timestamp(&a), sqlite_timestamp(&b), sqlite_timestamp(&c));
+        let (ta, tb, tc) = (
+            sqlite_timestamp(&a),
+            sqlite_timestamp(&b),
+            sqlite_timestamp(&c),
+        );
         assert_eq!(ta.len(), tb.len());
         assert_eq!(ta.len(), tc.len());
         assert!(ta < tb && tb < tc, "{ta} {tb} {tc}");

@@ -57,7 +57,10 @@ impl User {
 
 /// Inserts a user. A duplicate email surfaces as diesel's `UniqueViolation`.
 pub async fn insert(conn: &mut Conn<'_>, new: &NewUser<'_>) -> QueryResult<()> {
-    run!(conn, |c| diesel::insert_into(users::table).values(new).execute(c).await)?;
+    run!(conn, |c| diesel::insert_into(users::table)
+        .values(new)
+        .execute(c)
+        .await)?;
     Ok(())
 }
 
@@ -84,7 +87,11 @@ pub async fn find_by_email(conn: &mut Conn<'_>, email: &str) -> QueryResult<Opti
 /// however deep the page.
 pub async fn page(conn: &mut Conn<'_>, after: Option<Uuid>, limit: i64) -> QueryResult<Vec<User>> {
     run!(conn, |c| {
-        let mut query = users::table.select(User::as_select()).order(users::id.asc()).limit(limit).into_boxed();
+        let mut query = users::table
+            .select(User::as_select())
+            .order(users::id.asc())
+            .limit(limit)
+            .into_boxed();
         if let Some(after) = after {
             query = query.filter(users::id.gt(DbUuid(after)));
         }
@@ -98,7 +105,11 @@ pub async fn count(conn: &mut Conn<'_>) -> QueryResult<i64> {
 
 /// Records a successful login. `last_login_at` is not an auth-owned field of
 /// the mirror, so `version` does not move.
-pub async fn touch_last_login(conn: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
+pub async fn touch_last_login(
+    conn: &mut Conn<'_>,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     run!(conn, |c| diesel::update(users::table.find(DbUuid(id)))
         .set(users::last_login_at.eq(DbTime(now)))
         .execute(c)

@@ -11,7 +11,12 @@ impl Email {
     /// receives mail is what email verification is for.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         let email = raw.trim().to_lowercase();
-        let invalid = || ApiError::validation("invalid_email", "email must be a valid address such as name@example.com");
+        let invalid = || {
+            ApiError::validation(
+                "invalid_email",
+                "email must be a valid address such as name@example.com",
+            )
+        };
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -42,12 +47,28 @@ mod tests {
 
     #[test]
     fn normalises_case_and_whitespace() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").expect("valid").as_str(), "alice@example.com");
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ")
+                .expect("valid")
+                .as_str(),
+            "alice@example.com"
+        );
     }
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a@b..com", "a\n@b.com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@-b.com",
+            "a@b..com",
+            "a\n@b.com",
+        ] {
             let e = Email::parse(bad).expect_err(bad);
             assert_eq!(e.code, "invalid_email", "{bad:?}");
         }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::db::events::{self, kind, AuthEvent};
 use crate::db::sessions::{self, RefreshToken, Session};
-use crate::db::users::{self, NewUser};
 use crate::db::sql_types::{DbTime, DbUuid};
+use crate::db::users::{self, NewUser};
 use crate::db::{self, Conn};
 use crate::domain::{Email, FullName, NewPassword};
 use crate::error::ApiError;
@@ -46,7 +46,13 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-fn audit(kind: &str, user_id: Option<Uuid>, client: &ClientInfo, success: bool, detail: Option<&str>) -> AuthEvent {
+fn audit(
+    kind: &str,
+    user_id: Option<Uuid>,
+    client: &ClientInfo,
+    success: bool,
+    detail: Option<&str>,
+) -> AuthEvent {
     AuthEvent {
         id: DbUuid(Uuid::now_v7()),
         kind: kind.to_owned(),
@@ -73,7 +79,12 @@ impl AppState {
     fn token_pair(&self, session: &Session, issued: &Issued) -> Result<TokenPair, ApiError> {
         let access = self
             .keys
-            .issue_access(session.user_id.0, session.id.0, issued.row.access_jti.0, issued.row.issued_at.0)
+            .issue_access(
+                session.user_id.0,
+                session.id.0,
+                issued.row.access_jti.0,
+                issued.row.issued_at.0,
+            )
             .map_err(ApiError::internal)?;
         Ok(TokenPair {
             access_token: access,
@@ -85,7 +96,13 @@ impl AppState {
         })
     }
 
-    fn new_refresh_row(&self, session_id: Uuid, token: &str, parent: Option<Uuid>, now: DateTime<Utc>) -> RefreshToken {
+    fn new_refresh_row(
+        &self,
+        session_id: Uuid,
+        token: &str,
+        parent: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> RefreshToken {
         RefreshToken {
             id: DbUuid(Uuid::now_v7()),
             session_id: DbUuid(session_id),
@@ -137,7 +154,11 @@ pub async fn register(
         Some(raw) => FullName::parse(raw)?,
         None => None,
     };
-    let password_hash = state.hasher.hash(password.into_secret()).await.map_err(ApiError::internal)?;
+    let password_hash = state
+        .hasher
+        .hash(password.into_secret())
+        .await
+        .map_err(ApiError::internal)?;
     let now = db::now();
     let new_user = NewUser {
         id: DbUuid(Uuid::now_v7()),
@@ -176,7 +197,8 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<TokenPair>, ApiError> {
     let body = body.into_inner();
-    let invalid = || ApiError::unauthorized("invalid_credentials", "email or password is incorrect");
+    let invalid =
+        || ApiError::unauthorized("invalid_credentials", "email or password is incorrect");
     // A malformed email can't match an account, but it still pays for a hash
     // so that its answer takes as long as any other failure.
     let email = Email::parse(&body.email).ok();
@@ -194,18 +216,45 @@ pub async fn login(
     let conn = &mut pooled.conn();
     let known_id = user.as_ref().map(|u| u.id.0);
     let Some(user) = user.filter(|_| matches) else {
-        events::record(conn, &audit(kind::LOGIN_FAILED, known_id, &client, false, Some("invalid credentials"))).await?;
+        events::record(
+            conn,
+            &audit(
+                kind::LOGIN_FAILED,
+                known_id,
+                &client,
+                false,
+                Some("invalid credentials"),
+            ),
+        )
+        .await?;
         return Err(invalid());
     };
     if user.account_locked {
-        events::record(conn, &audit(kind::LOGIN_FAILED, Some(user.id.0), &client, false, Some("account locked"))).await?;
-        return Err(ApiError::forbidden("account_locked", "this account is locked; contact an administrator"));
+        events::record(
+            conn,
+            &audit(
+                kind::LOGIN_FAILED,
+                Some(user.id.0),
+                &client,
+                false,
+                Some("account locked"),
+            ),
+        )
+        .await?;
+        return Err(ApiError::forbidden(
+            "account_locked",
+            "this account is locked; contact an administrator",
+        ));
     }
     let now = db::now();
     let tokens = transaction!(conn, |tx| -> ApiError {
         let tokens = state.start_session(tx, user.id.0, &client, now).await?;
         users::touch_last_login(tx, user.id.0, now).await?;
-        events::record(tx, &audit(kind::LOGIN_SUCCEEDED, Some(user.id.0), &client, true, None)).await?;
+        events::record(
+            tx,
+            &audit(kind::LOGIN_SUCCEEDED, Some(user.id.0), &client, true, None),
+        )
+        .await?;
         Ok(tokens)
     })?;
     Ok(web::Json(tokens))
@@ -223,12 +272,19 @@ pub async fn refresh(
     body: web::Json<RefreshRequest>,
 ) -> Result<web::Json<TokenPair>, ApiError> {
     let presented = body.into_inner().refresh_token;
-    let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired");
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is invalid or expired",
+        )
+    };
     let now = db::now();
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let hash = hash_token(&presented);
-    let (token, session) = sessions::find_refresh_token(conn, &hash).await?.ok_or_else(invalid)?;
+    let (token, session) = sessions::find_refresh_token(conn, &hash)
+        .await?
+        .ok_or_else(invalid)?;
     if token.expires_at.0 <= now {
         return Err(invalid());
     }
@@ -236,7 +292,9 @@ pub async fn refresh(
         if !session.is_active(now) {
             return Err(invalid());
         }
-        let user = users::find(conn, session.user_id.0).await?.ok_or_else(invalid)?;
+        let user = users::find(conn, session.user_id.0)
+            .await?
+            .ok_or_else(invalid)?;
         if user.account_locked {
             return Err(invalid());
         }
@@ -248,26 +306,61 @@ pub async fn refresh(
             }
             sessions::insert_refresh_token(tx, &row).await?;
             sessions::touch(tx, session.id.0, now, row.expires_at.0).await?;
-            events::record(tx, &audit(kind::REFRESH, Some(session.user_id.0), &client, true, None)).await?;
+            events::record(
+                tx,
+                &audit(kind::REFRESH, Some(session.user_id.0), &client, true, None),
+            )
+            .await?;
             Ok(true)
         })?;
         if won {
-            return Ok(web::Json(state.token_pair(&session, &Issued { refresh_token: successor, row })?));
+            return Ok(web::Json(state.token_pair(
+                &session,
+                &Issued {
+                    refresh_token: successor,
+                    row,
+                },
+            )?));
         }
     }
     // Spent, possibly a moment ago by a request racing this one.
-    let (token, session) = sessions::find_refresh_token(conn, &hash).await?.ok_or_else(invalid)?;
+    let (token, session) = sessions::find_refresh_token(conn, &hash)
+        .await?
+        .ok_or_else(invalid)?;
     let used_at = token.used_at.map_or(now, |t| t.0);
     let in_grace = now - used_at <= Duration::seconds(state.settings.refresh_reuse_grace_seconds);
     if in_grace && session.is_active(now) {
         if let Some(row) = sessions::find_successor(conn, token.id.0).await? {
             let successor = state.keys.successor_refresh_token(&presented);
-            return Ok(web::Json(state.token_pair(&session, &Issued { refresh_token: successor, row })?));
+            return Ok(web::Json(state.token_pair(
+                &session,
+                &Issued {
+                    refresh_token: successor,
+                    row,
+                },
+            )?));
         }
     }
     transaction!(conn, |tx| -> ApiError {
-        sessions::revoke(tx, session.user_id.0, session.id.0, "refresh_token_reused", now).await?;
-        events::record(tx, &audit(kind::REFRESH_REUSED, Some(session.user_id.0), &client, false, None)).await?;
+        sessions::revoke(
+            tx,
+            session.user_id.0,
+            session.id.0,
+            "refresh_token_reused",
+            now,
+        )
+        .await?;
+        events::record(
+            tx,
+            &audit(
+                kind::REFRESH_REUSED,
+                Some(session.user_id.0),
+                &client,
+                false,
+                None,
+            ),
+        )
+        .await?;
         Ok(())
     })?;
     tracing::warn!(user_id = %session.user_id.0, session_id = %session.id.0, "refresh token reused; session revoked");
@@ -287,7 +380,11 @@ pub async fn logout(
     let now = db::now();
     transaction!(conn, |tx| -> ApiError {
         sessions::revoke(tx, auth.user.id.0, auth.session_id, "logout", now).await?;
-        events::record(tx, &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, None)).await?;
+        events::record(
+            tx,
+            &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, None),
+        )
+        .await?;
         Ok(())
     })?;
     Ok(HttpResponse::NoContent().finish())
@@ -304,7 +401,17 @@ pub async fn logout_all(
     transaction!(conn, |tx| -> ApiError {
         let revoked = sessions::revoke_all(tx, auth.user.id.0, None, "logout_all", now).await?;
         let detail = format!("{} sessions", revoked.len());
-        events::record(tx, &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, Some(&detail))).await?;
+        events::record(
+            tx,
+            &audit(
+                kind::LOGOUT,
+                Some(auth.user.id.0),
+                &client,
+                true,
+                Some(&detail),
+            ),
+        )
+        .await?;
         Ok(())
     })?;
     Ok(HttpResponse::NoContent().finish())

@@ -11,14 +11,15 @@ pub async fn live() -> HttpResponse {
 /// Ready to serve: the database answers.
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
-    pooled
-        .conn()
-        .ping()
-        .await
-        .map_err(|e| ApiError { source: Some(e.into()), ..ApiError::unavailable("the database does not answer") })?;
+    pooled.conn().ping().await.map_err(|e| ApiError {
+        source: Some(e.into()),
+        ..ApiError::unavailable("the database does not answer")
+    })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "database": "ok"})))
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(state.keys.jwks())
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=300"))
+        .json(state.keys.jwks())
 }

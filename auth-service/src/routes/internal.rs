@@ -21,19 +21,22 @@ pub async fn introspect(
         return Ok(web::Json(Introspection::inactive()));
     };
     let mut pooled = state.db.get().await?;
-    let found = sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now()).await?;
+    let found =
+        sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now()).await?;
     let answer = match found {
-        Some((session, user)) if session.user_id.0 == claims.sub && !user.account_locked => Introspection {
-            active: true,
-            token_type: Some("access".into()),
-            sub: Some(user.id.0),
-            sid: Some(session.id.0),
-            email: Some(user.email),
-            email_verified: Some(user.email_verified),
-            scope: None,
-            exp: Some(claims.exp),
-            iat: Some(claims.iat),
-        },
+        Some((session, user)) if session.user_id.0 == claims.sub && !user.account_locked => {
+            Introspection {
+                active: true,
+                token_type: Some("access".into()),
+                sub: Some(user.id.0),
+                sid: Some(session.id.0),
+                email: Some(user.email),
+                email_verified: Some(user.email_verified),
+                scope: None,
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+            }
+        }
         _ => Introspection::inactive(),
     };
     Ok(web::Json(answer))
@@ -52,13 +55,23 @@ pub async fn list_users(
 ) -> Result<web::Json<UserPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation("validation_failed", "limit must be from 1 to 1000"));
+        return Err(ApiError::validation(
+            "validation_failed",
+            "limit must be from 1 to 1000",
+        ));
     }
     let mut pooled = state.db.get().await?;
     let rows = users::page(&mut pooled.conn(), query.after, limit).await?;
     // A full page may be followed by more; a short one is the end.
-    let next_after = if rows.len() as i64 == limit { rows.last().map(|u| u.id.0) } else { None };
-    Ok(web::Json(UserPage { users: rows.iter().map(users::User::record).collect(), next_after }))
+    let next_after = if rows.len() as i64 == limit {
+        rows.last().map(|u| u.id.0)
+    } else {
+        None
+    };
+    Ok(web::Json(UserPage {
+        users: rows.iter().map(users::User::record).collect(),
+        next_after,
+    }))
 }
 
 pub async fn get_user(
@@ -67,11 +80,16 @@ pub async fn get_user(
     path: web::Path<Uuid>,
 ) -> Result<web::Json<UserRecord>, ApiError> {
     let mut pooled = state.db.get().await?;
-    let user = users::find(&mut pooled.conn(), path.into_inner()).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+    let user = users::find(&mut pooled.conn(), path.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
     Ok(web::Json(user.record()))
 }
 
-pub async fn count_users(_caller: InternalCaller, state: web::Data<AppState>) -> Result<web::Json<UserCount>, ApiError> {
+pub async fn count_users(
+    _caller: InternalCaller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<UserCount>, ApiError> {
     let mut pooled = state.db.get().await?;
     let count = users::count(&mut pooled.conn()).await?;
     Ok(web::Json(UserCount { count }))

@@ -47,7 +47,14 @@ pub async fn delete_session(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
-    let revoked = sessions::revoke(&mut pooled.conn(), auth.user.id.0, path.into_inner(), "revoked_by_user", crate::db::now()).await?;
+    let revoked = sessions::revoke(
+        &mut pooled.conn(),
+        auth.user.id.0,
+        path.into_inner(),
+        "revoked_by_user",
+        crate::db::now(),
+    )
+    .await?;
     if !revoked {
         return Err(ApiError::not_found("no such session"));
     }

@@ -20,9 +20,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/sessions", web::get().to(me::list_sessions))
         .route("/v1/sessions/{id}", web::delete().to(me::delete_session))
         .route("/v1/me", web::get().to(me::me))
-        .route("/internal/v1/introspect", web::post().to(internal::introspect))
+        .route(
+            "/internal/v1/introspect",
+            web::post().to(internal::introspect),
+        )
         // `count` before `{id}`, or "count" would be parsed as an id.
-        .route("/internal/v1/users/count", web::get().to(internal::count_users))
+        .route(
+            "/internal/v1/users/count",
+            web::get().to(internal::count_users),
+        )
         .route("/internal/v1/users", web::get().to(internal::list_users))
         .route("/internal/v1/users/{id}", web::get().to(internal::get_user));
 }

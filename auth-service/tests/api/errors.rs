@@ -30,33 +30,64 @@ async fn unknown_missing_and_mistyped_fields_return_422() {
     ];
     for body in cases {
         let res = app.post_json("/v1/register", &body).await;
-        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let problem =
+            assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert!(!problem["detail"].as_str().unwrap_or("").is_empty());
     }
-    let res = app.post_json("/v1/login", &json!({"email": email(), "password": PASSWORD, "role": "admin"})).await;
+    let res = app
+        .post_json(
+            "/v1/login",
+            &json!({"email": email(), "password": PASSWORD, "role": "admin"}),
+        )
+        .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
 #[tokio::test]
 async fn oversized_body_returns_413() {
     let app = spawn_app().await;
-    let res = app.post_json("/v1/register", &json!({"email": email(), "password": "x".repeat(70 * 1024)})).await;
+    let res = app
+        .post_json(
+            "/v1/register",
+            &json!({"email": email(), "password": "x".repeat(70 * 1024)}),
+        )
+        .await;
     assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 }
 
 #[tokio::test]
 async fn non_json_body_returns_415() {
     let app = spawn_app().await;
-    let res = app.client.post(app.url("/v1/login")).header("content-type", "text/plain").body("hi").send().await.expect("request");
-    assert_problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let res = app
+        .client
+        .post(app.url("/v1/login"))
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .expect("request");
+    assert_problem(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn bad_uuid_in_path_returns_400() {
     let app = spawn_app().await;
     let tokens = app.register(&email()).await.tokens;
-    let res = app.client.delete(app.url("/v1/sessions/not-a-uuid")).bearer_auth(&tokens.access_token).send().await.expect("request");
+    let res = app
+        .client
+        .delete(app.url("/v1/sessions/not-a-uuid"))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .expect("request");
     assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
-    let res = app.get_bearer("/internal/v1/users/12345", &app.api_key).await;
+    let res = app
+        .get_bearer("/internal/v1/users/12345", &app.api_key)
+        .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
 }

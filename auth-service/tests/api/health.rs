@@ -8,25 +8,51 @@ async fn live_and_ready_return_200_with_a_request_id() {
     for path in ["/health/live", "/health/ready"] {
         let res = app.client.get(app.url(path)).send().await.expect("request");
         assert_eq!(res.status(), StatusCode::OK, "{path}");
-        let id = res.headers().get("x-request-id").expect("x-request-id").to_str().expect("ascii").to_owned();
-        assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated request id is a UUID: {id}");
+        let id = res
+            .headers()
+            .get("x-request-id")
+            .expect("x-request-id")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            uuid::Uuid::parse_str(&id).is_ok(),
+            "generated request id is a UUID: {id}"
+        );
     }
 }
 
 #[tokio::test]
 async fn callers_request_id_is_echoed_and_a_bad_one_replaced() {
     let app = spawn_app().await;
-    let res = app.client.get(app.url("/health/live")).header("x-request-id", "trace-abc-123").send().await.expect("request");
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
     let long = "x".repeat(500);
-    let res = app.client.get(app.url("/health/live")).header("x-request-id", long.as_str()).send().await.expect("request");
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", long.as_str())
+        .send()
+        .await
+        .expect("request");
     assert_ne!(res.headers()["x-request-id"], long.as_str());
 }
 
 #[tokio::test]
 async fn unknown_route_returns_404_problem() {
     let app = spawn_app().await;
-    let res = app.client.get(app.url("/nope")).send().await.expect("request");
+    let res = app
+        .client
+        .get(app.url("/nope"))
+        .send()
+        .await
+        .expect("request");
     assert!(res.headers().contains_key("x-request-id"));
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
 }
@@ -34,7 +60,15 @@ async fn unknown_route_returns_404_problem() {
 #[tokio::test]
 async fn jwks_publishes_the_key_that_signs_tokens() {
     let app = spawn_app().await;
-    let jwks: serde_json::Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.expect("request").json().await.expect("json");
+    let jwks: serde_json::Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -43,28 +77,50 @@ async fn jwks_publishes_the_key_that_signs_tokens() {
     let header = jsonwebtoken::decode_header(&tokens.access_token).expect("header");
     assert_eq!(header.kid.as_deref(), key["kid"].as_str());
     // A third party can verify the token with the published key alone.
-    let decoding = jsonwebtoken::DecodingKey::from_ed_components(key["x"].as_str().expect("x")).expect("key");
+    let decoding =
+        jsonwebtoken::DecodingKey::from_ed_components(key["x"].as_str().expect("x")).expect("key");
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&["main-backend"]);
-    let claims = jsonwebtoken::decode::<serde_json::Value>(&tokens.access_token, &decoding, &validation).expect("verifies");
+    let claims =
+        jsonwebtoken::decode::<serde_json::Value>(&tokens.access_token, &decoding, &validation)
+            .expect("verifies");
     for claim in ["sub", "sid", "iat", "exp", "iss", "aud", "jti"] {
         assert!(!claims.claims[claim].is_null(), "missing claim {claim}");
     }
     assert_eq!(claims.claims["sub"], tokens.user_id.to_string());
     assert_eq!(claims.claims["sid"], tokens.session_id.to_string());
-    assert_eq!(claims.claims["exp"].as_i64().expect("exp") - claims.claims["iat"].as_i64().expect("iat"), 30 * 60);
+    assert_eq!(
+        claims.claims["exp"].as_i64().expect("exp") - claims.claims["iat"].as_i64().expect("iat"),
+        30 * 60
+    );
 }
 
 #[tokio::test]
 async fn jwks_is_empty_for_hs256() {
     let app = crate::helpers::spawn_app_with(&[
         ("AUTH_JWT_ALGORITHM", "HS256"),
-        ("AUTH_JWT_SECRET", "an-hs256-test-secret-of-enough-length-0123456789"),
+        (
+            "AUTH_JWT_SECRET",
+            "an-hs256-test-secret-of-enough-length-0123456789",
+        ),
     ])
     .await;
-    let jwks: serde_json::Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.expect("request").json().await.expect("json");
+    let jwks: serde_json::Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(jwks["keys"], serde_json::json!([]));
     let tokens = app.register(&crate::helpers::email()).await.tokens;
-    assert_eq!(jsonwebtoken::decode_header(&tokens.access_token).expect("header").alg, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(
+        jsonwebtoken::decode_header(&tokens.access_token)
+            .expect("header")
+            .alg,
+        jsonwebtoken::Algorithm::HS256
+    );
     assert_eq!(app.me_status(&tokens.access_token).await, StatusCode::OK);
 }

@@ -20,18 +20,29 @@ enum TestDb {
 
 impl TestDb {
     async fn create(dir: &std::path::Path) -> (Self, String) {
-        match std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        {
             Some(admin_url) => {
                 let name = format!("test_{}", Uuid::new_v4().simple());
-                let mut conn = AsyncPgConnection::establish(&admin_url).await.expect("TEST_DATABASE_URL reachable");
-                diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+                let mut conn = AsyncPgConnection::establish(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL reachable");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
                 let url = match admin_url.rsplit_once('/') {
                     Some((base, _)) => format!("{base}/{name}"),
                     None => panic!("TEST_DATABASE_URL must end in /DBNAME"),
                 };
                 (TestDb::Postgres { admin_url, name }, url)
             }
-            None => (TestDb::Sqlite, format!("sqlite://{}", dir.join("auth.db").display())),
+            None => (
+                TestDb::Sqlite,
+                format!("sqlite://{}", dir.join("auth.db").display()),
+            ),
         }
     }
 }
@@ -43,12 +54,17 @@ impl Drop for TestDb {
             // Drop runs outside any async context we may block on, so the
             // cleanup gets a thread and a small runtime of its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })
@@ -87,15 +103,25 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let key_path = dir.join("jwt.pem");
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    std::fs::write(&key_path, key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes()).expect("write key");
+    std::fs::write(
+        &key_path,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
     let (db, database_url) = TestDb::create(&dir).await;
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
     let mut env: HashMap<String, String> = HashMap::from([
         ("AUTH_BIND".into(), "127.0.0.1:0".into()),
         ("AUTH_DATABASE_URL".into(), database_url.clone()),
-        ("AUTH_JWT_PRIVATE_KEY_FILE".into(), key_path.display().to_string()),
+        (
+            "AUTH_JWT_PRIVATE_KEY_FILE".into(),
+            key_path.display().to_string(),
+        ),
         ("AUTH_SERVICE_API_KEY".into(), api_key.clone()),
-        ("AUTH_MAIL_OUTBOX".into(), dir.join("mail.jsonl").display().to_string()),
+        (
+            "AUTH_MAIL_OUTBOX".into(),
+            dir.join("mail.jsonl").display().to_string(),
+        ),
         ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
         ("AUTH_WORKERS".into(), "1".into()),
     ]);
@@ -103,13 +129,18 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         env.insert((*k).into(), (*v).into());
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
-    let app = Application::build(settings.clone()).await.expect("app builds");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
         api_key,
         database_url,
         settings,
@@ -130,7 +161,12 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post_bearer(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
@@ -142,27 +178,49 @@ impl TestApp {
     }
 
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register(&self, email: &str) -> RegisterResponse {
-        let res = self.post_json("/v1/register", &json!({"email": email, "password": PASSWORD})).await;
+        let res = self
+            .post_json(
+                "/v1/register",
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         res.json().await.expect("register body")
     }
 
     pub async fn login(&self, email: &str) -> TokenPair {
-        let res = self.post_json("/v1/login", &json!({"email": email, "password": PASSWORD})).await;
+        let res = self
+            .post_json("/v1/login", &json!({"email": email, "password": PASSWORD}))
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         res.json().await.expect("tokens")
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_json("/v1/token/refresh", &json!({"refresh_token": refresh_token})).await
+        self.post_json(
+            "/v1/token/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
     }
 
     pub async fn introspect(&self, token: &str) -> Value {
-        let res = self.post_bearer("/internal/v1/introspect", &self.api_key, Some(&json!({"token": token}))).await;
+        let res = self
+            .post_bearer(
+                "/internal/v1/introspect",
+                &self.api_key,
+                Some(&json!({"token": token})),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         res.json().await.expect("introspection")
     }
@@ -176,11 +234,24 @@ impl TestApp {
 /// Asserts a problem-details answer with this status and code; returns the body.
 pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
-    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert_eq!(content_type, "application/problem+json");
     if status == StatusCode::UNAUTHORIZED {
-        let www = res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        assert!(www.starts_with("Bearer"), "401 must carry WWW-Authenticate: Bearer, got {www:?}");
+        let www = res
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            www.starts_with("Bearer"),
+            "401 must carry WWW-Authenticate: Bearer, got {www:?}"
+        );
     }
     let body: Value = res.json().await.expect("problem body");
     assert_eq!(body["code"], code, "{body}");

@@ -9,7 +9,11 @@ async fn internal_endpoints_need_the_service_api_key() {
     let app = spawn_app().await;
     let user = app.register(&email()).await;
     let wrong_key = format!("{}x", app.api_key);
-    let paths = ["/internal/v1/users", "/internal/v1/users/count", &format!("/internal/v1/users/{}", user.user.id)];
+    let paths = [
+        "/internal/v1/users",
+        "/internal/v1/users/count",
+        &format!("/internal/v1/users/{}", user.user.id),
+    ];
     for path in paths {
         let res = app.client.get(app.url(path)).send().await.expect("request");
         assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
@@ -18,7 +22,13 @@ async fn internal_endpoints_need_the_service_api_key() {
             assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
         }
     }
-    let res = app.post_bearer("/internal/v1/introspect", &user.tokens.access_token, Some(&json!({"token": "x"}))).await;
+    let res = app
+        .post_bearer(
+            "/internal/v1/introspect",
+            &user.tokens.access_token,
+            Some(&json!({"token": "x"})),
+        )
+        .await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -34,11 +44,23 @@ async fn introspection_of_a_live_token_describes_it() {
     assert_eq!(answer["sid"], reg.tokens.session_id.to_string());
     assert_eq!(answer["email"], address);
     assert_eq!(answer["email_verified"], false);
-    assert_eq!(answer["exp"].as_i64().expect("exp") - answer["iat"].as_i64().expect("iat"), 1800);
+    assert_eq!(
+        answer["exp"].as_i64().expect("exp") - answer["iat"].as_i64().expect("iat"),
+        1800
+    );
     // A refresh token is not an access token.
-    assert_eq!(app.introspect(&reg.tokens.refresh_token).await, json!({"active": false}));
+    assert_eq!(
+        app.introspect(&reg.tokens.refresh_token).await,
+        json!({"active": false})
+    );
     // Bad bodies are 4xx, not 500.
-    let res = app.post_bearer("/internal/v1/introspect", &app.api_key, Some(&json!({"tok": "x"}))).await;
+    let res = app
+        .post_bearer(
+            "/internal/v1/introspect",
+            &app.api_key,
+            Some(&json!({"tok": "x"})),
+        )
+        .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
@@ -58,7 +80,12 @@ async fn users_page_through_every_user_in_id_order() {
             Some(a) => format!("/internal/v1/users?limit=2&after={a}"),
             None => "/internal/v1/users?limit=2".to_owned(),
         };
-        let page: UserPage = app.get_bearer(&path, &app.api_key).await.json().await.expect("page");
+        let page: UserPage = app
+            .get_bearer(&path, &app.api_key)
+            .await
+            .json()
+            .await
+            .expect("page");
         pages += 1;
         assert!(page.users.len() <= 2);
         seen.extend(page.users.iter().map(|u| u.id));
@@ -70,8 +97,23 @@ async fn users_page_through_every_user_in_id_order() {
     }
     assert_eq!(seen, ids, "every user once, ordered by id");
     assert_eq!(pages, 3);
-    let record: &Value = &app.get_bearer("/internal/v1/users?limit=1", &app.api_key).await.json::<Value>().await.expect("json")["users"][0];
-    for field in ["id", "email", "email_verified", "full_name", "mfa_enabled", "account_locked", "created_at", "updated_at", "version"] {
+    let record: &Value = &app
+        .get_bearer("/internal/v1/users?limit=1", &app.api_key)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["users"][0];
+    for field in [
+        "id",
+        "email",
+        "email_verified",
+        "full_name",
+        "mfa_enabled",
+        "account_locked",
+        "created_at",
+        "updated_at",
+        "version",
+    ] {
         assert!(record.get(field).is_some(), "UserRecord lacks {field}");
     }
 }
@@ -80,10 +122,14 @@ async fn users_page_through_every_user_in_id_order() {
 async fn users_limit_out_of_range_returns_422_and_bad_after_400() {
     let app = spawn_app().await;
     for limit in ["0", "1001", "-1"] {
-        let res = app.get_bearer(&format!("/internal/v1/users?limit={limit}"), &app.api_key).await;
+        let res = app
+            .get_bearer(&format!("/internal/v1/users?limit={limit}"), &app.api_key)
+            .await;
         assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
-    let res = app.get_bearer("/internal/v1/users?after=zzz", &app.api_key).await;
+    let res = app
+        .get_bearer("/internal/v1/users?after=zzz", &app.api_key)
+        .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
 }
 
@@ -92,13 +138,28 @@ async fn one_user_and_count() {
     let app = spawn_app().await;
     let reg = app.register(&email()).await;
     app.register(&email()).await;
-    let record: UserRecord = app.get_bearer(&format!("/internal/v1/users/{}", reg.user.id), &app.api_key).await.json().await.expect("record");
+    let record: UserRecord = app
+        .get_bearer(&format!("/internal/v1/users/{}", reg.user.id), &app.api_key)
+        .await
+        .json()
+        .await
+        .expect("record");
     assert_eq!(record.id, reg.user.id);
     assert_eq!(record.email, reg.user.email);
     assert_eq!(record.version, 1);
     assert!(!record.account_locked);
-    let res = app.get_bearer(&format!("/internal/v1/users/{}", uuid::Uuid::new_v4()), &app.api_key).await;
+    let res = app
+        .get_bearer(
+            &format!("/internal/v1/users/{}", uuid::Uuid::new_v4()),
+            &app.api_key,
+        )
+        .await;
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
-    let count: Value = app.get_bearer("/internal/v1/users/count", &app.api_key).await.json().await.expect("count");
+    let count: Value = app
+        .get_bearer("/internal/v1/users/count", &app.api_key)
+        .await
+        .json()
+        .await
+        .expect("count");
     assert_eq!(count, json!({"count": 2}));
 }

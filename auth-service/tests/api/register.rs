@@ -12,16 +12,27 @@ async fn register_returns_201_with_user_and_working_tokens() {
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: serde_json::Value = res.json().await.expect("json");
-    assert_eq!(body["user"]["email"], address, "email is normalised to lower case");
+    assert_eq!(
+        body["user"]["email"], address,
+        "email is normalised to lower case"
+    );
     assert_eq!(body["user"]["email_verified"], false);
     assert_eq!(body["user"]["full_name"], "Ada Lovelace");
     assert_eq!(body["tokens"]["token_type"], "Bearer");
     assert_eq!(body["tokens"]["expires_in"], 1800);
     assert_eq!(body["tokens"]["user_id"], body["user"]["id"]);
     let access = body["tokens"]["access_token"].as_str().expect("access");
-    let me: serde_json::Value = app.get_bearer("/v1/me", access).await.json().await.expect("me");
+    let me: serde_json::Value = app
+        .get_bearer("/v1/me", access)
+        .await
+        .json()
+        .await
+        .expect("me");
     assert_eq!(me["email"], address);
-    assert_eq!(me["created_at"], body["user"]["created_at"], "what register returned is what is stored");
+    assert_eq!(
+        me["created_at"], body["user"]["created_at"],
+        "what register returned is what is stored"
+    );
     assert_eq!(me["mfa_enabled"], false);
 }
 
@@ -30,7 +41,12 @@ async fn duplicate_email_in_any_case_returns_409_email_taken() {
     let app = spawn_app().await;
     let address = email();
     app.register(&address).await;
-    let res = app.post_json("/v1/register", &json!({"email": format!("  {}", address.to_uppercase()), "password": PASSWORD})).await;
+    let res = app
+        .post_json(
+            "/v1/register",
+            &json!({"email": format!("  {}", address.to_uppercase()), "password": PASSWORD}),
+        )
+        .await;
     assert_problem(res, StatusCode::CONFLICT, "email_taken").await;
 }
 
@@ -38,7 +54,9 @@ async fn duplicate_email_in_any_case_returns_409_email_taken() {
 async fn invalid_email_returns_422_invalid_email() {
     let app = spawn_app().await;
     for bad in ["not-an-email", "a@b", "", "x y@example.com"] {
-        let res = app.post_json("/v1/register", &json!({"email": bad, "password": PASSWORD})).await;
+        let res = app
+            .post_json("/v1/register", &json!({"email": bad, "password": PASSWORD}))
+            .await;
         assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_email").await;
     }
 }
@@ -47,7 +65,9 @@ async fn invalid_email_returns_422_invalid_email() {
 async fn weak_password_returns_422_weak_password() {
     let app = spawn_app().await;
     for weak in ["short", "password", "aaaaaaaaaaaaaaaa"] {
-        let res = app.post_json("/v1/register", &json!({"email": email(), "password": weak})).await;
+        let res = app
+            .post_json("/v1/register", &json!({"email": email(), "password": weak}))
+            .await;
         assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "weak_password").await;
     }
 }
@@ -59,10 +79,25 @@ async fn concurrent_registrations_all_succeed() {
     let app = spawn_app().await;
     let results = futures::future::join_all((0..24).map(|_| {
         let app = &app;
-        async move { app.post_json("/v1/register", &json!({"email": email(), "password": PASSWORD})).await.status() }
+        async move {
+            app.post_json(
+                "/v1/register",
+                &json!({"email": email(), "password": PASSWORD}),
+            )
+            .await
+            .status()
+        }
     }))
     .await;
-    assert!(results.iter().all(|s| *s == StatusCode::CREATED), "{results:?}");
-    let count: serde_json::Value = app.get_bearer("/internal/v1/users/count", &app.api_key).await.json().await.expect("json");
+    assert!(
+        results.iter().all(|s| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    let count: serde_json::Value = app
+        .get_bearer("/internal/v1/users/count", &app.api_key)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(count["count"], 24);
 }

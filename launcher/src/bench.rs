@@ -1,0 +1,266 @@
+//! Benchmarks of the running auth service, written to BENCHMARKS.md.
+//!
+//! `cargo run --release -p launcher -- bench [--postgres URL] [--seconds N]`
+//!
+//! Starts the service on loopback with a fresh database (SQLite by default),
+//! drives bounded load from this process (a fixed number of client tasks for
+//! a fixed time), and records each figure beside its reference from the same
+//! run, so ratios hold even on a noisy machine:
+//! - login throughput next to the single-hash argon2 time (limit = cores ÷ hash time),
+//!   and `/health/live` latency while the login storm runs;
+//! - introspection throughput and latency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_service::configuration::Settings;
+use auth_service::Application;
+use serde_json::json;
+
+struct Args {
+    postgres: Option<String>,
+    seconds: u64,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Args> {
+    let mut out = Args { postgres: None, seconds: 10 };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--postgres" => out.postgres = Some(it.next().ok_or_else(|| anyhow::anyhow!("--postgres URL"))?.clone()),
+            "--seconds" => out.seconds = it.next().ok_or_else(|| anyhow::anyhow!("--seconds N"))?.parse()?,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Latencies in microseconds, sorted.
+struct Sample {
+    latencies: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i] as f64 / 1000.0
+    }
+}
+
+/// `tasks` clients each send `make(i)` in a loop for `duration`; only 2xx
+/// answers count as served.
+async fn load<F, Fut>(tasks: usize, duration: Duration, make: F) -> Sample
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let make = make.clone();
+        handles.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut i) = (Vec::new(), 0usize, t);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match make(i).await {
+                    Ok(res) if res.status().is_success() => {
+                        let _ = res.bytes().await;
+                        lat.push(sent.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+                i += tasks;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut sample = Sample { latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    for h in handles {
+        if let Ok((lat, errors)) = h.await {
+            sample.latencies.extend(lat);
+            sample.errors += errors;
+        }
+    }
+    sample.elapsed = start.elapsed();
+    sample.latencies.sort_unstable();
+    sample
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024))
+        .unwrap_or(0);
+    format!("{} cores, {cpu}, {mem} GiB RAM", cores())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub async fn run(raw: &[String]) -> anyhow::Result<()> {
+    let args = parse(raw)?;
+    let secs = Duration::from_secs(args.seconds);
+    let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
+    let secrets = crate::dev::ensure_dev_secrets(&dir)?;
+    let db_url = match &args.postgres {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", dir.join("auth.db").display()),
+    };
+    let backend = if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let settings = Settings::from_lookup(|k| match k {
+        "AUTH_BIND" => Some("127.0.0.1:0".into()),
+        "AUTH_DATABASE_URL" => Some(db_url.clone()),
+        _ => secrets.get(k).cloned(),
+    })?;
+    let api_key = secrets.get("AUTH_SERVICE_API_KEY").cloned().unwrap_or_default();
+    let app = Application::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+
+    // Reference: one argon2id hash at the service's parameters, median of 7.
+    let mut hashes: Vec<Duration> = Vec::new();
+    for _ in 0..7 {
+        hashes.push(tokio::task::spawn_blocking(auth_service::passwords::time_one_hash).await?);
+    }
+    hashes.sort();
+    let hash_ms = hashes[3].as_secs_f64() * 1000.0;
+    let login_limit = cores() as f64 / hashes[3].as_secs_f64();
+    eprintln!("bench: argon2id hash {hash_ms:.1} ms; limit {login_limit:.1} logins/s");
+
+    // Users to log in as.
+    let users: Vec<String> = (0..32).map(|i| format!("bench-{i}-{}@example.com", uuid::Uuid::new_v4().simple())).collect();
+    let password = "benchmark password 123";
+    let mut tokens: Vec<String> = Vec::new();
+    for email in &users {
+        let res = client.post(format!("{base}/v1/register")).json(&json!({"email": email, "password": password})).send().await?;
+        anyhow::ensure!(res.status().is_success(), "register failed: {}", res.status());
+        let body: serde_json::Value = res.json().await?;
+        tokens.push(body["tokens"]["access_token"].as_str().unwrap_or_default().to_owned());
+    }
+
+    // Login storm, with a prober on /health/live at 100 Hz beside it.
+    let users = Arc::new(users);
+    let storm_running = Arc::new(AtomicBool::new(true));
+    let prober = {
+        let (client, base, running) = (client.clone(), base.clone(), storm_running.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                if let Ok(res) = client.get(format!("{base}/health/live")).send().await {
+                    if res.status().is_success() {
+                        let _ = res.bytes().await;
+                        lat.push(sent.elapsed().as_micros() as u64);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lat.sort_unstable();
+            Sample { latencies: lat, errors: 0, elapsed: Duration::from_secs(1) }
+        })
+    };
+    let login = {
+        let (client, base, users) = (client.clone(), base.clone(), users.clone());
+        load(4 * cores(), secs, move |i| {
+            let (client, base, email) = (client.clone(), base.clone(), users[i % users.len()].clone());
+            async move { client.post(format!("{base}/v1/login")).json(&json!({"email": email, "password": password})).send().await }
+        })
+        .await
+    };
+    storm_running.store(false, Ordering::Relaxed);
+    let live = prober.await?;
+
+    // Introspection of user access tokens.
+    let tokens = Arc::new(tokens);
+    let introspect = {
+        let (client, base, tokens, key) = (client.clone(), base.clone(), tokens.clone(), api_key.clone());
+        load(32, secs, move |i| {
+            let (client, base, token, key) = (client.clone(), base.clone(), tokens[i % tokens.len()].clone(), key.clone());
+            async move {
+                client.post(format!("{base}/internal/v1/introspect")).bearer_auth(key).json(&json!({"token": token})).send().await
+            }
+        })
+        .await
+    };
+    // Sanity: the tokens introspected were live (a benchmark of refusals would flatter).
+    let check: serde_json::Value = client
+        .post(format!("{base}/internal/v1/introspect"))
+        .bearer_auth(&api_key)
+        .json(&json!({"token": tokens[0]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(check["active"] == true, "benchmark tokens must be active");
+
+    drop(handle.stop(true));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let login_ratio = login.rps() / login_limit;
+    let report = format!(
+        "# Benchmarks\n\n\
+         Reproduce: `cargo run --release -p launcher -- bench` (add `--postgres postgres://USER@HOST/DB` for PostgreSQL;\n\
+         `--seconds N` per phase, default 10). The command rewrites this file.\n\n\
+         - Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n- Backend: {backend}; service and load generator share the machine\n\
+         - Load: bounded, {secs}s per phase, from one process on loopback (reqwest, keep-alive)\n\n\
+         ## Login throughput against the argon2 limit\n\n\
+         | figure | value | goal |\n|---|---|---|\n\
+         | argon2id hash (m=19456, t=2, p=1), median of 7 | {hash_ms:.1} ms | reference |\n\
+         | limit = cores ÷ hash time | {login_limit:.1} logins/s | reference |\n\
+         | login throughput ({login_tasks} clients) | {login_rps:.1} logins/s ({login_errors} errors) | |\n\
+         | login ÷ limit | **{login_ratio:.2}** | ≥ 0.80 {login_ok} |\n\
+         | login p50 / p99 | {lp50:.1} / {lp99:.1} ms | |\n\
+         | `/health/live` p50 / p99 during the storm ({live_n} probes) | {hp50:.2} / **{hp99:.2}** ms | p99 < 5 ms {live_ok} |\n\n\
+         ## Introspection\n\n\
+         | figure | value | goal |\n|---|---|---|\n\
+         | `POST /internal/v1/introspect`, user access tokens, 32 clients | **{irps:.0} req/s** ({ierr} errors) | ≥ 5,000/s {irps_ok} |\n\
+         | p50 / p99 | {ip50:.2} / **{ip99:.2}** ms | p99 < 10 ms {ip99_ok} |\n\n\
+         Each introspection verifies the JWT (Ed25519) and reads the session and user from the database, so a\n\
+         logout or lock is seen by the very next call.\n",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default(),
+        machine = machine(),
+        secs = args.seconds,
+        login_tasks = 4 * cores(),
+        login_rps = login.rps(),
+        login_errors = login.errors,
+        login_ok = if login_ratio >= 0.8 { "✅" } else { "❌" },
+        lp50 = login.pct(0.5),
+        lp99 = login.pct(0.99),
+        live_n = live.latencies.len(),
+        hp50 = live.pct(0.5),
+        hp99 = live.pct(0.99),
+        live_ok = if live.pct(0.99) < 5.0 { "✅" } else { "❌" },
+        irps = introspect.rps(),
+        ierr = introspect.errors,
+        irps_ok = if introspect.rps() >= 5000.0 { "✅" } else { "❌" },
+        ip50 = introspect.pct(0.5),
+        ip99 = introspect.pct(0.99),
+        ip99_ok = if introspect.pct(0.99) < 10.0 { "✅" } else { "❌" },
+    );
+    std::fs::write("BENCHMARKS.md", &report)?;
+    println!("{report}");
+    Ok(())
+}
