@@ -24,12 +24,26 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut out = Args { postgres: None, seconds: 10 };
+    let mut out = Args {
+        postgres: None,
+        seconds: 10,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--postgres" => out.postgres = Some(it.next().ok_or_else(|| anyhow::anyhow!("--postgres URL"))?.clone()),
-            "--seconds" => out.seconds = it.next().ok_or_else(|| anyhow::anyhow!("--seconds N"))?.parse()?,
+            "--postgres" => {
+                out.postgres = Some(
+                    it.next()
+                        .ok_or_else(|| anyhow::anyhow!("--postgres URL"))?
+                        .clone(),
+                )
+            }
+            "--seconds" => {
+                out.seconds = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--seconds N"))?
+                    .parse()?
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -84,7 +98,11 @@ where
             (lat, errors)
         }));
     }
-    let mut sample = Sample { latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut sample = Sample {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
     for h in handles {
         if let Ok((lat, errors)) = h.await {
             sample.latencies.extend(lat);
@@ -99,17 +117,33 @@ where
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024))
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    / 1024
+                    / 1024
+            })
+        })
         .unwrap_or(0);
     format!("{} cores, {cpu}, {mem} GiB RAM", cores())
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 pub async fn run(raw: &[String]) -> anyhow::Result<()> {
@@ -121,18 +155,27 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => format!("sqlite://{}", dir.join("auth.db").display()),
     };
-    let backend = if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let backend = if args.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let settings = Settings::from_lookup(|k| match k {
         "AUTH_BIND" => Some("127.0.0.1:0".into()),
         "AUTH_DATABASE_URL" => Some(db_url.clone()),
         _ => secrets.get(k).cloned(),
     })?;
-    let api_key = secrets.get("AUTH_SERVICE_API_KEY").cloned().unwrap_or_default();
+    let api_key = secrets
+        .get("AUTH_SERVICE_API_KEY")
+        .cloned()
+        .unwrap_or_default();
     let app = Application::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
 
     // Reference: one argon2id hash at the service's parameters, median of 7.
     let mut hashes: Vec<Duration> = Vec::new();
@@ -145,14 +188,29 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     eprintln!("bench: argon2id hash {hash_ms:.1} ms; limit {login_limit:.1} logins/s");
 
     // Users to log in as.
-    let users: Vec<String> = (0..32).map(|i| format!("bench-{i}-{}@example.com", uuid::Uuid::new_v4().simple())).collect();
+    let users: Vec<String> = (0..32)
+        .map(|i| format!("bench-{i}-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .collect();
     let password = "benchmark password 123";
     let mut tokens: Vec<String> = Vec::new();
     for email in &users {
-        let res = client.post(format!("{base}/v1/register")).json(&json!({"email": email, "password": password})).send().await?;
-        anyhow::ensure!(res.status().is_success(), "register failed: {}", res.status());
+        let res = client
+            .post(format!("{base}/v1/register"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            res.status().is_success(),
+            "register failed: {}",
+            res.status()
+        );
         let body: serde_json::Value = res.json().await?;
-        tokens.push(body["tokens"]["access_token"].as_str().unwrap_or_default().to_owned());
+        tokens.push(
+            body["tokens"]["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
 
     // Login storm, with a prober on /health/live at 100 Hz beside it.
@@ -173,14 +231,25 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             lat.sort_unstable();
-            Sample { latencies: lat, errors: 0, elapsed: Duration::from_secs(1) }
+            Sample {
+                latencies: lat,
+                errors: 0,
+                elapsed: Duration::from_secs(1),
+            }
         })
     };
     let login = {
         let (client, base, users) = (client.clone(), base.clone(), users.clone());
         load(4 * cores(), secs, move |i| {
-            let (client, base, email) = (client.clone(), base.clone(), users[i % users.len()].clone());
-            async move { client.post(format!("{base}/v1/login")).json(&json!({"email": email, "password": password})).send().await }
+            let (client, base, email) =
+                (client.clone(), base.clone(), users[i % users.len()].clone());
+            async move {
+                client
+                    .post(format!("{base}/v1/login"))
+                    .json(&json!({"email": email, "password": password}))
+                    .send()
+                    .await
+            }
         })
         .await
     };
@@ -190,11 +259,26 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     // Introspection of user access tokens.
     let tokens = Arc::new(tokens);
     let introspect = {
-        let (client, base, tokens, key) = (client.clone(), base.clone(), tokens.clone(), api_key.clone());
+        let (client, base, tokens, key) = (
+            client.clone(),
+            base.clone(),
+            tokens.clone(),
+            api_key.clone(),
+        );
         load(32, secs, move |i| {
-            let (client, base, token, key) = (client.clone(), base.clone(), tokens[i % tokens.len()].clone(), key.clone());
+            let (client, base, token, key) = (
+                client.clone(),
+                base.clone(),
+                tokens[i % tokens.len()].clone(),
+                key.clone(),
+            );
             async move {
-                client.post(format!("{base}/internal/v1/introspect")).bearer_auth(key).json(&json!({"token": token})).send().await
+                client
+                    .post(format!("{base}/internal/v1/introspect"))
+                    .bearer_auth(key)
+                    .json(&json!({"token": token}))
+                    .send()
+                    .await
             }
         })
         .await

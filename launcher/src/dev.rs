@@ -42,7 +42,10 @@ pub fn ensure_dev_secrets(dir: &Path) -> anyhow::Result<HashMap<String, String>>
             key_path.display()
         );
         write_private(&env_path, body.as_bytes())?;
-        eprintln!("launcher: generated development secrets in {}", dir.display());
+        eprintln!(
+            "launcher: generated development secrets in {}",
+            dir.display()
+        );
     }
     let mut vars = HashMap::new();
     for line in std::fs::read_to_string(&env_path)?.lines() {
@@ -67,7 +70,10 @@ pub async fn run() -> anyhow::Result<()> {
     telemetry::init("info");
     let secrets = ensure_dev_secrets(Path::new(DEV_DIR))?;
     let settings = Settings::from_lookup(|k| {
-        std::env::var(k).ok().filter(|v| !v.is_empty()).or_else(|| secrets.get(k).cloned())
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| secrets.get(k).cloned())
     })?;
     let app = Application::build(settings).await?;
     eprintln!(

@@ -51,8 +51,7 @@ impl NewPassword {
             ));
         }
         let lowered = raw.to_lowercase();
-        if COMMON.contains(&lowered.as_str()) || raw.chars().all(|c| raw.starts_with(c))
-        {
+        if COMMON.contains(&lowered.as_str()) || raw.chars().all(|c| raw.starts_with(c)) {
             return Err(ApiError::validation(
                 "weak_password",
                 "this password is too easy to guess",

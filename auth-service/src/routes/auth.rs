@@ -370,46 +370,45 @@ pub async fn refresh(
     ))
 }
 
+/// Ends the caller's current session (`/v1/logout`).
 pub async fn logout(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let now = db::now();
-    transaction!(conn, |tx| -> ApiError {
-        sessions::revoke(tx, auth.user.id.0, auth.session_id, "logout", now).await?;
-        events::record(
-            tx,
-            &audit(kind::LOGOUT, Some(auth.user.id.0), &client, true, None),
-        )
-        .await?;
-        Ok(())
-    })?;
-    Ok(HttpResponse::NoContent().finish())
+    end_sessions(&state, &client, &auth, false).await
 }
 
+/// Ends every session of the caller (`/v1/logout/all`).
 pub async fn logout_all(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
+    end_sessions(&state, &client, &auth, true).await
+}
+
+async fn end_sessions(
+    state: &AppState,
+    client: &ClientInfo,
+    auth: &AuthenticatedUser,
+    all: bool,
+) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let now = db::now();
+    let user_id = auth.user.id.0;
     transaction!(conn, |tx| -> ApiError {
-        let revoked = sessions::revoke_all(tx, auth.user.id.0, None, "logout_all", now).await?;
-        let detail = format!("{} sessions", revoked.len());
+        let detail = if all {
+            let revoked = sessions::revoke_all(tx, user_id, None, "logout_all", now).await?;
+            format!("all sessions ({})", revoked.len())
+        } else {
+            sessions::revoke(tx, user_id, auth.session_id, "logout", now).await?;
+            "this session".to_owned()
+        };
         events::record(
             tx,
-            &audit(
-                kind::LOGOUT,
-                Some(auth.user.id.0),
-                &client,
-                true,
-                Some(&detail),
-            ),
+            &audit(kind::LOGOUT, Some(user_id), client, true, Some(&detail)),
         )
         .await?;
         Ok(())

@@ -79,12 +79,8 @@ async fn bad_uuid_in_path_returns_400() {
     let app = spawn_app().await;
     let tokens = app.register(&email()).await.tokens;
     let res = app
-        .client
-        .delete(app.url("/v1/sessions/not-a-uuid"))
-        .bearer_auth(&tokens.access_token)
-        .send()
-        .await
-        .expect("request");
+        .delete_bearer("/v1/sessions/not-a-uuid", &tokens.access_token)
+        .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
     let res = app
         .get_bearer("/internal/v1/users/12345", &app.api_key)

@@ -60,15 +60,7 @@ async fn unknown_route_returns_404_problem() {
 #[tokio::test]
 async fn jwks_publishes_the_key_that_signs_tokens() {
     let app = spawn_app().await;
-    let jwks: serde_json::Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let jwks = app.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -105,15 +97,7 @@ async fn jwks_is_empty_for_hs256() {
         ),
     ])
     .await;
-    let jwks: serde_json::Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let jwks = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"], serde_json::json!([]));
     let tokens = app.register(&crate::helpers::email()).await.tokens;
     assert_eq!(

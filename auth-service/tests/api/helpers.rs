@@ -177,6 +177,27 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GET without credentials, body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json body")
+    }
+
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))

@@ -31,13 +31,8 @@ async fn sessions_lists_live_sessions_and_marks_the_current_one() {
         assert!(list[0].get(field).is_some(), "missing {field}");
     }
     // Revoking the other session kills it and leaves this one alone.
-    let res = app
-        .client
-        .delete(app.url(&format!("/v1/sessions/{}", first.session_id)))
-        .bearer_auth(&second.access_token)
-        .send()
-        .await
-        .expect("request");
+    let path = format!("/v1/sessions/{}", first.session_id);
+    let res = app.delete_bearer(&path, &second.access_token).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.me_status(&first.access_token).await,
@@ -60,12 +55,8 @@ async fn deleting_another_users_session_returns_404_and_changes_nothing() {
     let bob = app.register(&email()).await.tokens;
     for target in [bob.session_id, uuid::Uuid::new_v4()] {
         let res = app
-            .client
-            .delete(app.url(&format!("/v1/sessions/{target}")))
-            .bearer_auth(&alice.access_token)
-            .send()
-            .await
-            .expect("request");
+            .delete_bearer(&format!("/v1/sessions/{target}"), &alice.access_token)
+            .await;
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     }
     assert_eq!(app.me_status(&bob.access_token).await, StatusCode::OK);
