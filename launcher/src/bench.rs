@@ -337,7 +337,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
          (Little's law), and the tail grows with it; compare the 16-client row.\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         commit = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
+            .args(["describe", "--always", "--dirty"])
             .output()
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
