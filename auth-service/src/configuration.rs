@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtAlgorithm {
@@ -280,11 +280,6 @@ impl Cidr {
             _ => false,
         }
     }
-}
-
-/// For tests and the launcher: the HS256 secret's bytes.
-pub fn hmac_secret_bytes(secret: &SecretString) -> &[u8] {
-    secret.expose_secret().as_bytes()
 }
 
 #[cfg(test)]

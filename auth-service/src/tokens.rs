@@ -12,7 +12,7 @@
 //! rebuilt pair is byte for byte the one the winner got. Without the server
 //! key nobody can compute a successor from a stolen token.
 
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -87,12 +87,7 @@ impl TokenKeys {
                 let bytes = secret.expose_secret().as_bytes();
                 // The kid must not help anyone guess the secret: a truncated
                 // hash of a 256-bit secret reveals nothing usable.
-                let kid = format!(
-                    "hs-{}",
-                    &STANDARD_NO_PAD
-                        .encode(&Sha256::digest(bytes)[..6])
-                        .replace(['+', '/'], "_")
-                );
+                let kid = format!("hs-{}", URL_SAFE_NO_PAD.encode(&Sha256::digest(bytes)[..6]));
                 let jwks = serde_json::json!({"keys": []});
                 (
                     Algorithm::HS256,

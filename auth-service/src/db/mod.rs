@@ -187,13 +187,6 @@ impl DbPool {
             Self::Sqlite(p) => PooledConn::Sqlite(p.get_owned().await?),
         })
     }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            Self::Postgres(_) => Backend::Postgres,
-            Self::Sqlite(_) => Backend::Sqlite,
-        }
-    }
 }
 
 impl PooledConn {
