@@ -14,8 +14,10 @@
 //! | `AUTH_ISSUER` | `AUTH_PUBLIC_URL` | `iss` claim |
 //! | `AUTH_AUDIENCE` | `main-backend` | `aud` claim |
 //! | `AUTH_SERVICE_API_KEY` | required | internal callers' bearer, at least 32 bytes |
-//! | `AUTH_WEBHOOK_URL` | `http://127.0.0.1:8000/webhooks/auth` | |
-//! | `AUTH_WEBHOOK_SECRET` | optional until the webhook worker lands | `whsec_<base64>` |
+//! | `AUTH_WEBHOOK_URL` | `http://127.0.0.1:8000/webhooks/auth` | `off` keeps events pending, undelivered |
+//! | `AUTH_WEBHOOK_SECRET` | required unless delivery is off | `whsec_<base64>` |
+//! | `AUTH_WEBHOOK_GIVE_UP_SECONDS` | 86400 | retry an event this long, then mark it failed |
+//! | `AUTH_WEBHOOK_BACKOFF_MS` | 1000 | first retry delay (doubles, capped at 1 h, jittered) |
 //! | `AUTH_PUBLIC_URL` | `http://127.0.0.1:8001` | base of links in mail |
 //! | `SMTP_URL` | unset | mail over SMTP when set |
 //! | `AUTH_MAIL_OUTBOX` | `data/mail.jsonl` | mail as JSON lines otherwise |
@@ -29,7 +31,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use secrecy::SecretString;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +58,8 @@ pub struct Settings {
     pub issuer: String,
     pub audience: String,
     pub service_api_key: SecretString,
-    pub webhook_url: String,
-    pub webhook_secret: Option<SecretString>,
+    /// Where and how events are delivered; `None` when `AUTH_WEBHOOK_URL=off`.
+    pub webhook: Option<WebhookTarget>,
     pub public_url: String,
     pub smtp_url: Option<SecretString>,
     pub mail_outbox: PathBuf,
@@ -70,23 +71,30 @@ pub struct Settings {
     pub workers: Option<usize>,
 }
 
-/// A configuration problem, always naming the variable at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
+pub use shared_types::config::{check_secret, ConfigError, MIN_SECRET_BYTES};
+use shared_types::config::{err, parse_opt};
+use shared_types::webhook::WebhookKey;
+
+/// The webhook receiver and the retry policy.
+#[derive(Clone)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub key: WebhookKey,
+    /// After a failed attempt on an event older than this, it is marked `failed`.
+    pub give_up_after: std::time::Duration,
+    /// First retry delay; each further retry doubles it (capped at an hour), with jitter.
+    pub backoff_base: std::time::Duration,
 }
 
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        problem: problem.into(),
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.url)
+            .field("give_up_after", &self.give_up_after)
+            .field("backoff_base", &self.backoff_base)
+            .finish_non_exhaustive()
     }
 }
-
-/// Minimum length of shared secrets: 32 bytes is 256 bits when random.
-pub const MIN_SECRET_BYTES: usize = 32;
 
 impl Settings {
     /// Reads and validates the settings from the process environment.
@@ -127,12 +135,33 @@ impl Settings {
         let service_api_key =
             get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
         check_secret("AUTH_SERVICE_API_KEY", &service_api_key)?;
-        let webhook_secret = match get("AUTH_WEBHOOK_SECRET") {
-            Some(s) => {
-                check_webhook_secret(&s)?;
-                Some(SecretString::from(s))
+        // Delivery is on unless AUTH_WEBHOOK_URL is `off`; then events
+        // stay pending in the outbox (reconciliation still syncs the mirror).
+        let webhook = match get("AUTH_WEBHOOK_URL").as_deref() {
+            Some("off") => None,
+            url => {
+                let url = url.unwrap_or("http://127.0.0.1:8000/webhooks/auth").to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(err("AUTH_WEBHOOK_URL", "must be an http(s) URL or `off`"));
+                }
+                let secret = get("AUTH_WEBHOOK_SECRET").ok_or_else(|| {
+                    err(
+                        "AUTH_WEBHOOK_SECRET",
+                        "required to sign webhooks (whsec_<base64>); or set AUTH_WEBHOOK_URL=off",
+                    )
+                })?;
+                Some(WebhookTarget {
+                    url,
+                    key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &secret)?,
+                    give_up_after: std::time::Duration::from_secs(
+                        parse_opt(&get, "AUTH_WEBHOOK_GIVE_UP_SECONDS", 1, 30 * 24 * 3600)?
+                            .unwrap_or(24 * 3600),
+                    ),
+                    backoff_base: std::time::Duration::from_millis(
+                        parse_opt(&get, "AUTH_WEBHOOK_BACKOFF_MS", 1, 3_600_000)?.unwrap_or(1000),
+                    ),
+                })
             }
-            None => None,
         };
         let trusted_proxies = match get("AUTH_TRUSTED_PROXIES") {
             None => Vec::new(),
@@ -159,9 +188,7 @@ impl Settings {
             issuer: get("AUTH_ISSUER").unwrap_or_else(|| public_url.clone()),
             audience: get("AUTH_AUDIENCE").unwrap_or_else(|| "main-backend".into()),
             service_api_key: service_api_key.into(),
-            webhook_url: get("AUTH_WEBHOOK_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:8000/webhooks/auth".into()),
-            webhook_secret,
+            webhook,
             public_url,
             smtp_url: get("SMTP_URL").map(SecretString::from),
             mail_outbox: get("AUTH_MAIL_OUTBOX")
@@ -189,58 +216,6 @@ impl Settings {
             JwtKeySource::HmacSecret(_) => JwtAlgorithm::HS256,
         }
     }
-}
-
-fn parse_opt<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    min: T,
-    max: T,
-) -> Result<Option<T>, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    match get(var) {
-        None => Ok(None),
-        Some(raw) => match raw.trim().parse::<T>() {
-            Ok(v) if v >= min && v <= max => Ok(Some(v)),
-            _ => Err(err(
-                var,
-                format!("`{raw}` is not a number from {min} to {max}"),
-            )),
-        },
-    }
-}
-
-/// Refuses short secrets and the placeholders of `.env.example`.
-pub fn check_secret(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    if value.len() < MIN_SECRET_BYTES {
-        return Err(err(
-            var,
-            format!("too short: at least {MIN_SECRET_BYTES} bytes of random data are required"),
-        ));
-    }
-    if value.contains("change-me") || value.contains("CHANGE_ME") || value.starts_with('<') {
-        return Err(err(
-            var,
-            "still the placeholder from .env.example; generate a random value",
-        ));
-    }
-    Ok(())
-}
-
-fn check_webhook_secret(value: &str) -> Result<(), ConfigError> {
-    let var = "AUTH_WEBHOOK_SECRET";
-    let b64 = value
-        .strip_prefix("whsec_")
-        .ok_or_else(|| err(var, "must look like whsec_<base64>"))?;
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| err(var, "the part after whsec_ is not valid base64"))?;
-    if key.len() < 24 {
-        return Err(err(var, "the key must be at least 24 random bytes"));
-    }
-    Ok(())
 }
 
 /// An IP network such as `10.0.0.0/8` or `::1/128`.
@@ -287,11 +262,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The given variables, plus a valid webhook secret unless one is given.
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
+        let mut map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("AUTH_WEBHOOK_SECRET".into())
+            .or_insert_with(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
         move |k| map.get(k).cloned()
     }
 
@@ -383,6 +361,26 @@ mod tests {
         assert_eq!(s.lockout_minutes, 15);
         assert_eq!(s.refresh_reuse_grace_seconds, 10);
         assert_eq!(s.algorithm(), JwtAlgorithm::EdDSA);
+        let webhook = s.webhook.expect("delivery on by default");
+        assert_eq!(webhook.url, "http://127.0.0.1:8000/webhooks/auth");
+        assert_eq!(webhook.give_up_after.as_secs(), 24 * 3600);
+    }
+
+    #[test]
+    fn webhook_secret_is_required_unless_delivery_is_off() {
+        let base = [
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+        ];
+        let map: HashMap<&str, &str> = base.into_iter().collect();
+        let e = Settings::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+            .err()
+            .expect("fails");
+        assert_eq!(e.var, "AUTH_WEBHOOK_SECRET");
+        let mut off = map.clone();
+        off.insert("AUTH_WEBHOOK_URL", "off");
+        let s = Settings::from_lookup(|k| off.get(k).map(|v| v.to_string())).expect("valid");
+        assert!(s.webhook.is_none());
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::configuration::Cidr;
@@ -18,16 +16,7 @@ use crate::db::{sessions, users::User};
 use crate::error::ApiError;
 use crate::telemetry::RequestId;
 use crate::AppState;
-
-/// The bearer token of the `Authorization` header, if there is one.
-pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
+pub use service_kit::http::{bearer, key_matches};
 
 /// Where a request came from, for sessions, lockout and the audit trail.
 #[derive(Debug, Clone)]
@@ -150,13 +139,6 @@ impl FromRequest for AuthenticatedUser {
 #[derive(Debug, Clone, Copy)]
 pub struct InternalCaller;
 
-/// Compares fixed-length digests so neither the key's content nor its length
-/// leaks through timing.
-fn key_matches(presented: &str, expected: &str) -> bool {
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.ct_eq(&b).into()
-}
 
 impl FromRequest for InternalCaller {
     type Error = ApiError;
@@ -181,23 +163,6 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
-    #[test]
-    fn bearer_parsing() {
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer abc"))
-            .to_http_request();
-        assert_eq!(bearer(&req), Some("abc"));
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "bearer  abc "))
-            .to_http_request();
-        assert_eq!(bearer(&req), Some("abc"));
-        for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
-            let req = TestRequest::default()
-                .insert_header((header::AUTHORIZATION, bad))
-                .to_http_request();
-            assert_eq!(bearer(&req), None, "{bad}");
-        }
-    }
 
     #[test]
     fn forwarded_for_is_honoured_only_from_trusted_proxies() {

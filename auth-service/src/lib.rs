@@ -6,19 +6,21 @@
 //! calling), `domain` (validated input), `db` (schema and queries for both
 //! PostgreSQL and SQLite), `tokens` (JWTs and opaque tokens), `passwords`
 //! (argon2id off the async workers), `error` (problem details),
-//! `telemetry` (logs and request ids).
+//! `telemetry` (logs and request ids), `webhooks` (outbox delivery;
+//! the outbox table itself is `db::outbox`).
 
 #![recursion_limit = "256"]
 
 pub mod configuration;
 pub mod db;
 pub mod domain;
-pub mod error;
+pub use service_kit::error;
 pub mod extractors;
 pub mod passwords;
 pub mod routes;
-pub mod telemetry;
+pub use service_kit::telemetry;
 pub mod tokens;
+pub mod webhooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -42,12 +44,16 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
+    /// Wake-up for the webhook worker; call after committing events.
+    pub outbox: webhooks::Outbox,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     pub db: DbPool,
+    worker: Option<tokio::task::JoinHandle<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 /// Applies pending migrations (what `auth-service migrate` does).
@@ -80,11 +86,24 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let outbox = webhooks::Outbox::default();
+        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        let worker = match settings.webhook.clone() {
+            Some(target) => {
+                let worker = webhooks::Worker::new(db.clone(), target, outbox.clone())?;
+                Some(tokio::spawn(worker.run(stopped)))
+            }
+            None => {
+                tracing::warn!("AUTH_WEBHOOK_URL=off: webhook events stay pending");
+                None
+            }
+        };
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings: Arc::new(settings),
             keys,
             hasher,
+            outbox,
         });
         let max_body = state.settings.max_body_bytes;
         let workers = state.settings.workers;
@@ -108,7 +127,13 @@ impl Application {
             None => server,
         };
         let server = server.listen(listener)?.shutdown_timeout(30).run();
-        Ok(Self { port, server, db })
+        Ok(Self {
+            port,
+            server,
+            db,
+            worker,
+            stop_worker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -120,8 +145,15 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight requests finish).
+    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
+    /// requests finish), then stops the webhook worker after its current
+    /// round. Anything it had claimed but not sent goes out after the lease.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.stop_worker.send(true);
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
+        served
     }
 }

@@ -1,8 +1,12 @@
 //! Wire types shared by the auth service, the main backend and their tests.
 //!
 //! Everything here is part of the external contract (`CONTRACT.md`): renaming a
-//! field is a breaking change for clients. This crate depends on serde, uuid and
-//! chrono only, so any client can use it without pulling in a web framework or ORM.
+//! field is a breaking change for clients. This crate depends on serde, uuid,
+//! chrono and the small RustCrypto crates for webhook signatures, so any client
+//! can use it without pulling in a web framework or ORM.
+
+pub mod config;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -148,6 +152,30 @@ pub mod event_types {
 pub struct SessionRevoked {
     pub user_id: Uuid,
     pub session_ids: Vec<Uuid>,
+}
+
+/// `GET /internal/v1/webhooks/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    pub pending: i64,
+    pub failed: i64,
+    pub delivered: i64,
+    /// Age of the oldest undelivered event; null when none is pending.
+    pub oldest_pending_seconds: Option<i64>,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /internal/v1/webhooks/redeliver`: the given failed events, or all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverRequest {
+    #[serde(default)]
+    pub event_ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requeued {
+    pub requeued: usize,
 }
 
 /// RFC 9457 problem details with the contract's stable `code`.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::schema::authentication_events;
 use super::sql_types::{DbTime, DbUuid};
 use super::Conn;
-use crate::run;
+use service_kit::run;
 
 /// Event kinds named by the contract's audit endpoint.
 pub mod kind {

@@ -3,7 +3,7 @@
 
 diesel::table! {
     use diesel::sql_types::*;
-    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
     users (id) {
         id -> SqlUuid,
@@ -23,7 +23,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
     sessions (id) {
         id -> SqlUuid,
@@ -40,7 +40,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
     refresh_tokens (id) {
         id -> SqlUuid,
@@ -56,7 +56,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
     login_attempts (id) {
         id -> SqlUuid,
@@ -69,7 +69,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use crate::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
     authentication_events (id) {
         id -> SqlUuid,
@@ -89,3 +89,21 @@ diesel::table! {
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    webhook_events (id) {
+        id -> SqlUuid,
+        event_type -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> SqlTimestamp,
+        locked_until -> Nullable<SqlTimestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> SqlTimestamp,
+        delivered_at -> Nullable<SqlTimestamp>,
+    }
+}

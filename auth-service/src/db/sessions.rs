@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::schema::{refresh_tokens, sessions, users};
 use super::sql_types::{DbTime, DbUuid};
 use super::users::User;
-use super::Conn;
-use crate::run;
+use super::{outbox, Conn};
+use service_kit::run;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -106,10 +106,16 @@ pub async fn revoke(
     ))
     .execute(c)
     .await)?;
+    if n == 1 {
+        outbox::sessions_revoked(conn, user_id, vec![session_id]).await?;
+    }
     Ok(n == 1)
 }
 
 /// Revokes every live session of a user except `keep`; returns the ids revoked.
+/// Like `revoke`, writes `session.revoked` when anything was revoked: naming
+/// the sessions when one is kept, else "every session" (empty list), which
+/// also covers a session opened while the event is in flight.
 pub async fn revoke_all(
     conn: &mut Conn<'_>,
     user_id: Uuid,
@@ -118,7 +124,7 @@ pub async fn revoke_all(
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Uuid>> {
     let keep = DbUuid(keep.unwrap_or(Uuid::nil()));
-    run!(conn, |c| diesel::update(
+    let ids = run!(conn, |c| diesel::update(
         sessions::table
             .filter(sessions::user_id.eq(DbUuid(user_id)))
             .filter(sessions::revoked_at.is_null())
@@ -130,8 +136,13 @@ pub async fn revoke_all(
     ))
     .returning(sessions::id)
     .get_results::<DbUuid>(c)
-    .await)
-    .map(|ids| ids.into_iter().map(|id| id.0).collect())
+    .await)?;
+    let ids: Vec<Uuid> = ids.into_iter().map(|id| id.0).collect();
+    if !ids.is_empty() {
+        let named = if keep.0.is_nil() { Vec::new() } else { ids.clone() };
+        outbox::sessions_revoked(conn, user_id, named).await?;
+    }
+    Ok(ids)
 }
 
 /// Marks a session used and slides its expiry along with its newest refresh token.

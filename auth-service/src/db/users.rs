@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::schema::users;
 use super::sql_types::{DbTime, DbUuid};
 use super::Conn;
-use crate::run;
+use service_kit::run;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -55,13 +55,16 @@ impl User {
     }
 }
 
-/// Inserts a user. A duplicate email surfaces as diesel's `UniqueViolation`.
-pub async fn insert(conn: &mut Conn<'_>, new: &NewUser<'_>) -> QueryResult<()> {
-    run!(conn, |c| diesel::insert_into(users::table)
+/// Inserts a user and writes `user.created` (call it in a transaction).
+/// A duplicate email surfaces as diesel's `UniqueViolation`.
+pub async fn insert(conn: &mut Conn<'_>, new: &NewUser<'_>) -> QueryResult<User> {
+    let user = run!(conn, |c| diesel::insert_into(users::table)
         .values(new)
-        .execute(c)
+        .returning(User::as_returning())
+        .get_result(c)
         .await)?;
-    Ok(())
+    super::outbox::user_event(conn, shared_types::event_types::USER_CREATED, &user).await?;
+    Ok(user)
 }
 
 pub async fn find(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<Option<User>> {

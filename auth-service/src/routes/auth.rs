@@ -17,7 +17,8 @@ use crate::domain::{Email, FullName, NewPassword};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
 use crate::tokens::{hash_token, random_token};
-use crate::{transaction, AppState};
+use crate::AppState;
+use service_kit::transaction;
 
 // Request bodies derive no `Debug`: they hold passwords and tokens.
 
@@ -180,6 +181,7 @@ pub async fn register(
         })?;
         state.start_session(tx, new_user.id.0, &client, now).await
     })?;
+    state.outbox.wake();
     let user = PublicUser {
         id: new_user.id.0,
         email: email.as_str().to_owned(),
@@ -363,6 +365,7 @@ pub async fn refresh(
         .await?;
         Ok(())
     })?;
+    state.outbox.wake();
     tracing::warn!(user_id = %session.user_id.0, session_id = %session.id.0, "refresh token reused; session revoked");
     Err(ApiError::unauthorized(
         "refresh_token_reused",
@@ -413,5 +416,6 @@ async fn end_sessions(
         .await?;
         Ok(())
     })?;
+    state.outbox.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,10 +2,14 @@
 
 use actix_web::web;
 use serde::Deserialize;
-use shared_types::{IntrospectRequest, Introspection, UserCount, UserPage, UserRecord};
+use actix_web::HttpResponse;
+use shared_types::{
+    IntrospectRequest, Introspection, RedeliverRequest, Requeued, UserCount, UserPage, UserRecord,
+    WebhookStats,
+};
 use uuid::Uuid;
 
-use crate::db::{sessions, users};
+use crate::db::{outbox, sessions, users};
 use crate::error::ApiError;
 use crate::extractors::InternalCaller;
 use crate::AppState;
@@ -93,4 +97,57 @@ pub async fn count_users(
     let mut pooled = state.db.get().await?;
     let count = users::count(&mut pooled.conn()).await?;
     Ok(web::Json(UserCount { count }))
+}
+
+pub async fn webhook_stats(
+    _caller: InternalCaller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<WebhookStats>, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let stats = outbox::stats(&mut pooled.conn()).await?;
+    let now = crate::db::now();
+    Ok(web::Json(WebhookStats {
+        pending: stats.pending,
+        failed: stats.failed,
+        delivered: stats.delivered,
+        oldest_pending_seconds: stats
+            .oldest_pending
+            .map(|t| (now - t).num_seconds().max(0)),
+        last_delivered_at: stats.last_delivered,
+    }))
+}
+
+/// Requeues failed events (the given ids, or all) and wakes the worker.
+/// The body is optional: an empty POST requeues every failed event. It is
+/// parsed by hand because `Option<Json<_>>` would turn a malformed body into
+/// "no body", and so into "requeue everything".
+pub async fn redeliver(
+    _caller: InternalCaller,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: RedeliverRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RedeliverRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::validation("validation_failed", e.to_string())
+            } else {
+                ApiError::bad_request(format!("malformed JSON: {e}"))
+            }
+        })?
+    };
+    let ids = request.event_ids;
+    if ids.as_ref().is_some_and(|ids| ids.len() > 10_000) {
+        return Err(ApiError::validation(
+            "validation_failed",
+            "at most 10000 event ids per request",
+        ));
+    }
+    let mut pooled = state.db.get().await?;
+    let requeued = outbox::redeliver(&mut pooled.conn(), ids.as_deref()).await?;
+    if requeued > 0 {
+        state.outbox.wake();
+    }
+    Ok(HttpResponse::Accepted().json(Requeued { requeued }))
 }

@@ -6,6 +6,7 @@ use crate::db::sessions;
 use crate::error::ApiError;
 use crate::extractors::AuthenticatedUser;
 use crate::AppState;
+use service_kit::transaction;
 
 pub async fn me(auth: AuthenticatedUser) -> web::Json<AuthMe> {
     let u = auth.user;
@@ -47,16 +48,15 @@ pub async fn delete_session(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
-    let revoked = sessions::revoke(
-        &mut pooled.conn(),
-        auth.user.id.0,
-        path.into_inner(),
-        "revoked_by_user",
-        crate::db::now(),
-    )
-    .await?;
+    let conn = &mut pooled.conn();
+    let session_id = path.into_inner();
+    let revoked = transaction!(conn, |tx| -> ApiError {
+        let now = crate::db::now();
+        Ok(sessions::revoke(tx, auth.user.id.0, session_id, "revoked_by_user", now).await?)
+    })?;
     if !revoked {
         return Err(ApiError::not_found("no such session"));
     }
+    state.outbox.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -30,5 +30,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(internal::count_users),
         )
         .route("/internal/v1/users", web::get().to(internal::list_users))
-        .route("/internal/v1/users/{id}", web::get().to(internal::get_user));
+        .route("/internal/v1/users/{id}", web::get().to(internal::get_user))
+        .route(
+            "/internal/v1/webhooks/stats",
+            web::get().to(internal::webhook_stats),
+        )
+        .route(
+            "/internal/v1/webhooks/redeliver",
+            web::post().to(internal::redeliver),
+        );
 }

@@ -35,6 +35,10 @@ pub struct SqlUuid;
 #[diesel(sqlite_type(name = "Text"))]
 pub struct SqlTimestamp;
 
+// Ordered on both backends: timestamptz natively, and the fixed-width UTC
+// text on SQLite sorts as time does. Lets `min`/`max` work on timestamps.
+impl diesel::sql_types::SqlOrd for SqlTimestamp {}
+
 /// A UUID as stored. A newtype because diesel's blanket impls and the orphan
 /// rule leave no way to bind `uuid::Uuid` itself to a type of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow)]

@@ -1,0 +1,6 @@
+DROP TABLE leases;
+DROP TABLE revocations;
+DROP TABLE sync_runs;
+DROP TABLE processed_webhooks;
+DROP TABLE user_tombstones;
+DROP TABLE userbase;

@@ -1,0 +1,373 @@
+//! The database layer shared by both services: one pool type, one connection
+//! type and one way to write each query for both PostgreSQL and SQLite.
+//!
+//! How a query is written once: every query function takes `&mut Conn<'_>`
+//! and uses [`run!`] to expand its body once per backend, so the same diesel
+//! expression is type-checked and compiled for PostgreSQL and for SQLite.
+//! Adding a connection kind (for example libpq's `PgConnection` for
+//! transaction-mode poolers) means one more `Conn` variant and one more arm in
+//! `run!`/`begin`/`finish`; no query changes.
+//!
+//! Pools are plain: no role switching, no per-request settings, no JWT claims
+//! on connections. Authentication happens at the HTTP edge only.
+
+pub mod sql_types;
+
+pub use sql_types::{DbTime, DbUuid, SqlTimestamp, SqlUuid};
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection as _;
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection, RunError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+/// SQLite through diesel's sync connection, run on tokio's blocking pool.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, FinishBeforeDrop>;
+
+/// Runs SQLite work on tokio's blocking pool, like diesel-async's own
+/// spawner, but safe on actix's single-threaded workers.
+///
+/// A request future can be dropped mid-query (the client went away, or a
+/// sibling extractor failed). The query must then still finish before the
+/// connection is reused, so the drop waits for it. diesel-async waits with
+/// `block_in_place`, which panics on a current-thread runtime and took the
+/// worker down; this waits by parking the thread instead. The wait is one
+/// SQLite statement, and happens only on cancellation.
+pub struct FinishBeforeDrop(tokio::runtime::Handle);
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for FinishBeforeDrop {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures::future::BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        use futures::TryFutureExt;
+        Box::pin(JoinOnDrop(self.0.spawn_blocking(task)).map_err(Box::from))
+    }
+
+    fn get_runtime() -> Self {
+        Self(tokio::runtime::Handle::current())
+    }
+}
+
+struct JoinOnDrop<R>(tokio::task::JoinHandle<R>);
+
+impl<R> std::future::Future for JoinOnDrop<R> {
+    type Output = Result<R, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<R> Drop for JoinOnDrop<R> {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            let _ = futures::executor::block_on(&mut self.0);
+        }
+    }
+}
+
+/// Pragmas for every SQLite connection. WAL lets readers run beside the one
+/// writer; `busy_timeout` makes a writer wait for the lock instead of failing;
+/// write transactions use `BEGIN IMMEDIATE` (see `Conn::begin`), which takes
+/// the write lock up front so two transactions can't deadlock upgrading.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;";
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// `sqlite://data/auth.db` and `sqlite:data/auth.db` both name `data/auth.db`.
+pub fn sqlite_path(url: &str) -> &str {
+    url.trim_start_matches("sqlite:").trim_start_matches("//")
+}
+
+#[derive(Clone)]
+pub enum DbPool {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// A connection checked out of the pool; `conn()` gives the query handle.
+// Lives on one request's stack and is never stored in bulk, so the size gap
+// between variants costs nothing worth a heap allocation per checkout.
+#[allow(clippy::large_enum_variant)]
+pub enum PooledConn {
+    Postgres(PooledConnection<'static, AsyncPgConnection>),
+    Sqlite(PooledConnection<'static, SqliteConn>),
+}
+
+/// A borrowed connection of either backend: what every query takes.
+pub enum Conn<'a> {
+    Pg(&'a mut AsyncPgConnection),
+    Sqlite(&'a mut SqliteConn),
+}
+
+/// Failure to get a connection: the database is down or the pool exhausted.
+#[derive(Debug, thiserror::Error)]
+#[error("database unavailable: {0}")]
+pub struct PoolError(String);
+
+impl From<RunError> for PoolError {
+    fn from(e: RunError) -> Self {
+        PoolError(e.to_string())
+    }
+}
+
+impl DbPool {
+    /// Builds the pool lazily: the server starts even if the database is
+    /// briefly unreachable, and `/health/ready` says so.
+    pub async fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(5);
+        match Backend::of_url(url) {
+            Some(Backend::Postgres) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let pool = Pool::builder()
+                    .max_size(max_size)
+                    .connection_timeout(timeout)
+                    .build_unchecked(manager);
+                Ok(Self::Postgres(pool))
+            }
+            Some(Backend::Sqlite) => {
+                let path = sqlite_path(url).to_owned();
+                ensure_parent_dir(&path)?;
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|url| {
+                    Box::pin(async move {
+                        let mut conn = SqliteConn::establish(url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    })
+                });
+                let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+                let pool = Pool::builder()
+                    .max_size(max_size)
+                    .connection_timeout(timeout)
+                    .build_unchecked(manager);
+                Ok(Self::Sqlite(pool))
+            }
+            None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
+        }
+    }
+
+    pub async fn get(&self) -> Result<PooledConn, PoolError> {
+        Ok(match self {
+            Self::Postgres(p) => PooledConn::Postgres(p.get_owned().await?),
+            Self::Sqlite(p) => PooledConn::Sqlite(p.get_owned().await?),
+        })
+    }
+}
+
+impl PooledConn {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Postgres(c) => Conn::Pg(c),
+            Self::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+}
+
+/// Expands `$body` once per backend with `$c` bound to the concrete
+/// connection, so the query inside is compiled for both.
+#[macro_export]
+macro_rules! run {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Pg($c) => {
+                let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
+                $body
+            }
+            $crate::db::Conn::Sqlite($c) => {
+                let $c: &mut $crate::db::SqliteConn = &mut **$c;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` (an expression returning `Result<T, $err>`) in a transaction:
+/// committed on `Ok`, rolled back on `Err`. `$tx` is a `&mut Conn` for the
+/// queries inside. On SQLite the transaction takes the write lock at once.
+#[macro_export]
+macro_rules! transaction {
+    ($conn:expr, |$tx:ident| -> $err:ty $body:block) => {{
+        let __conn: &mut $crate::db::Conn<'_> = $conn;
+        match __conn.begin().await {
+            Err(e) => Err(<$err>::from(e)),
+            Ok(()) => {
+                let __result: Result<_, $err> = async {
+                    let $tx: &mut $crate::db::Conn<'_> = &mut *__conn;
+                    $body
+                }
+                .await;
+                __conn.finish(__result).await
+            }
+        }
+    }};
+}
+
+impl Conn<'_> {
+    pub async fn begin(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            Conn::Pg(c) => {
+                <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(
+                    &mut **c,
+                )
+                .await
+            }
+            Conn::Sqlite(c) => {
+                c.spawn_blocking(|inner| {
+                    diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+                        inner,
+                        "BEGIN IMMEDIATE",
+                    )
+                })
+                .await
+            }
+        }
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`. A failed rollback leaves the
+    /// connection marked broken, and the pool discards it.
+    pub async fn finish<T, E: From<diesel::result::Error>>(
+        &mut self,
+        result: Result<T, E>,
+    ) -> Result<T, E> {
+        match result {
+            Ok(value) => {
+                match self {
+                    Conn::Pg(c) => {
+                        <AsyncPgConnection as AsyncConnection>::TransactionManager::commit_transaction(&mut **c)
+                            .await?
+                    }
+                    Conn::Sqlite(c) => {
+                        <SqliteConn as AsyncConnection>::TransactionManager::commit_transaction(&mut **c)
+                            .await?
+                    }
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let rolled_back = match self {
+                    Conn::Pg(c) => {
+                        <AsyncPgConnection as AsyncConnection>::TransactionManager::rollback_transaction(&mut **c)
+                            .await
+                    }
+                    Conn::Sqlite(c) => {
+                        <SqliteConn as AsyncConnection>::TransactionManager::rollback_transaction(&mut **c)
+                            .await
+                    }
+                };
+                if let Err(rb) = rolled_back {
+                    tracing::warn!(error = %rb, "rollback failed; connection will be discarded");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&mut self) -> diesel::QueryResult<()> {
+        use diesel_async::RunQueryDsl;
+        run!(self, |c| diesel::sql_query("SELECT 1")
+            .execute(c)
+            .await
+            .map(|_| ()))
+    }
+}
+
+/// The current time at the precision both backends store (microseconds), so
+/// a value returned to a client equals the value read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Arbitrary but fixed key for the migration advisory lock (ASCII "authmigr").
+/// Advisory locks are per database, so both services can share it.
+const MIGRATION_LOCK_KEY: i64 = 0x6175_7468_6d69_6772;
+
+/// Applies pending migrations for the URL's backend and returns how many ran.
+///
+/// Runs on the blocking pool with a synchronous connection: diesel's migration
+/// harness is synchronous. On PostgreSQL it holds a session advisory lock so
+/// replicas starting together apply each migration once; this needs a direct
+/// connection, not a transaction-mode pooler.
+pub async fn run_migrations(
+    url: &str,
+    postgres: EmbeddedMigrations,
+    sqlite: EmbeddedMigrations,
+) -> anyhow::Result<usize> {
+    let url = url.to_owned();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        match Backend::of_url(&url) {
+            Some(Backend::Postgres) => {
+                use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+                let _guard = handle.enter();
+                let mut conn =
+                    <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(
+                        &url,
+                    )?;
+                SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"),
+                )?;
+                let applied = conn.run_pending_migrations(postgres).map(|v| v.len());
+                SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"),
+                )?;
+                applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+            }
+            Some(Backend::Sqlite) => {
+                let path = sqlite_path(&url);
+                ensure_parent_dir(path)?;
+                let mut conn = SqliteConnection::establish(path)?;
+                conn.batch_execute(SQLITE_PRAGMAS)?;
+                conn.run_pending_migrations(sqlite)
+                    .map(|v| v.len())
+                    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+            }
+            None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
+        }
+    })
+    .await?
+}

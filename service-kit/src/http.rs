@@ -1,0 +1,56 @@
+//! Small HTTP edge helpers both services need.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The token of an `Authorization: Bearer <token>` header, if well formed.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Compares fixed-length digests so neither the key's content nor its length
+/// leaks through timing.
+pub fn key_matches(presented: &str, expected: &str) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn bearer_parsing() {
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "Bearer abc"))
+            .to_http_request();
+        assert_eq!(bearer(&req), Some("abc"));
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "bearer  abc "))
+            .to_http_request();
+        assert_eq!(bearer(&req), Some("abc"));
+        for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
+            let req = TestRequest::default()
+                .insert_header((header::AUTHORIZATION, bad))
+                .to_http_request();
+            assert_eq!(bearer(&req), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(key_matches("abc", "abc"));
+        assert!(!key_matches("abc", "abd"));
+        assert!(!key_matches("abc", "abcd"));
+        assert!(!key_matches("", "abc"));
+    }
+}

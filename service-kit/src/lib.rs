@@ -1,0 +1,10 @@
+//! What both services share below their own routes: the database layer
+//! (`db`: one pool and one query style for PostgreSQL and SQLite), the error
+//! type mapped to RFC 9457 problem details (`error`), bearer parsing (`http`)
+//! and logging with
+//! request ids (`telemetry`).
+
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod telemetry;
