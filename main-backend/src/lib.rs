@@ -1,1 +1,180 @@
-//! Main backend: mirror of the auth service users plus business data (built in the sync-loop issue).
+//! The main backend: business data beside a read-only mirror of the auth
+//! service's users. It never sees a password or any other credential, and
+//! trusts no token the auth service has not confirmed.
+//!
+//! Map of the crate: `configuration` (every environment variable),
+//! `routes` (HTTP handlers, and the list of routes), `extractors` (who is
+//! calling), `validation` (token checks and their cache), `auth_client`
+//! (the auth service's internal API), `sync` (webhooks, lazy sync,
+//! reconciliation, revocation feed), `db` (schema and queries; `db::mirror`
+//! is the only writer of auth-owned fields), `domain` (validated input).
+
+#![recursion_limit = "256"]
+
+pub mod auth_client;
+pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod extractors;
+pub mod routes;
+pub mod sync;
+pub mod validation;
+
+pub use service_kit::{error, telemetry};
+
+use std::net::TcpListener;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use shared_types::SyncHealth;
+
+use crate::auth_client::AuthClient;
+use crate::configuration::Settings;
+use crate::db::{Backend, DbPool};
+use crate::validation::Validator;
+
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../migrations-main/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations-main/sqlite");
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub db: DbPool,
+    pub settings: Arc<Settings>,
+    pub auth: AuthClient,
+    pub validator: Arc<Validator>,
+    /// This process's id, for leases.
+    pub instance: String,
+    /// The last `/health/sync` answer and when it was computed.
+    pub sync_health: Mutex<Option<(std::time::Instant, SyncHealth)>>,
+    /// `PATCH /v1/me` calls refused for touching an auth-owned field.
+    pub auth_owned_attempts: AtomicU64,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
+}
+
+/// Applies pending migrations (what `main-backend migrate` does).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
+    db::run_migrations(
+        &settings.database_url,
+        POSTGRES_MIGRATIONS,
+        SQLITE_MIGRATIONS,
+    )
+    .await
+}
+
+impl Application {
+    /// Migrates, binds `settings.bind` (port 0 picks a free port), starts
+    /// the background work (revocation feed, periodic reconciliation) and
+    /// builds the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let applied = migrate(&settings).await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        let pool_size = settings.database_pool_size.unwrap_or(
+            match db::Backend::of_url(&settings.database_url) {
+                Some(Backend::Sqlite) => 8,
+                _ => 16,
+            },
+        );
+        let db = DbPool::connect(&settings.database_url, pool_size).await?;
+        let auth = AuthClient::new(
+            &settings.auth_service_url,
+            settings.auth_api_key.clone(),
+            settings.auth_timeout,
+        )?;
+        let validator = Arc::new(Validator::new(auth.clone(), settings.validation_ttl));
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("MAIN_BIND: cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let instance = uuid::Uuid::now_v7().to_string();
+
+        let (stop_workers, stop) = tokio::sync::watch::channel(false);
+        let mut workers = vec![tokio::spawn(sync::revocation_poller(
+            db.clone(),
+            validator.clone(),
+            settings.revocation_poll,
+            stop.clone(),
+        ))];
+        if let Some(interval) = settings.sync_interval {
+            workers.push(tokio::spawn(sync::reconcile::periodic(
+                db.clone(),
+                auth.clone(),
+                validator.clone(),
+                instance.clone(),
+                interval,
+                stop,
+            )));
+        }
+
+        let state = web::Data::new(AppState {
+            db,
+            settings: Arc::new(settings),
+            auth,
+            validator,
+            instance,
+            sync_health: Mutex::new(None),
+            auth_owned_attempts: AtomicU64::new(0),
+        });
+        let max_body = state.settings.max_body_bytes;
+        let http_workers = state.settings.workers;
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(error::json_error_handler),
+                )
+                .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+                .wrap(middleware::from_fn(telemetry::request_span))
+                .configure(routes::configure)
+                .default_service(web::to(error::not_found))
+        });
+        let server = match http_workers {
+            Some(n) => server.workers(n),
+            None => server,
+        };
+        let server = server.listen(listener)?.shutdown_timeout(30).run();
+        Ok(Self {
+            port,
+            server,
+            state,
+            workers,
+            stop_workers,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from outside (tests, the launcher).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
+    /// requests finish), then stops the background work.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let _ = self.stop_workers.send(true);
+        for w in self.workers {
+            let _ = w.await;
+        }
+        served
+    }
+}

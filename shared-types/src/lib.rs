@@ -178,6 +178,70 @@ pub struct Requeued {
     pub requeued: usize,
 }
 
+/// The main backend's `GET /v1/me`: mirror fields plus business fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub full_name: Option<String>,
+    pub picture: Option<String>,
+    pub role: String,
+    pub plan_tier: String,
+    pub permissions: serde_json::Value,
+    pub feature_flags: serde_json::Value,
+    pub tool_permissions: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Result of a full reconciliation (`POST /admin/v1/sync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub unchanged: i64,
+    pub duration_ms: i64,
+}
+
+/// `GET /health/sync` on the main backend: counts only, never ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncHealth {
+    /// `ok`, `degraded` or `failing`.
+    pub status: String,
+    pub auth_user_count: Option<i64>,
+    pub local_user_count: i64,
+    pub difference: Option<i64>,
+    pub threshold: i64,
+    pub auth_reachable: bool,
+    pub last_webhook_at: Option<DateTime<Utc>>,
+    pub last_reconcile_at: Option<DateTime<Utc>>,
+    pub last_reconcile: Option<LastReconcile>,
+    pub webhooks: WebhookBacklog,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReconcile {
+    /// `ok` or `failed`.
+    pub status: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub unchanged: i64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The auth service's outbox as seen from the main backend (null when unreachable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookBacklog {
+    pub pending: Option<i64>,
+    pub failed: Option<i64>,
+}
+
 /// RFC 9457 problem details with the contract's stable `code`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {

@@ -1,0 +1,115 @@
+//! The auth service's internal API, as the main backend calls it.
+//!
+//! Every call waits at most `AUTH_TIMEOUT_MS`. Anything but the expected
+//! answer (no connection, timeout, 5xx, our API key refused, a body that
+//! does not parse) is `AuthUnavailable`: callers fail closed on it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use shared_types::{
+    IntrospectRequest, Introspection, UserCount, UserPage, UserRecord, WebhookStats,
+};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+#[error("auth service unavailable: {0}")]
+pub struct AuthUnavailable(pub String);
+
+#[derive(Clone)]
+pub struct AuthClient {
+    base: String,
+    api_key: SecretString,
+    http: reqwest::Client,
+}
+
+impl AuthClient {
+    pub fn new(base: &str, api_key: SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("main-backend/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            api_key,
+            http,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, AuthUnavailable> {
+        let response = request
+            .bearer_auth(self.api_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| AuthUnavailable(e.without_url().to_string()))?;
+        match response.status() {
+            StatusCode::OK | StatusCode::ACCEPTED => response
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|e| AuthUnavailable(format!("unexpected answer: {}", e.without_url()))),
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::UNAUTHORIZED => {
+                tracing::error!("the auth service refused AUTH_SERVICE_API_KEY; check both services use the same key");
+                Err(AuthUnavailable("API key refused".into()))
+            }
+            other => Err(AuthUnavailable(format!("answered {other}"))),
+        }
+    }
+
+    fn expect<T>(found: Option<T>, what: &str) -> Result<T, AuthUnavailable> {
+        found.ok_or_else(|| AuthUnavailable(format!("{what}: not found")))
+    }
+
+    /// RFC 7662 introspection of a bearer token.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, AuthUnavailable> {
+        let req = self
+            .http
+            .post(format!("{}/internal/v1/introspect", self.base))
+            .json(&IntrospectRequest {
+                token: token.to_owned(),
+            });
+        Self::expect(self.call(req).await?, "introspect")
+    }
+
+    /// One user; `None` when the auth service has no such user.
+    pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, AuthUnavailable> {
+        let req = self
+            .http
+            .get(format!("{}/internal/v1/users/{id}", self.base));
+        self.call(req).await
+    }
+
+    pub async fn users_page(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<UserPage, AuthUnavailable> {
+        let mut url = format!("{}/internal/v1/users?limit={limit}", self.base);
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        Self::expect(self.call(self.http.get(url)).await?, "users")
+    }
+
+    pub async fn user_count(&self) -> Result<i64, AuthUnavailable> {
+        let req = self
+            .http
+            .get(format!("{}/internal/v1/users/count", self.base));
+        Ok(Self::expect(self.call::<UserCount>(req).await?, "count")?.count)
+    }
+
+    pub async fn webhook_stats(&self) -> Result<WebhookStats, AuthUnavailable> {
+        let req = self
+            .http
+            .get(format!("{}/internal/v1/webhooks/stats", self.base));
+        Self::expect(self.call(req).await?, "webhook stats")
+    }
+}

@@ -1,0 +1,149 @@
+//! Settings, read from the environment (and `.env` when present) and checked
+//! once at start. Every variable this service reads:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `MAIN_BIND` | `127.0.0.1:8000` | listen address |
+//! | `DATABASE_URL` | `sqlite://data/main.db` | `sqlite://PATH` or `postgres://...` |
+//! | `MAIN_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `AUTH_SERVICE_URL` | `http://127.0.0.1:8001` | the auth service |
+//! | `AUTH_SERVICE_API_KEY` | required | bearer for the auth service's internal API |
+//! | `AUTH_WEBHOOK_SECRET` | required | `whsec_<base64>`, shared with the auth service |
+//! | `VALIDATION_CACHE_TTL_SECONDS` | 300 | longest a token check is reused |
+//! | `SYNC_INTERVAL_SECONDS` | 300 | periodic reconciliation; 0 turns it off |
+//! | `SYNC_ALERT_THRESHOLD` | 10 | user-count drift that makes `/health/sync` degraded |
+//! | `AUTH_TIMEOUT_MS` | 2000 | longest wait for the auth service |
+//! | `REVOCATION_POLL_MS` | 250 | how often each replica reads new revocations |
+//! | `MAIN_MAX_BODY_BYTES` | 65536 | request body limit |
+//! | `MAIN_WORKERS` | CPU count | HTTP worker threads |
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shared_types::config::{check_secret, err, parse_opt, ConfigError};
+use shared_types::webhook::WebhookKey;
+
+#[derive(Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database_url: String,
+    pub database_pool_size: Option<u32>,
+    pub auth_service_url: String,
+    pub auth_api_key: SecretString,
+    pub webhook_key: WebhookKey,
+    pub validation_ttl: Duration,
+    /// `None`: no periodic reconciliation (manual `POST /admin/v1/sync` only).
+    pub sync_interval: Option<Duration>,
+    pub sync_alert_threshold: i64,
+    pub auth_timeout: Duration,
+    pub revocation_poll: Duration,
+    pub max_body_bytes: usize,
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Reads and validates the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings through `get` (the environment in production; a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let api_key =
+            get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
+        check_secret("AUTH_SERVICE_API_KEY", &api_key)?;
+        let webhook_secret = get("AUTH_WEBHOOK_SECRET").ok_or_else(|| {
+            err(
+                "AUTH_WEBHOOK_SECRET",
+                "required: the whsec_<base64> secret the auth service signs with",
+            )
+        })?;
+        let auth_service_url = get("AUTH_SERVICE_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8001".into())
+            .trim_end_matches('/')
+            .to_owned();
+        if !(auth_service_url.starts_with("http://") || auth_service_url.starts_with("https://"))
+        {
+            return Err(err("AUTH_SERVICE_URL", "must be an http(s) URL"));
+        }
+        let sync_interval = parse_opt(&get, "SYNC_INTERVAL_SECONDS", 0u64, 7 * 24 * 3600)?
+            .unwrap_or(300);
+        Ok(Self {
+            bind: get("MAIN_BIND").unwrap_or_else(|| "127.0.0.1:8000".into()),
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/main.db".into()),
+            database_pool_size: parse_opt(&get, "MAIN_DATABASE_POOL_SIZE", 1, 1000)?,
+            auth_service_url,
+            auth_api_key: api_key.into(),
+            webhook_key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &webhook_secret)?,
+            validation_ttl: Duration::from_secs(
+                parse_opt(&get, "VALIDATION_CACHE_TTL_SECONDS", 1, 24 * 3600)?.unwrap_or(300),
+            ),
+            sync_interval: (sync_interval > 0).then(|| Duration::from_secs(sync_interval)),
+            sync_alert_threshold: parse_opt(&get, "SYNC_ALERT_THRESHOLD", 0, i64::MAX)?
+                .unwrap_or(10),
+            auth_timeout: Duration::from_millis(
+                parse_opt(&get, "AUTH_TIMEOUT_MS", 10, 60_000)?.unwrap_or(2000),
+            ),
+            revocation_poll: Duration::from_millis(
+                parse_opt(&get, "REVOCATION_POLL_MS", 10, 10_000)?.unwrap_or(250),
+            ),
+            max_body_bytes: parse_opt(&get, "MAIN_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?
+                .unwrap_or(64 * 1024),
+            workers: parse_opt(&get, "MAIN_WORKERS", 1, 512)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const WH: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[("AUTH_SERVICE_API_KEY", KEY), ("AUTH_WEBHOOK_SECRET", WH)])
+            .expect("valid");
+        assert_eq!(s.bind, "127.0.0.1:8000");
+        assert_eq!(s.database_url, "sqlite://data/main.db");
+        assert_eq!(s.auth_service_url, "http://127.0.0.1:8001");
+        assert_eq!(s.validation_ttl, Duration::from_secs(300));
+        assert_eq!(s.sync_interval, Some(Duration::from_secs(300)));
+        assert_eq!(s.sync_alert_threshold, 10);
+        assert_eq!(s.auth_timeout, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn missing_or_weak_secrets_name_the_variable() {
+        let e = settings(&[("AUTH_WEBHOOK_SECRET", WH)]).err().expect("fails");
+        assert_eq!(e.var, "AUTH_SERVICE_API_KEY");
+        let e = settings(&[("AUTH_SERVICE_API_KEY", "short"), ("AUTH_WEBHOOK_SECRET", WH)])
+            .err()
+            .expect("fails");
+        assert_eq!(e.var, "AUTH_SERVICE_API_KEY");
+        let e = settings(&[("AUTH_SERVICE_API_KEY", KEY)]).err().expect("fails");
+        assert_eq!(e.var, "AUTH_WEBHOOK_SECRET");
+        let e = settings(&[("AUTH_SERVICE_API_KEY", KEY), ("AUTH_WEBHOOK_SECRET", "plain")])
+            .err()
+            .expect("fails");
+        assert_eq!(e.var, "AUTH_WEBHOOK_SECRET");
+        let e = settings(&[
+            ("AUTH_SERVICE_API_KEY", KEY),
+            ("AUTH_WEBHOOK_SECRET", WH),
+            ("AUTH_TIMEOUT_MS", "0"),
+        ])
+        .err()
+        .expect("fails");
+        assert_eq!(e.var, "AUTH_TIMEOUT_MS");
+    }
+}

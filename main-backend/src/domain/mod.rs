@@ -1,0 +1,3 @@
+//! Validated input.
+
+pub mod profile;

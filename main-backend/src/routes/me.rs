@@ -1,0 +1,67 @@
+//! `GET /v1/me`, `PATCH /v1/me`: the caller's profile.
+
+use actix_web::web;
+use serde_json::{Map, Value};
+use shared_types::Profile;
+
+use crate::db::mirror::{self, MirrorUser};
+use crate::domain::profile::{PatchError, ProfilePatch};
+use crate::error::ApiError;
+use crate::extractors::AuthenticatedUser;
+use crate::AppState;
+
+fn json_or(raw: &str, fallback: Value) -> Value {
+    serde_json::from_str(raw).unwrap_or(fallback)
+}
+
+pub fn profile(u: &MirrorUser) -> Profile {
+    Profile {
+        id: u.id.0,
+        email: u.email.clone(),
+        email_verified: u.email_verified,
+        full_name: u.full_name.clone(),
+        picture: u.picture.clone(),
+        role: u.role.clone(),
+        plan_tier: u.plan_tier.clone(),
+        permissions: json_or(&u.permissions, Value::Array(Vec::new())),
+        feature_flags: json_or(&u.feature_flags, Value::Object(Map::new())),
+        tool_permissions: json_or(&u.tool_permissions, Value::Object(Map::new())),
+        created_at: u.created_at.0,
+        updated_at: u.updated_at.0,
+    }
+}
+
+pub async fn get(auth: AuthenticatedUser) -> web::Json<Profile> {
+    web::Json(profile(&auth.user))
+}
+
+/// Changes `full_name` and/or `picture`. An auth-owned field is refused
+/// with 422 `auth_owned_field` naming the auth-service endpoint, counted
+/// and logged: a client doing that has a bug worth finding.
+pub async fn patch(
+    state: web::Data<AppState>,
+    auth: AuthenticatedUser,
+    body: web::Json<Map<String, Value>>,
+) -> Result<web::Json<Profile>, ApiError> {
+    let patch = match ProfilePatch::parse(&body) {
+        Ok(p) => p,
+        Err(PatchError::AuthOwned(e)) => {
+            state
+                .auth_owned_attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(user_id = %auth.user.id.0, detail = %e.detail, "attempt to change an auth-owned field through the main backend");
+            return Err(e);
+        }
+        Err(PatchError::Other(e)) => return Err(e),
+    };
+    let mut pooled = state.db.get().await?;
+    let user = mirror::update_profile(
+        &mut pooled.conn(),
+        auth.user.id.0,
+        patch.full_name.as_ref().map(Option::as_deref),
+        patch.picture.as_ref().map(Option::as_deref),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(web::Json(profile(&user)))
+}

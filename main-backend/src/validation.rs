@@ -1,0 +1,186 @@
+//! Token validation: every bearer token is confirmed by the auth service's
+//! introspection, and the answer is reused for at most
+//! `min(VALIDATION_CACHE_TTL_SECONDS, exp - now)`.
+//!
+//! - Concurrent misses for one token make one call (moka's `try_get_with`).
+//! - Failures are never cached: when the auth service is unreachable, cached
+//!   answers still serve and everything else is refused (fail closed).
+//! - Revocations (`session.revoked`, deleted or locked users) evict at once.
+//!   They arrive by webhook at one replica and reach the others through the
+//!   `revocations` table (`sync::revocation_poller`); each replica also keeps
+//!   recent revocations in memory and refuses any cached answer fetched
+//!   before them (plus `SKEW`), which closes the race where an
+//!   introspection started before a logout lands in the cache after the
+//!   eviction. Times are the revocation row's `created_at`, so hearing of one
+//!   revocation twice (webhook, then poll) changes nothing.
+//! - Cache keys are SHA-256 digests of tokens, never the tokens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use moka::future::Cache;
+use moka::Expiry;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth_client::{AuthClient, AuthUnavailable};
+
+/// Clock difference tolerated between replicas when comparing a
+/// revocation's time with the time an answer was fetched.
+const SKEW: chrono::Duration = chrono::Duration::milliseconds(250);
+/// Negative answers (bad, expired, revoked tokens) are reused this long at most.
+const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+const MAX_ENTRIES: u64 = 200_000;
+
+/// A confirmed answer about one token.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub principal: Option<Principal>,
+    /// When the introspection call started: revocations after it win.
+    fetched_at: DateTime<Utc>,
+    ttl: Duration,
+}
+
+/// Who a live access token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub exp: i64,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<[u8; 32], Arc<Checked>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Checked>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// A revocation this replica has heard of: a session, or every session.
+#[derive(Debug, Clone, Copy)]
+struct Revoked {
+    session_id: Option<Uuid>,
+    at: DateTime<Utc>,
+}
+
+pub struct Validator {
+    auth: AuthClient,
+    ttl: Duration,
+    cache: Cache<[u8; 32], Arc<Checked>>,
+    /// Recent revocations by user, kept for one TTL (no cached answer is older).
+    recent: RwLock<HashMap<Uuid, Vec<Revoked>>>,
+}
+
+impl Validator {
+    pub fn new(auth: AuthClient, ttl: Duration) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(MAX_ENTRIES)
+            .expire_after(PerEntryTtl)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            auth,
+            ttl,
+            cache,
+            recent: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// `Ok(None)`: the token is not live. `Err`: nobody could say (503).
+    pub async fn validate(&self, token: &str) -> Result<Option<Principal>, AuthUnavailable> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let checked = self
+            .cache
+            .try_get_with(key, self.introspect(token))
+            .await
+            .map_err(|e| AuthUnavailable(e.0.clone()))?;
+        match checked.principal {
+            Some(p) if self.revoked_since(&p, checked.fetched_at) => {
+                self.cache.invalidate(&key).await;
+                Ok(None)
+            }
+            Some(p) if p.exp <= Utc::now().timestamp() => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Arc<Checked>, AuthUnavailable> {
+        let fetched_at = Utc::now();
+        let answer = self.auth.introspect(token).await?;
+        let now = Utc::now().timestamp();
+        let principal = match (answer.active, answer.token_type.as_deref()) {
+            (true, Some("access")) => match (answer.sub, answer.sid, answer.exp) {
+                (Some(user_id), Some(session_id), Some(exp)) if exp > now => Some(Principal {
+                    user_id,
+                    session_id,
+                    exp,
+                }),
+                _ => None,
+            },
+            // Service tokens are not user credentials here.
+            _ => None,
+        };
+        let ttl = match &principal {
+            Some(p) => self
+                .ttl
+                .min(Duration::from_secs(u64::try_from(p.exp - now).unwrap_or(0))),
+            None => self.ttl.min(NEGATIVE_TTL),
+        };
+        Ok(Arc::new(Checked {
+            principal,
+            fetched_at,
+            ttl,
+        }))
+    }
+
+    fn revoked_since(&self, p: &Principal, fetched_at: DateTime<Utc>) -> bool {
+        let recent = self.recent.read().unwrap_or_else(|e| e.into_inner());
+        recent.get(&p.user_id).is_some_and(|list| {
+            list.iter().any(|r| {
+                fetched_at <= r.at + SKEW && r.session_id.is_none_or(|sid| sid == p.session_id)
+            })
+        })
+    }
+
+    /// Forgets cached answers for a user's session, or all their sessions
+    /// (`session_id = None`), and refuses any answer fetched before `at`
+    /// (the time the revocation was recorded).
+    pub fn revoke(&self, user_id: Uuid, session_id: Option<Uuid>, at: DateTime<Utc>) {
+        {
+            let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
+            let horizon = Utc::now()
+                - chrono::Duration::from_std(self.ttl).unwrap_or_default()
+                - chrono::Duration::seconds(5);
+            recent.retain(|_, list| {
+                list.retain(|r| r.at > horizon);
+                !list.is_empty()
+            });
+            let list = recent.entry(user_id).or_default();
+            if list.iter().any(|r| r.session_id == session_id && r.at == at) {
+                return; // heard of already (webhook, then poll)
+            }
+            list.push(Revoked { session_id, at });
+        }
+        // Closures run lazily inside moka; the `recent` check above already
+        // refuses matching entries in the meantime.
+        let _ = self.cache.invalidate_entries_if(move |_, checked| {
+            checked.principal.is_some_and(|p| {
+                p.user_id == user_id && session_id.is_none_or(|sid| sid == p.session_id)
+            })
+        });
+    }
+
+    /// Entries currently cached (for tests and metrics).
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
