@@ -8,3 +8,5 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use auth_service::configuration::Settings;
 use auth_service::Application;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use service_kit::testing::TestDb;
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -11,67 +11,6 @@ use shared_types::{RegisterResponse, TokenPair};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
-
-/// A database of its own for one test, removed when the test ends.
-enum TestDb {
-    Sqlite,
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    async fn create(dir: &std::path::Path) -> (Self, String) {
-        match std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-        {
-            Some(admin_url) => {
-                let name = format!("test_{}", Uuid::new_v4().simple());
-                let mut conn = AsyncPgConnection::establish(&admin_url)
-                    .await
-                    .expect("TEST_DATABASE_URL reachable");
-                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
-                let url = match admin_url.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("TEST_DATABASE_URL must end in /DBNAME"),
-                };
-                (TestDb::Postgres { admin_url, name }, url)
-            }
-            None => (
-                TestDb::Sqlite,
-                format!("sqlite://{}", dir.join("auth.db").display()),
-            ),
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let TestDb::Postgres { admin_url, name } = self {
-            let (url, name) = (admin_url.clone(), name.clone());
-            // Drop runs outside any async context we may block on, so the
-            // cleanup gets a thread and a small runtime of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
-                        let _ = diesel::sql_query(format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
 
 pub struct TestApp {
     pub address: String,
@@ -108,7 +47,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
     )
     .expect("write key");
-    let (db, database_url) = TestDb::create(&dir).await;
+    let (db, database_url) = TestDb::create(&dir, "auth").await;
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
     let mut env: HashMap<String, String> = HashMap::from([
         ("AUTH_BIND".into(), "127.0.0.1:0".into()),
@@ -124,6 +63,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ),
         ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
         ("AUTH_WORKERS".into(), "1".into()),
+        // Delivery is tested across both services (main-backend's tests).
+        ("AUTH_WEBHOOK_URL".into(), "off".into()),
     ]);
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());

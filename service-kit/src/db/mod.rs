@@ -77,12 +77,14 @@ impl<R> Drop for JoinOnDrop<R> {
     }
 }
 
-/// Pragmas for every SQLite connection. WAL lets readers run beside the one
-/// writer; `busy_timeout` makes a writer wait for the lock instead of failing;
-/// write transactions use `BEGIN IMMEDIATE` (see `Conn::begin`), which takes
-/// the write lock up front so two transactions can't deadlock upgrading.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;";
+/// Pragmas for every SQLite connection. `busy_timeout` comes first: it makes
+/// every later statement (switching to WAL included) wait for a lock held by
+/// another connection or process instead of failing with "database is
+/// locked". WAL lets readers run beside the one writer; write transactions
+/// use `BEGIN IMMEDIATE` (see `Conn::begin`), which takes the write lock up
+/// front so two transactions can't deadlock upgrading.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,319 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use main_backend::db::{mirror, DbPool};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use service_kit::testing::TestDb;
+use shared_types::webhook::WebhookKey;
+use shared_types::{RegisterResponse, TokenPair};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A port that was free a moment ago: each service must know the other's
+/// address before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Running {
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Both services, started and stopped at will; databases outlive restarts.
+pub struct Stack {
+    pub client: reqwest::Client,
+    pub auth_url: String,
+    pub main_url: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+    auth_env: HashMap<String, String>,
+    main_env: HashMap<String, String>,
+    pub main_db_url: String,
+    auth: Option<Running>,
+    main: Option<Running>,
+    extra_mains: Vec<Running>,
+    _auth_db: TestDb,
+    _main_db: TestDb,
+    dir: PathBuf,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for r in self
+            .auth
+            .take()
+            .into_iter()
+            .chain(self.main.take())
+            .chain(self.extra_mains.drain(..))
+        {
+            drop(r.handle.stop(false));
+            r.task.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(&[], &[]).await
+}
+
+/// Starts both services with test defaults plus overrides (environment
+/// variable names and values, as an operator would set them).
+pub async fn spawn_stack_with(auth_overrides: &[(&str, &str)], main_overrides: &[(&str, &str)]) -> Stack {
+    let dir = std::env::temp_dir().join(format!("stack-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (auth_db, auth_db_url) = TestDb::create(&dir, "auth").await;
+    let (main_db, main_db_url) = TestDb::create(&dir, "main").await;
+    let (auth_port, main_port) = (free_port(), free_port());
+    let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
+    let webhook_secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    );
+    let jwt_secret = format!("test-jwt-secret-{}", Uuid::new_v4().simple());
+    let mut auth_env: HashMap<String, String> = [
+        ("AUTH_BIND", format!("127.0.0.1:{auth_port}")),
+        ("AUTH_DATABASE_URL", auth_db_url),
+        ("AUTH_JWT_ALGORITHM", "HS256".into()),
+        ("AUTH_JWT_SECRET", jwt_secret),
+        ("AUTH_SERVICE_API_KEY", api_key.clone()),
+        ("AUTH_WEBHOOK_URL", format!("http://127.0.0.1:{main_port}/webhooks/auth")),
+        ("AUTH_WEBHOOK_SECRET", webhook_secret.clone()),
+        ("AUTH_WEBHOOK_BACKOFF_MS", "50".into()),
+        ("AUTH_MAIL_OUTBOX", dir.join("mail.jsonl").display().to_string()),
+        ("AUTH_DATABASE_POOL_SIZE", "4".into()),
+        ("AUTH_WORKERS", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut main_env: HashMap<String, String> = [
+        ("MAIN_BIND", format!("127.0.0.1:{main_port}")),
+        ("DATABASE_URL", main_db_url.clone()),
+        ("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")),
+        ("AUTH_SERVICE_API_KEY", api_key.clone()),
+        ("AUTH_WEBHOOK_SECRET", webhook_secret.clone()),
+        // Reconciliation only when a test asks for it.
+        ("SYNC_INTERVAL_SECONDS", "0".into()),
+        ("AUTH_TIMEOUT_MS", "1000".into()),
+        ("REVOCATION_POLL_MS", "100".into()),
+        ("MAIN_DATABASE_POOL_SIZE", "4".into()),
+        ("MAIN_WORKERS", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in auth_overrides {
+        auth_env.insert((*k).into(), (*v).into());
+    }
+    for (k, v) in main_overrides {
+        main_env.insert((*k).into(), (*v).into());
+    }
+    let mut stack = Stack {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        auth_url: format!("http://127.0.0.1:{auth_port}"),
+        main_url: format!("http://127.0.0.1:{main_port}"),
+        api_key,
+        webhook_secret,
+        auth_env,
+        main_env,
+        main_db_url,
+        auth: None,
+        main: None,
+        extra_mains: Vec::new(),
+        _auth_db: auth_db,
+        _main_db: main_db,
+        dir,
+    };
+    stack.start_main().await;
+    stack.start_auth().await;
+    stack
+}
+
+impl Stack {
+    pub async fn start_auth(&mut self) {
+        let env = self.auth_env.clone();
+        let settings = auth_service::configuration::Settings::from_lookup(|k| env.get(k).cloned())
+            .expect("valid auth settings");
+        let app = auth_service::Application::build(settings).await.expect("auth builds");
+        self.auth = Some(Running {
+            handle: app.handle(),
+            task: tokio::spawn(app.run_until_stopped()),
+        });
+    }
+
+    pub async fn stop_auth(&mut self) {
+        if let Some(r) = self.auth.take() {
+            r.stop().await;
+        }
+    }
+
+    async fn build_main(&self, env: HashMap<String, String>) -> Running {
+        let settings = main_backend::configuration::Settings::from_lookup(|k| env.get(k).cloned())
+            .expect("valid main settings");
+        let app = main_backend::Application::build(settings).await.expect("main builds");
+        Running {
+            handle: app.handle(),
+            task: tokio::spawn(app.run_until_stopped()),
+        }
+    }
+
+    pub async fn start_main(&mut self) {
+        let running = self.build_main(self.main_env.clone()).await;
+        self.main = Some(running);
+    }
+
+    pub async fn stop_main(&mut self) {
+        if let Some(r) = self.main.take() {
+            r.stop().await;
+        }
+    }
+
+    /// A second main-backend replica on the same database; returns its URL.
+    pub async fn start_main_replica(&mut self) -> String {
+        let mut env = self.main_env.clone();
+        let port = free_port();
+        env.insert("MAIN_BIND".into(), format!("127.0.0.1:{port}"));
+        let running = self.build_main(env).await;
+        self.extra_mains.push(running);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub async fn register(&self, email: &str) -> RegisterResponse {
+        let res = self
+            .client
+            .post(format!("{}/v1/register", self.auth_url))
+            .json(&json!({"email": email, "password": PASSWORD, "full_name": "Test User"}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.expect("register body")
+    }
+
+    pub async fn login(&self, email: &str) -> TokenPair {
+        let res = self
+            .client
+            .post(format!("{}/v1/login", self.auth_url))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("login body")
+    }
+
+    pub async fn main_get(&self, base: &str, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("main request")
+    }
+
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.main_get(&self.main_url, "/v1/me", token).await
+    }
+
+    /// A pool on the main backend's database, to look at the mirror directly.
+    pub async fn main_db(&self) -> DbPool {
+        DbPool::connect(&self.main_db_url, 2).await.expect("main db")
+    }
+
+    pub async fn mirror_user(&self, id: Uuid) -> Option<mirror::MirrorUser> {
+        let db = self.main_db().await;
+        let mut c = db.get().await.expect("conn");
+        mirror::find(&mut c.conn(), id).await.expect("query")
+    }
+
+    pub async fn mirror_count(&self) -> i64 {
+        let db = self.main_db().await;
+        let mut c = db.get().await.expect("conn");
+        mirror::count(&mut c.conn()).await.expect("query")
+    }
+
+    pub async fn sync_now(&self) -> Value {
+        let res = self
+            .client
+            .post(format!("{}/admin/v1/sync", self.main_url))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("sync");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("sync body")
+    }
+
+    pub fn auth_internal(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.auth_url))
+            .bearer_auth(&self.api_key)
+    }
+
+    pub async fn webhook_stats(&self) -> Value {
+        self.auth_internal(reqwest::Method::GET, "/internal/v1/webhooks/stats")
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    /// Sends a webhook signed with the shared secret (or `secret`).
+    pub async fn send_webhook(&self, id: &str, timestamp: i64, body: &Value, secret: Option<&str>) -> reqwest::Response {
+        let body = serde_json::to_vec(body).expect("json");
+        let key = WebhookKey::parse("test", secret.unwrap_or(&self.webhook_secret)).expect("key");
+        self.client
+            .post(format!("{}/webhooks/auth", self.main_url))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", key.sign(id, timestamp, &body))
+            .body(body)
+            .send()
+            .await
+            .expect("webhook")
+    }
+}
+
+/// Polls `check` until it holds or `within` passes; returns the time taken.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            panic!("condition not met within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}

@@ -1,0 +1,9 @@
+//! Cross-service tests: a real auth service and a real main backend in one
+//! process, on port 0 with their own databases, talking real HTTP.
+
+mod helpers;
+
+mod auth_checks;
+mod profile;
+mod sync;
+mod webhooks;

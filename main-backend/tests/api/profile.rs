@@ -1,0 +1,57 @@
+//! `PATCH /v1/me`: main-owned fields only.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn users_change_their_own_fields_and_nothing_auth_owned() {
+    let stack = spawn_stack().await;
+    let reg = stack.register(&unique_email()).await;
+    let token = reg.tokens.access_token;
+    let patch = |body: Value| {
+        let req = stack
+            .client
+            .patch(format!("{}/v1/me", stack.main_url))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { req.send().await.expect("patch") }
+    };
+    let res = patch(json!({"full_name": "Ada Lovelace", "picture": "https://img.example/ada.png"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.expect("json");
+    assert_eq!(me["full_name"], "Ada Lovelace");
+    assert_eq!(me["picture"], "https://img.example/ada.png");
+    for (field, value) in [
+        ("email", json!("new@example.com")),
+        ("password", json!("hunter2hunter2")),
+        ("email_verified", json!(true)),
+        ("mfa_enabled", json!(true)),
+        ("account_locked", json!(false)),
+    ] {
+        let res = patch(json!({ field: value })).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let problem: Value = res.json().await.expect("json");
+        assert_eq!(problem["code"], "auth_owned_field");
+        assert!(problem["detail"].as_str().expect("detail").contains("/v1/"), "{problem}");
+    }
+    let res = patch(json!({"role": "admin"})).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = patch(json!({"picture": "javascript:alert(1)"})).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = stack
+        .client
+        .patch(format!("{}/v1/me", stack.main_url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // The email in the mirror is still the registered one.
+    let row = stack.mirror_user(reg.user.id).await.expect("row");
+    assert_eq!(row.email, reg.user.email);
+    assert_eq!(row.full_name.as_deref(), Some("Ada Lovelace"));
+}

@@ -1,0 +1,191 @@
+//! The mirror follows the auth service: webhooks, retries, reconciliation.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn register_reaches_the_mirror_by_webhook() {
+    let stack = spawn_stack().await;
+    let reg = stack.register(&unique_email()).await;
+    let id = reg.user.id;
+    eventually(Duration::from_secs(5), || async { stack.mirror_user(id).await.is_some() }).await;
+    let row = stack.mirror_user(id).await.expect("mirrored");
+    assert_eq!(row.email, reg.user.email);
+    assert_eq!(row.full_name.as_deref(), Some("Test User"));
+    assert_eq!(row.role, "standard_user");
+    assert_eq!(row.plan_tier, "free");
+    assert_eq!(row.auth_version, 1);
+    // The auth service's outbox shows it delivered.
+    let stats = stack.webhook_stats().await;
+    assert_eq!(stats["pending"], 0);
+    assert!(stats["delivered"].as_i64().expect("n") >= 1);
+    assert!(stats["last_delivered_at"].is_string());
+}
+
+#[tokio::test]
+async fn main_backend_down_then_up_catches_up_through_retries() {
+    let mut stack = spawn_stack().await;
+    stack.stop_main().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stack.register(&unique_email()).await.user.id);
+    }
+    // Undelivered while the receiver is down.
+    let stats = stack.webhook_stats().await;
+    assert_eq!(stats["pending"], 3, "{stats}");
+    assert_eq!(stack.mirror_count().await, 0);
+    stack.start_main().await;
+    eventually(Duration::from_secs(10), || async { stack.mirror_count().await == 3 }).await;
+    for id in ids {
+        assert!(stack.mirror_user(id).await.is_some());
+    }
+}
+
+#[tokio::test]
+async fn failed_events_are_counted_and_redelivered() {
+    // Give up almost at once, so events end `failed` while main is down.
+    let mut stack = spawn_stack_with(&[("AUTH_WEBHOOK_GIVE_UP_SECONDS", "1")], &[]).await;
+    stack.stop_main().await;
+    let id = stack.register(&unique_email()).await.user.id;
+    eventually(Duration::from_secs(10), || async { stack.webhook_stats().await["failed"] == 1 }).await;
+    stack.start_main().await;
+    // A malformed body is refused, not read as "requeue everything".
+    let res = stack
+        .auth_internal(Method::POST, "/internal/v1/webhooks/redeliver")
+        .header("content-type", "application/json")
+        .body(r#"{"event_ids": "all"}"#)
+        .send()
+        .await
+        .expect("redeliver");
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = stack
+        .auth_internal(Method::POST, "/internal/v1/webhooks/redeliver")
+        .send()
+        .await
+        .expect("redeliver");
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["requeued"], 1);
+    eventually(Duration::from_secs(5), || async { stack.mirror_user(id).await.is_some() }).await;
+    assert_eq!(stack.webhook_stats().await["failed"], 0);
+    // Without the key: 401.
+    let res = stack
+        .client
+        .post(format!("{}/internal/v1/webhooks/redeliver", stack.auth_url))
+        .send()
+        .await
+        .expect("redeliver");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn reconciliation_alone_brings_drift_to_zero() {
+    let stack = spawn_stack_with(&[("AUTH_WEBHOOK_URL", "off")], &[]).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(stack.register(&unique_email()).await.user.id);
+    }
+    assert_eq!(stack.mirror_count().await, 0);
+    // A mirror row whose user the auth service never had: reconciliation removes it.
+    let stray = uuid::Uuid::now_v7();
+    {
+        let db = stack.main_db().await;
+        let mut c = db.get().await.expect("conn");
+        let record = shared_types::UserRecord {
+            id: stray,
+            email: "ghost@example.com".into(),
+            email_verified: false,
+            full_name: None,
+            mfa_enabled: false,
+            account_locked: false,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            version: 1,
+        };
+        main_backend::db::mirror::apply_records(&mut c.conn(), &[record])
+            .await
+            .expect("insert");
+    }
+    let report = stack.sync_now().await;
+    assert_eq!(report["created"], 5, "{report}");
+    assert_eq!(report["deleted"], 1, "{report}");
+    assert_eq!(report["updated"], 0);
+    assert!(report["duration_ms"].is_i64());
+    assert_eq!(stack.mirror_count().await, 5);
+    assert!(stack.mirror_user(stray).await.is_none());
+    // A second run changes nothing.
+    let report = stack.sync_now().await;
+    assert_eq!(report["unchanged"], 5, "{report}");
+    assert_eq!(report["created"], 0);
+    // Only an operator may trigger it.
+    let res = stack
+        .client
+        .post(format!("{}/admin/v1/sync", stack.main_url))
+        .bearer_auth("not-the-key")
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn periodic_reconciliation_runs_on_its_own() {
+    let stack = spawn_stack_with(
+        &[("AUTH_WEBHOOK_URL", "off")],
+        &[("SYNC_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    let id = stack.register(&unique_email()).await.user.id;
+    eventually(Duration::from_secs(10), || async { stack.mirror_user(id).await.is_some() }).await;
+}
+
+#[tokio::test]
+async fn health_sync_turns_degraded_past_the_threshold_and_back() {
+    let mut stack = spawn_stack_with(&[("AUTH_WEBHOOK_URL", "off")], &[("SYNC_ALERT_THRESHOLD", "2")]).await;
+    let health = |s: &Stack| {
+        let req = s.client.get(format!("{}/health/sync", s.main_url));
+        async move {
+            let res = req.send().await.expect("health");
+            let status = res.status();
+            let body: Value = res.json().await.expect("json");
+            (status, body)
+        }
+    };
+    let (status, body) = health(&stack).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["threshold"], 2);
+    for _ in 0..3 {
+        stack.register(&unique_email()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the 1 s cache
+    let (status, body) = health(&stack).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["auth_user_count"], 3);
+    assert_eq!(body["local_user_count"], 0);
+    assert_eq!(body["difference"], 3);
+    assert_eq!(body["auth_reachable"], true);
+    assert_eq!(body["webhooks"]["pending"], 3);
+    // Counts only: no ids or emails anywhere in the answer.
+    assert!(!body.to_string().contains("@example.com"));
+    stack.sync_now().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = health(&stack).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["difference"], 0);
+    assert_eq!(body["last_reconcile"]["status"], "ok");
+    assert_eq!(body["last_reconcile"]["created"], 3);
+    assert!(body["last_reconcile_at"].is_string());
+    // Auth service gone: failing.
+    stack.stop_auth().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = health(&stack).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "failing");
+    assert_eq!(body["auth_reachable"], false);
+}

@@ -1,0 +1,70 @@
+//! Test support (feature `testing`): a database of its own for each test.
+//!
+//! SQLite by default (a file in the test's temporary directory); with
+//! `TEST_DATABASE_URL=postgres://.../postgres` a fresh PostgreSQL database
+//! per test, created here and dropped when the `TestDb` is dropped.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// A database of its own for one test, removed when the test ends.
+pub enum TestDb {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub async fn create(dir: &std::path::Path, name: &str) -> (Self, String) {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        {
+            Some(admin_url) => {
+                let name = format!("test_{}", Uuid::new_v4().simple());
+                let mut conn = AsyncPgConnection::establish(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL reachable");
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let url = match admin_url.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("TEST_DATABASE_URL must end in /DBNAME"),
+                };
+                (TestDb::Postgres { admin_url, name }, url)
+            }
+            None => (
+                TestDb::Sqlite,
+                format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+            ),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside any async context we may block on, so the
+            // cleanup gets a thread and a small runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
