@@ -8,7 +8,8 @@
 //! run, so ratios hold even on a noisy machine:
 //! - login throughput next to the single-hash argon2 time (limit = cores ÷ hash time),
 //!   and `/health/live` latency while the login storm runs;
-//! - introspection throughput and latency.
+//! - introspection throughput and latency;
+//! - the sync loop across both services (`bench_sync`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,17 +52,17 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
 }
 
 /// Latencies in microseconds, sorted.
-struct Sample {
+pub struct Sample {
     latencies: Vec<u64>,
-    errors: usize,
+    pub errors: usize,
     elapsed: Duration,
 }
 
 impl Sample {
-    fn rps(&self) -> f64 {
+    pub fn rps(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
-    fn pct(&self, p: f64) -> f64 {
+    pub fn pct(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
@@ -72,7 +73,7 @@ impl Sample {
 
 /// `tasks` clients each send `make(i)` in a loop for `duration`; only 2xx
 /// answers count as served.
-async fn load<F, Fut>(tasks: usize, duration: Duration, make: F) -> Sample
+pub async fn load<F, Fut>(tasks: usize, duration: Duration, make: F) -> Sample
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send,
@@ -304,6 +305,8 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
 
     drop(handle.stop(true));
     let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("bench: sync loop (both services)");
+    let sync_section = crate::bench_sync::run(secs, cores()).await?;
 
     let login_ratio = login.rps() / login_limit;
     let report = format!(
@@ -334,7 +337,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
          the session, token and audit writes of each login; on 2 cores that is what keeps login under the\n\
          limit and lets a `/health/live` probe wait behind saturated hashing threads. Introspection latency\n\
          at 32 clients is queueing: at these rates 32 requests in flight mean ~5 ms each on average\n\
-         (Little's law), and the tail grows with it; compare the 16-client row.\n",
+         (Little's law), and the tail grows with it; compare the 16-client row.\n\n{sync_section}",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         commit = std::process::Command::new("git")
             .args(["describe", "--always", "--dirty"])

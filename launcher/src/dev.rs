@@ -66,20 +66,32 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs both services in this process on their default addresses, with
+/// the same generated secrets, until Ctrl-C or SIGTERM (both stop gracefully).
 pub async fn run() -> anyhow::Result<()> {
     telemetry::init("info");
     let secrets = ensure_dev_secrets(Path::new(DEV_DIR))?;
-    let settings = Settings::from_lookup(|k| {
+    // The environment wins over the generated file, as for a real deployment.
+    let lookup = |k: &str| {
         std::env::var(k)
             .ok()
             .filter(|v| !v.is_empty())
             .or_else(|| secrets.get(k).cloned())
-    })?;
-    let app = Application::build(settings).await?;
+    };
+    let auth = Application::build(Settings::from_lookup(lookup)?).await?;
+    let main = main_backend::Application::build(main_backend::configuration::Settings::from_lookup(
+        lookup,
+    )?)
+    .await?;
     eprintln!(
-        "launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db; internal API key in {DEV_DIR}/secrets.env)",
-        app.port()
+        "launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db)\n\
+         launcher: main backend on http://127.0.0.1:{} (SQLite at data/main.db)\n\
+         launcher: the internal API key and webhook secret are in {DEV_DIR}/secrets.env",
+        auth.port(),
+        main.port()
     );
-    app.run_until_stopped().await?;
+    let (a, m) = tokio::join!(auth.run_until_stopped(), main.run_until_stopped());
+    a?;
+    m?;
     Ok(())
 }

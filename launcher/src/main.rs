@@ -9,6 +9,7 @@
 //! BENCHMARKS.md (see `bench.rs`).
 
 mod bench;
+mod bench_sync;
 mod dev;
 
 #[tokio::main]
