@@ -140,7 +140,9 @@ impl Settings {
         let webhook = match get("AUTH_WEBHOOK_URL").as_deref() {
             Some("off") => None,
             url => {
-                let url = url.unwrap_or("http://127.0.0.1:8000/webhooks/auth").to_owned();
+                let url = url
+                    .unwrap_or("http://127.0.0.1:8000/webhooks/auth")
+                    .to_owned();
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(err("AUTH_WEBHOOK_URL", "must be an http(s) URL or `off`"));
                 }

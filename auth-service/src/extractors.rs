@@ -139,7 +139,6 @@ impl FromRequest for AuthenticatedUser {
 #[derive(Debug, Clone, Copy)]
 pub struct InternalCaller;
 
-
 impl FromRequest for InternalCaller {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
@@ -162,7 +161,6 @@ impl FromRequest for InternalCaller {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
-
 
     #[test]
     fn forwarded_for_is_honoured_only_from_trusted_proxies() {

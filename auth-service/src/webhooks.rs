@@ -131,7 +131,10 @@ impl Worker {
             Err(_) => None,
         };
         match next {
-            Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL),
+            Some(at) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(POLL),
             None => POLL,
         }
     }

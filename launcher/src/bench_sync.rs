@@ -13,7 +13,9 @@ use serde_json::json;
 use crate::bench::load;
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -30,7 +32,9 @@ async fn seed_users(url: &str, n: usize) -> anyhow::Result<()> {
     let pool = service_kit::db::DbPool::connect(url, 1).await?;
     let mut pooled = pool.get().await?;
     let conn = &mut pooled.conn();
-    let now = service_kit::db::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let now = service_kit::db::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     service_kit::transaction!(conn, |tx| -> anyhow::Error {
         for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
             let values: Vec<String> = chunk
@@ -62,7 +66,10 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     for (k, v) in [
         ("AUTH_BIND", format!("127.0.0.1:{auth_port}")),
         ("AUTH_DATABASE_URL", auth_db.clone()),
-        ("AUTH_WEBHOOK_URL", format!("http://127.0.0.1:{main_port}/webhooks/auth")),
+        (
+            "AUTH_WEBHOOK_URL",
+            format!("http://127.0.0.1:{main_port}/webhooks/auth"),
+        ),
         ("MAIN_BIND", format!("127.0.0.1:{main_port}")),
         ("DATABASE_URL", main_db.clone()),
         ("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")),
@@ -70,20 +77,22 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     ] {
         env.insert(k.into(), v);
     }
-    let main = main_backend::Application::build(main_backend::configuration::Settings::from_lookup(
-        |k| env.get(k).cloned(),
-    )?)
+    let main = main_backend::Application::build(
+        main_backend::configuration::Settings::from_lookup(|k| env.get(k).cloned())?,
+    )
     .await?;
-    let auth = auth_service::Application::build(auth_service::configuration::Settings::from_lookup(
-        |k| env.get(k).cloned(),
-    )?)
+    let auth = auth_service::Application::build(
+        auth_service::configuration::Settings::from_lookup(|k| env.get(k).cloned())?,
+    )
     .await?;
     let (main_handle, auth_handle) = (main.handle(), auth.handle());
     tokio::spawn(main.run_until_stopped());
     tokio::spawn(auth.run_until_stopped());
     let auth_url = format!("http://127.0.0.1:{auth_port}");
     let main_url = format!("http://127.0.0.1:{main_port}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let mirror = service_kit::db::DbPool::connect(&main_db, 2).await?;
     let password = "benchmark password 123";
 
@@ -106,11 +115,17 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
         }
         loop {
             let mut c = mirror.get().await?;
-            if main_backend::db::mirror::find(&mut c.conn(), id).await?.is_some() {
+            if main_backend::db::mirror::find(&mut c.conn(), id)
+                .await?
+                .is_some()
+            {
                 propagation.push(done.elapsed());
                 break;
             }
-            anyhow::ensure!(done.elapsed() < Duration::from_secs(10), "user never reached the mirror");
+            anyhow::ensure!(
+                done.elapsed() < Duration::from_secs(10),
+                "user never reached the mirror"
+            );
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
     }
@@ -127,18 +142,33 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
             .json()
             .await?;
         let token = pair["access_token"].as_str().unwrap_or_default().to_owned();
-        let me = client.get(format!("{main_url}/v1/me")).bearer_auth(&token).send().await?;
+        let me = client
+            .get(format!("{main_url}/v1/me"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
         anyhow::ensure!(me.status().is_success(), "warm-up /v1/me: {}", me.status());
-        let res = client.post(format!("{auth_url}/v1/logout")).bearer_auth(&token).send().await?;
+        let res = client
+            .post(format!("{auth_url}/v1/logout"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
         anyhow::ensure!(res.status().as_u16() == 204, "logout: {}", res.status());
         let done = Instant::now();
         loop {
-            let res = client.get(format!("{main_url}/v1/me")).bearer_auth(&token).send().await?;
+            let res = client
+                .get(format!("{main_url}/v1/me"))
+                .bearer_auth(&token)
+                .send()
+                .await?;
             if res.status().as_u16() == 401 {
                 to_401.push(done.elapsed());
                 break;
             }
-            anyhow::ensure!(done.elapsed() < Duration::from_secs(10), "token never refused");
+            anyhow::ensure!(
+                done.elapsed() < Duration::from_secs(10),
+                "token never refused"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -159,8 +189,18 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     let me = {
         let (client, base, tokens) = (client.clone(), main_url.clone(), live_tokens.clone());
         load(clients, secs, move |i| {
-            let (client, base, token) = (client.clone(), base.clone(), tokens[i % tokens.len()].clone());
-            async move { client.get(format!("{base}/v1/me")).bearer_auth(token).send().await }
+            let (client, base, token) = (
+                client.clone(),
+                base.clone(),
+                tokens[i % tokens.len()].clone(),
+            );
+            async move {
+                client
+                    .get(format!("{base}/v1/me"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+            }
         })
         .await
     };
@@ -177,7 +217,11 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
         );
         async move {
             let started = Instant::now();
-            let res = client.post(format!("{base}/admin/v1/sync")).bearer_auth(key).send().await?;
+            let res = client
+                .post(format!("{base}/admin/v1/sync"))
+                .bearer_auth(key)
+                .send()
+                .await?;
             anyhow::ensure!(res.status().is_success(), "{label} sync: {}", res.status());
             let report: serde_json::Value = res.json().await?;
             Ok::<_, anyhow::Error>((started.elapsed(), report))
@@ -229,4 +273,3 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
         su = second_report["unchanged"],
     ))
 }
-

@@ -79,9 +79,9 @@ pub async fn run() -> anyhow::Result<()> {
             .or_else(|| secrets.get(k).cloned())
     };
     let auth = Application::build(Settings::from_lookup(lookup)?).await?;
-    let main = main_backend::Application::build(main_backend::configuration::Settings::from_lookup(
-        lookup,
-    )?)
+    let main = main_backend::Application::build(
+        main_backend::configuration::Settings::from_lookup(lookup)?,
+    )
     .await?;
     eprintln!(
         "launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db)\n\

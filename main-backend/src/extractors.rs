@@ -22,7 +22,10 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::unauthorized("invalid_token", "the access token is invalid, expired or revoked")
+    ApiError::unauthorized(
+        "invalid_token",
+        "the access token is invalid, expired or revoked",
+    )
 }
 
 /// A user whose token the auth service confirmed (possibly from the cache),

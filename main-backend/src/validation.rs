@@ -165,7 +165,10 @@ impl Validator {
                 !list.is_empty()
             });
             let list = recent.entry(user_id).or_default();
-            if list.iter().any(|r| r.session_id == session_id && r.at == at) {
+            if list
+                .iter()
+                .any(|r| r.session_id == session_id && r.at == at)
+            {
                 return; // heard of already (webhook, then poll)
             }
             list.push(Revoked { session_id, at });

@@ -64,7 +64,10 @@ impl WebhookKey {
         body: &[u8],
         now: i64,
     ) -> Result<(), VerifyError> {
-        let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::Timestamp)?;
+        let ts: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| VerifyError::Timestamp)?;
         if (now - ts).abs() > TOLERANCE_SECONDS {
             return Err(VerifyError::Timestamp);
         }

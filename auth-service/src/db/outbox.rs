@@ -103,7 +103,11 @@ pub async fn claim(
         let due = we::table
             .filter(we::status.eq(status::PENDING))
             .filter(we::next_attempt_at.le(DbTime(now)))
-            .filter(we::locked_until.is_null().or(we::locked_until.le(DbTime(now))))
+            .filter(
+                we::locked_until
+                    .is_null()
+                    .or(we::locked_until.le(DbTime(now))),
+            )
             .order(we::next_attempt_at)
             .select(we::id)
             .limit(limit);
@@ -119,7 +123,11 @@ pub async fn claim(
             we::table
                 .filter(we::id.eq_any(&ids))
                 .filter(we::status.eq(status::PENDING))
-                .filter(we::locked_until.is_null().or(we::locked_until.le(DbTime(now))))
+                .filter(
+                    we::locked_until
+                        .is_null()
+                        .or(we::locked_until.le(DbTime(now)))
+                )
         )
         .set((
             we::locked_until.eq(DbTime(now + lease)),
@@ -193,12 +201,7 @@ pub async fn stats(conn: &mut Conn<'_>) -> QueryResult<Stats> {
         .select((we::status, diesel::dsl::count_star()))
         .load(c)
         .await)?;
-    let count = |s: &str| {
-        counts
-            .iter()
-            .find(|(k, _)| k == s)
-            .map_or(0, |(_, n)| *n)
-    };
+    let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
     let oldest: Option<DbTime> = run!(conn, |c| we::table
         .filter(we::status.eq(status::PENDING))
         .select(diesel::dsl::min(we::created_at))

@@ -139,7 +139,11 @@ pub async fn revoke_all(
     .await)?;
     let ids: Vec<Uuid> = ids.into_iter().map(|id| id.0).collect();
     if !ids.is_empty() {
-        let named = if keep.0.is_nil() { Vec::new() } else { ids.clone() };
+        let named = if keep.0.is_nil() {
+            Vec::new()
+        } else {
+            ids.clone()
+        };
         outbox::sessions_revoked(conn, user_id, named).await?;
     }
     Ok(ids)

@@ -1,8 +1,8 @@
 //! Endpoints for our other services; every handler takes `InternalCaller`.
 
 use actix_web::web;
-use serde::Deserialize;
 use actix_web::HttpResponse;
+use serde::Deserialize;
 use shared_types::{
     IntrospectRequest, Introspection, RedeliverRequest, Requeued, UserCount, UserPage, UserRecord,
     WebhookStats,
@@ -110,9 +110,7 @@ pub async fn webhook_stats(
         pending: stats.pending,
         failed: stats.failed,
         delivered: stats.delivered,
-        oldest_pending_seconds: stats
-            .oldest_pending
-            .map(|t| (now - t).num_seconds().max(0)),
+        oldest_pending_seconds: stats.oldest_pending.map(|t| (now - t).num_seconds().max(0)),
         last_delivered_at: stats.last_delivered,
     }))
 }

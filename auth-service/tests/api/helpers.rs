@@ -3,10 +3,10 @@ use std::path::PathBuf;
 
 use auth_service::configuration::Settings;
 use auth_service::Application;
-use service_kit::testing::TestDb;
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use service_kit::testing::TestDb;
 use shared_types::{RegisterResponse, TokenPair};
 use uuid::Uuid;
 

@@ -20,9 +20,11 @@ pub async fn acquire(
 ) -> QueryResult<bool> {
     let now = super::now();
     let n = run!(conn, |c| diesel::update(
-        leases::table
-            .filter(leases::name.eq(name))
-            .filter(leases::expires_at.le(DbTime(now)).or(leases::holder.eq(holder)))
+        leases::table.filter(leases::name.eq(name)).filter(
+            leases::expires_at
+                .le(DbTime(now))
+                .or(leases::holder.eq(holder))
+        )
     )
     .set((
         leases::holder.eq(holder),

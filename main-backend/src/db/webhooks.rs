@@ -37,7 +37,9 @@ pub async fn last_received(conn: &mut Conn<'_>) -> QueryResult<Option<DateTime<U
 /// Forgets ids older than `before`. Safe: a user event replayed later is
 /// still refused by its version, and a replayed revocation only revokes again.
 pub async fn prune(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
-    run!(conn, |c| diesel::delete(pw::table.filter(pw::received_at.lt(DbTime(before))))
-        .execute(c)
-        .await)
+    run!(conn, |c| diesel::delete(
+        pw::table.filter(pw::received_at.lt(DbTime(before)))
+    )
+    .execute(c)
+    .await)
 }

@@ -8,12 +8,27 @@ use crate::error::ApiError;
 /// Auth-owned fields and where to change them.
 const AUTH_OWNED: &[(&str, &str)] = &[
     ("email", "POST /v1/email/change on the auth service"),
-    ("email_verified", "POST /v1/email/verify on the auth service"),
+    (
+        "email_verified",
+        "POST /v1/email/verify on the auth service",
+    ),
     ("password", "POST /v1/password/change on the auth service"),
-    ("current_password", "POST /v1/password/change on the auth service"),
-    ("new_password", "POST /v1/password/change on the auth service"),
-    ("mfa_enabled", "POST /v1/mfa/totp/enable or /disable on the auth service"),
-    ("account_locked", "POST /admin/v1/users/{id}/lock or /unlock on the auth service"),
+    (
+        "current_password",
+        "POST /v1/password/change on the auth service",
+    ),
+    (
+        "new_password",
+        "POST /v1/password/change on the auth service",
+    ),
+    (
+        "mfa_enabled",
+        "POST /v1/mfa/totp/enable or /disable on the auth service",
+    ),
+    (
+        "account_locked",
+        "POST /admin/v1/users/{id}/lock or /unlock on the auth service",
+    ),
 ];
 
 /// Fields only an administrator sets (`PATCH /admin/v1/users/{id}`).
@@ -61,7 +76,9 @@ impl ProfilePatch {
                 other => {
                     return Err(PatchError::Other(ApiError::validation(
                         "validation_failed",
-                        format!("unknown field `{other}`; only full_name and picture can be changed"),
+                        format!(
+                            "unknown field `{other}`; only full_name and picture can be changed"
+                        ),
                     )))
                 }
             }
@@ -89,7 +106,9 @@ fn full_name(value: &Value) -> Result<Option<String>, PatchError> {
                 return Ok(None);
             }
             if s.chars().count() > 200 || s.chars().any(char::is_control) {
-                return Err(invalid("full_name: at most 200 characters, no control characters"));
+                return Err(invalid(
+                    "full_name: at most 200 characters, no control characters",
+                ));
             }
             Ok(Some(s.to_owned()))
         }
@@ -107,7 +126,9 @@ fn picture(value: &Value) -> Result<Option<String>, PatchError> {
                 && s.len() > "https://".len()
                 && !s.chars().any(|c| c.is_whitespace() || c.is_control());
             if !ok {
-                return Err(invalid("picture must be an https:// URL of at most 2048 bytes"));
+                return Err(invalid(
+                    "picture must be an https:// URL of at most 2048 bytes",
+                ));
             }
             Ok(Some(s.to_owned()))
         }
@@ -137,7 +158,13 @@ mod tests {
 
     #[test]
     fn auth_owned_fields_name_the_endpoint() {
-        for field in ["email", "password", "email_verified", "mfa_enabled", "account_locked"] {
+        for field in [
+            "email",
+            "password",
+            "email_verified",
+            "mfa_enabled",
+            "account_locked",
+        ] {
             match parse(json!({ field: "x", "full_name": "A" })) {
                 Err(PatchError::AuthOwned(e)) => {
                     assert_eq!(e.code, "auth_owned_field");
@@ -160,7 +187,10 @@ mod tests {
             json!({"picture": "http://plain.example/a.png"}),
             json!({"full_name": "a\u{0}b"}),
         ] {
-            assert!(matches!(parse(body.clone()), Err(PatchError::Other(_))), "{body}");
+            assert!(
+                matches!(parse(body.clone()), Err(PatchError::Other(_))),
+                "{body}"
+            );
         }
     }
 }

@@ -62,8 +62,7 @@ pub async fn sync(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
-    let (auth_count, stats) =
-        futures::join!(state.auth.user_count(), state.auth.webhook_stats());
+    let (auth_count, stats) = futures::join!(state.auth.user_count(), state.auth.webhook_stats());
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let local = mirror::count(conn).await?;

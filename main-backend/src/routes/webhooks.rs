@@ -24,7 +24,9 @@ pub async fn receive(
         header("webhook-timestamp"),
         header("webhook-signature"),
     ) else {
-        return Err(bad("webhook-id, webhook-timestamp and webhook-signature are required"));
+        return Err(bad(
+            "webhook-id, webhook-timestamp and webhook-signature are required",
+        ));
     };
     if id.is_empty() || id.len() > 128 {
         return Err(bad("webhook-id is malformed"));
@@ -32,9 +34,17 @@ pub async fn receive(
     state
         .settings
         .webhook_key
-        .verify(id, timestamp, signature, &body, chrono::Utc::now().timestamp())
+        .verify(
+            id,
+            timestamp,
+            signature,
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
         .map_err(|e| match e {
-            VerifyError::Timestamp => bad("webhook-timestamp is missing or more than 5 minutes off"),
+            VerifyError::Timestamp => {
+                bad("webhook-timestamp is missing or more than 5 minutes off")
+            }
             VerifyError::Signature => bad("the signature does not match"),
         })?;
     let event: WebhookEvent = serde_json::from_slice(&body).map_err(|e| {

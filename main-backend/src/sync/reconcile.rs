@@ -134,12 +134,11 @@ impl Reconciler<'_> {
             let mut pooled = self.db.get().await?;
             let conn = &mut pooled.conn();
             let gone = transaction!(conn, |tx| -> ReconcileError {
-                let gone: Vec<(Uuid, i64)> =
-                    mirror::stale_in_range(tx, after, upto, fetched_at)
-                        .await?
-                        .into_iter()
-                        .filter(|(id, _)| !present.contains(id))
-                        .collect();
+                let gone: Vec<(Uuid, i64)> = mirror::stale_in_range(tx, after, upto, fetched_at)
+                    .await?
+                    .into_iter()
+                    .filter(|(id, _)| !present.contains(id))
+                    .collect();
                 report.deleted += mirror::delete_users(tx, &gone).await?;
                 let applied = mirror::apply_records(tx, &page.users).await?;
                 report.created += applied.created;
@@ -163,8 +162,7 @@ impl Reconciler<'_> {
                 Ok(rows)
             })?;
             for r in gone {
-                self.validator
-                    .revoke(r.user_id.0, None, r.created_at.0);
+                self.validator.revoke(r.user_id.0, None, r.created_at.0);
             }
             match page.next_after {
                 Some(next) => after = Some(next),

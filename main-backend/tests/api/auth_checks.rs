@@ -17,12 +17,20 @@ async fn code(res: reqwest::Response) -> (StatusCode, String) {
 #[tokio::test]
 async fn missing_and_bad_tokens_get_401() {
     let stack = spawn_stack().await;
-    let res = stack.client.get(format!("{}/v1/me", stack.main_url)).send().await.expect("get");
+    let res = stack
+        .client
+        .get(format!("{}/v1/me", stack.main_url))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().contains_key("www-authenticate"));
     for bad in ["garbage", "a.b.c", &"x".repeat(5000)] {
         let (status, code) = code(stack.me(bad).await).await;
-        assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "invalid_token"));
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        );
     }
     // The service API key is not a user token.
     let (status, _) = code(stack.me(&stack.api_key).await).await;
@@ -56,7 +64,10 @@ async fn auth_down_serves_cached_tokens_and_refuses_the_rest() {
     stack.stop_auth().await;
     assert_eq!(stack.me(&cached).await.status(), StatusCode::OK);
     let (status, code) = code(stack.me(&other).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable")
+    );
     // Failures are not cached: once the auth service is back, it works.
     stack.start_auth().await;
     assert_eq!(stack.me(&other).await.status(), StatusCode::OK);
@@ -69,7 +80,10 @@ async fn logout_is_refused_by_the_main_backend_within_a_second() {
     stack.register(&email).await;
     let tokens = stack.login(&email).await;
     let keep = stack.login(&email).await;
-    assert_eq!(stack.me(&tokens.access_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack.me(&tokens.access_token).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(stack.me(&keep.access_token).await.status(), StatusCode::OK);
     let res = stack
         .client
@@ -92,7 +106,10 @@ async fn logout_is_refused_by_the_main_backend_within_a_second() {
 async fn refresh_token_reuse_revokes_at_the_main_backend() {
     let stack = spawn_stack_with(&[("AUTH_REFRESH_REUSE_GRACE_SECONDS", "0")], &[]).await;
     let reg = stack.register(&unique_email()).await;
-    assert_eq!(stack.me(&reg.tokens.access_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack.me(&reg.tokens.access_token).await.status(),
+        StatusCode::OK
+    );
     let refresh = |t: String| {
         let req = stack
             .client
@@ -106,7 +123,10 @@ async fn refresh_token_reuse_revokes_at_the_main_backend() {
     assert_eq!(stack.me(&new.access_token).await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, code) = code(refresh(reg.tokens.refresh_token.clone()).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "refresh_token_reused"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "refresh_token_reused")
+    );
     eventually(Duration::from_secs(1), || async {
         stack.me(&new.access_token).await.status() == StatusCode::UNAUTHORIZED
     })
@@ -122,7 +142,10 @@ async fn a_revocation_reaching_one_replica_evicts_on_both() {
     let token = reg.tokens.access_token.clone();
     // Both replicas have the token cached.
     assert_eq!(stack.me(&token).await.status(), StatusCode::OK);
-    assert_eq!(stack.main_get(&replica, "/v1/me", &token).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack.main_get(&replica, "/v1/me", &token).await.status(),
+        StatusCode::OK
+    );
     let res = stack
         .client
         .post(format!("{}/v1/logout/all", stack.auth_url))
@@ -143,7 +166,10 @@ async fn a_revocation_reaching_one_replica_evicts_on_both() {
     let fresh = stack.login(&email).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        stack.main_get(&replica, "/v1/me", &fresh.access_token).await.status(),
+        stack
+            .main_get(&replica, "/v1/me", &fresh.access_token)
+            .await
+            .status(),
         StatusCode::OK
     );
 }

@@ -74,7 +74,10 @@ pub async fn spawn_stack() -> Stack {
 
 /// Starts both services with test defaults plus overrides (environment
 /// variable names and values, as an operator would set them).
-pub async fn spawn_stack_with(auth_overrides: &[(&str, &str)], main_overrides: &[(&str, &str)]) -> Stack {
+pub async fn spawn_stack_with(
+    auth_overrides: &[(&str, &str)],
+    main_overrides: &[(&str, &str)],
+) -> Stack {
     let dir = std::env::temp_dir().join(format!("stack-test-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (auth_db, auth_db_url) = TestDb::create(&dir, "auth").await;
@@ -92,10 +95,16 @@ pub async fn spawn_stack_with(auth_overrides: &[(&str, &str)], main_overrides: &
         ("AUTH_JWT_ALGORITHM", "HS256".into()),
         ("AUTH_JWT_SECRET", jwt_secret),
         ("AUTH_SERVICE_API_KEY", api_key.clone()),
-        ("AUTH_WEBHOOK_URL", format!("http://127.0.0.1:{main_port}/webhooks/auth")),
+        (
+            "AUTH_WEBHOOK_URL",
+            format!("http://127.0.0.1:{main_port}/webhooks/auth"),
+        ),
         ("AUTH_WEBHOOK_SECRET", webhook_secret.clone()),
         ("AUTH_WEBHOOK_BACKOFF_MS", "50".into()),
-        ("AUTH_MAIL_OUTBOX", dir.join("mail.jsonl").display().to_string()),
+        (
+            "AUTH_MAIL_OUTBOX",
+            dir.join("mail.jsonl").display().to_string(),
+        ),
         ("AUTH_DATABASE_POOL_SIZE", "4".into()),
         ("AUTH_WORKERS", "1".into()),
     ]
@@ -153,7 +162,9 @@ impl Stack {
         let env = self.auth_env.clone();
         let settings = auth_service::configuration::Settings::from_lookup(|k| env.get(k).cloned())
             .expect("valid auth settings");
-        let app = auth_service::Application::build(settings).await.expect("auth builds");
+        let app = auth_service::Application::build(settings)
+            .await
+            .expect("auth builds");
         self.auth = Some(Running {
             handle: app.handle(),
             task: tokio::spawn(app.run_until_stopped()),
@@ -169,7 +180,9 @@ impl Stack {
     async fn build_main(&self, env: HashMap<String, String>) -> Running {
         let settings = main_backend::configuration::Settings::from_lookup(|k| env.get(k).cloned())
             .expect("valid main settings");
-        let app = main_backend::Application::build(settings).await.expect("main builds");
+        let app = main_backend::Application::build(settings)
+            .await
+            .expect("main builds");
         Running {
             handle: app.handle(),
             task: tokio::spawn(app.run_until_stopped()),
@@ -236,7 +249,9 @@ impl Stack {
 
     /// A pool on the main backend's database, to look at the mirror directly.
     pub async fn main_db(&self) -> DbPool {
-        DbPool::connect(&self.main_db_url, 2).await.expect("main db")
+        DbPool::connect(&self.main_db_url, 2)
+            .await
+            .expect("main db")
     }
 
     pub async fn mirror_user(&self, id: Uuid) -> Option<mirror::MirrorUser> {
@@ -280,7 +295,13 @@ impl Stack {
     }
 
     /// Sends a webhook signed with the shared secret (or `secret`).
-    pub async fn send_webhook(&self, id: &str, timestamp: i64, body: &Value, secret: Option<&str>) -> reqwest::Response {
+    pub async fn send_webhook(
+        &self,
+        id: &str,
+        timestamp: i64,
+        body: &Value,
+        secret: Option<&str>,
+    ) -> reqwest::Response {
         let body = serde_json::to_vec(body).expect("json");
         let key = WebhookKey::parse("test", secret.unwrap_or(&self.webhook_secret)).expect("key");
         self.client

@@ -18,7 +18,8 @@ async fn users_change_their_own_fields_and_nothing_auth_owned() {
             .json(&body);
         async move { req.send().await.expect("patch") }
     };
-    let res = patch(json!({"full_name": "Ada Lovelace", "picture": "https://img.example/ada.png"})).await;
+    let res =
+        patch(json!({"full_name": "Ada Lovelace", "picture": "https://img.example/ada.png"})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let me: Value = res.json().await.expect("json");
     assert_eq!(me["full_name"], "Ada Lovelace");
@@ -34,7 +35,10 @@ async fn users_change_their_own_fields_and_nothing_auth_owned() {
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
         let problem: Value = res.json().await.expect("json");
         assert_eq!(problem["code"], "auth_owned_field");
-        assert!(problem["detail"].as_str().expect("detail").contains("/v1/"), "{problem}");
+        assert!(
+            problem["detail"].as_str().expect("detail").contains("/v1/"),
+            "{problem}"
+        );
     }
     let res = patch(json!({"role": "admin"})).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);

@@ -12,7 +12,10 @@ async fn register_reaches_the_mirror_by_webhook() {
     let stack = spawn_stack().await;
     let reg = stack.register(&unique_email()).await;
     let id = reg.user.id;
-    eventually(Duration::from_secs(5), || async { stack.mirror_user(id).await.is_some() }).await;
+    eventually(Duration::from_secs(5), || async {
+        stack.mirror_user(id).await.is_some()
+    })
+    .await;
     let row = stack.mirror_user(id).await.expect("mirrored");
     assert_eq!(row.email, reg.user.email);
     assert_eq!(row.full_name.as_deref(), Some("Test User"));
@@ -39,7 +42,10 @@ async fn main_backend_down_then_up_catches_up_through_retries() {
     assert_eq!(stats["pending"], 3, "{stats}");
     assert_eq!(stack.mirror_count().await, 0);
     stack.start_main().await;
-    eventually(Duration::from_secs(10), || async { stack.mirror_count().await == 3 }).await;
+    eventually(Duration::from_secs(10), || async {
+        stack.mirror_count().await == 3
+    })
+    .await;
     for id in ids {
         assert!(stack.mirror_user(id).await.is_some());
     }
@@ -51,7 +57,10 @@ async fn failed_events_are_counted_and_redelivered() {
     let mut stack = spawn_stack_with(&[("AUTH_WEBHOOK_GIVE_UP_SECONDS", "1")], &[]).await;
     stack.stop_main().await;
     let id = stack.register(&unique_email()).await.user.id;
-    eventually(Duration::from_secs(10), || async { stack.webhook_stats().await["failed"] == 1 }).await;
+    eventually(Duration::from_secs(10), || async {
+        stack.webhook_stats().await["failed"] == 1
+    })
+    .await;
     stack.start_main().await;
     // A malformed body is refused, not read as "requeue everything".
     let res = stack
@@ -70,7 +79,10 @@ async fn failed_events_are_counted_and_redelivered() {
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["requeued"], 1);
-    eventually(Duration::from_secs(5), || async { stack.mirror_user(id).await.is_some() }).await;
+    eventually(Duration::from_secs(5), || async {
+        stack.mirror_user(id).await.is_some()
+    })
+    .await;
     assert_eq!(stack.webhook_stats().await["failed"], 0);
     // Without the key: 401.
     let res = stack
@@ -140,12 +152,19 @@ async fn periodic_reconciliation_runs_on_its_own() {
     )
     .await;
     let id = stack.register(&unique_email()).await.user.id;
-    eventually(Duration::from_secs(10), || async { stack.mirror_user(id).await.is_some() }).await;
+    eventually(Duration::from_secs(10), || async {
+        stack.mirror_user(id).await.is_some()
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn health_sync_turns_degraded_past_the_threshold_and_back() {
-    let mut stack = spawn_stack_with(&[("AUTH_WEBHOOK_URL", "off")], &[("SYNC_ALERT_THRESHOLD", "2")]).await;
+    let mut stack = spawn_stack_with(
+        &[("AUTH_WEBHOOK_URL", "off")],
+        &[("SYNC_ALERT_THRESHOLD", "2")],
+    )
+    .await;
     let health = |s: &Stack| {
         let req = s.client.get(format!("{}/health/sync", s.main_url));
         async move {

@@ -32,12 +32,23 @@ async fn forged_stale_and_unsigned_deliveries_are_refused() {
     let event = user_event("user.created", id, "a@example.com", 1, false);
     let now = Utc::now().timestamp();
     let other_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let res = stack.send_webhook("evt-1", now, &event, Some(other_secret)).await;
-    assert_eq!(problem_code(res).await, (StatusCode::UNAUTHORIZED, "invalid_signature".into()));
+    let res = stack
+        .send_webhook("evt-1", now, &event, Some(other_secret))
+        .await;
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_signature".into())
+    );
     let res = stack.send_webhook("evt-1", now - 301, &event, None).await;
-    assert_eq!(problem_code(res).await, (StatusCode::UNAUTHORIZED, "invalid_signature".into()));
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_signature".into())
+    );
     let res = stack.send_webhook("evt-1", now + 301, &event, None).await;
-    assert_eq!(problem_code(res).await, (StatusCode::UNAUTHORIZED, "invalid_signature".into()));
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_signature".into())
+    );
     let res = stack
         .client
         .post(format!("{}/webhooks/auth", stack.main_url))
@@ -45,7 +56,10 @@ async fn forged_stale_and_unsigned_deliveries_are_refused() {
         .send()
         .await
         .expect("post");
-    assert_eq!(problem_code(res).await, (StatusCode::UNAUTHORIZED, "invalid_signature".into()));
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_signature".into())
+    );
     // A valid signature over a different body.
     let key = shared_types::webhook::WebhookKey::parse("t", &stack.webhook_secret).expect("key");
     let res = stack
@@ -58,13 +72,23 @@ async fn forged_stale_and_unsigned_deliveries_are_refused() {
         .send()
         .await
         .expect("post");
-    assert_eq!(problem_code(res).await, (StatusCode::UNAUTHORIZED, "invalid_signature".into()));
+    assert_eq!(
+        problem_code(res).await,
+        (StatusCode::UNAUTHORIZED, "invalid_signature".into())
+    );
     assert!(stack.mirror_user(id).await.is_none());
     // Signed but not an event: 422, never a 500.
-    let res = stack.send_webhook("evt-2", now, &json!({"hello": 1}), None).await;
+    let res = stack
+        .send_webhook("evt-2", now, &json!({"hello": 1}), None)
+        .await;
     assert_eq!(problem_code(res).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     let res = stack
-        .send_webhook("evt-3", now, &json!({"type": "user.updated", "timestamp": Utc::now(), "data": {"id": 1}}), None)
+        .send_webhook(
+            "evt-3",
+            now,
+            &json!({"type": "user.updated", "timestamp": Utc::now(), "data": {"id": 1}}),
+            None,
+        )
         .await;
     assert_eq!(problem_code(res).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     // The same event, properly signed, is applied.
@@ -86,25 +110,63 @@ async fn replayed_stale_and_out_of_order_events_leave_the_mirror_right() {
             assert_eq!(res.status(), StatusCode::NO_CONTENT, "{evt}");
         }
     };
-    send("e1", user_event("user.created", id, "v1@example.com", 1, false)).await;
-    send("e3", user_event("user.updated", id, "v3@example.com", 3, false)).await;
+    send(
+        "e1",
+        user_event("user.created", id, "v1@example.com", 1, false),
+    )
+    .await;
+    send(
+        "e3",
+        user_event("user.updated", id, "v3@example.com", 3, false),
+    )
+    .await;
     // Older version, arriving late: ignored.
-    send("e2", user_event("user.updated", id, "v2@example.com", 2, false)).await;
+    send(
+        "e2",
+        user_event("user.updated", id, "v2@example.com", 2, false),
+    )
+    .await;
     let row = stack.mirror_user(id).await.expect("row");
-    assert_eq!((row.email.as_str(), row.auth_version), ("v3@example.com", 3));
+    assert_eq!(
+        (row.email.as_str(), row.auth_version),
+        ("v3@example.com", 3)
+    );
     // `full_name` is taken at creation only and never overwritten by sync.
     assert_eq!(row.full_name.as_deref(), Some("Changed Name"));
     // A replay of an applied id with other content: ignored.
-    send("e3", user_event("user.updated", id, "replay@example.com", 9, false)).await;
-    assert_eq!(stack.mirror_user(id).await.expect("row").email, "v3@example.com");
+    send(
+        "e3",
+        user_event("user.updated", id, "replay@example.com", 9, false),
+    )
+    .await;
+    assert_eq!(
+        stack.mirror_user(id).await.expect("row").email,
+        "v3@example.com"
+    );
     // Deleted, then a stale update arrives: stays deleted.
-    send("e4", user_event("user.deleted", id, "v3@example.com", 4, false)).await;
+    send(
+        "e4",
+        user_event("user.deleted", id, "v3@example.com", 4, false),
+    )
+    .await;
     assert!(stack.mirror_user(id).await.is_none());
-    send("e2b", user_event("user.updated", id, "v2@example.com", 2, false)).await;
-    send("e1b", user_event("user.created", id, "v1@example.com", 1, false)).await;
+    send(
+        "e2b",
+        user_event("user.updated", id, "v2@example.com", 2, false),
+    )
+    .await;
+    send(
+        "e1b",
+        user_event("user.created", id, "v1@example.com", 1, false),
+    )
+    .await;
     assert!(stack.mirror_user(id).await.is_none());
     // Unknown types are accepted and ignored (newer auth services).
-    send("e5", json!({"type": "user.exploded", "timestamp": Utc::now(), "data": {}})).await;
+    send(
+        "e5",
+        json!({"type": "user.exploded", "timestamp": Utc::now(), "data": {}}),
+    )
+    .await;
 }
 
 #[tokio::test]
