@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -32,7 +33,7 @@ fn invalid_token() -> ApiError {
 /// with their mirror row (fetched first if the mirror lacks it).
 pub struct AuthenticatedUser {
     pub principal: Principal,
-    pub user: MirrorUser,
+    pub user: Arc<MirrorUser>,
 }
 
 impl FromRequest for AuthenticatedUser {
@@ -54,6 +55,9 @@ impl FromRequest for AuthenticatedUser {
                 .map_err(sync::auth_unavailable)?
                 .ok_or_else(invalid_token)?;
             let user_id = principal.user_id;
+            if let Some(user) = state.validator.cached_profile(user_id) {
+                return Ok(Self { principal, user });
+            }
             let mut user = {
                 let mut pooled = state.db.get().await?;
                 mirror::find(&mut pooled.conn(), user_id).await?
@@ -66,9 +70,11 @@ impl FromRequest for AuthenticatedUser {
                 user = mirror::find(&mut pooled.conn(), user_id).await?;
             }
             // The mirror may know of a lock before the cache expires: deny.
-            let user = user
-                .filter(|u| !u.account_locked)
-                .ok_or_else(invalid_token)?;
+            let user = Arc::new(
+                user.filter(|u| !u.account_locked)
+                    .ok_or_else(invalid_token)?,
+            );
+            state.validator.remember_profile(user.clone());
             Ok(Self { principal, user })
         })
     }

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
+use crate::db::mirror::MirrorUser;
 
 /// Clock difference tolerated between replicas when comparing a
 /// revocation's time with the time an answer was fetched.
@@ -34,6 +35,8 @@ const SKEW: chrono::Duration = chrono::Duration::milliseconds(250);
 /// Negative answers (bad, expired, revoked tokens) are reused this long at most.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 const MAX_ENTRIES: u64 = 200_000;
+/// How long a mirror row is reused for requests (see `Validator::profiles`).
+const PROFILE_TTL: Duration = Duration::from_secs(1);
 
 /// A confirmed answer about one token.
 #[derive(Debug, Clone)]
@@ -76,6 +79,12 @@ pub struct Validator {
     auth: AuthClient,
     ttl: Duration,
     cache: Cache<[u8; 32], Arc<Checked>>,
+    /// Mirror rows of recent callers, for at most `PROFILE_TTL`: a request
+    /// with a cached token then needs no database round trip. Local writes
+    /// and every sync path call `forget_user`; another replica's write is
+    /// seen within `PROFILE_TTL`. Locks and revocations never depend on it:
+    /// they go through the token cache above.
+    profiles: moka::sync::Cache<Uuid, Arc<MirrorUser>>,
     /// Recent revocations by user, kept for one TTL (no cached answer is older).
     recent: RwLock<HashMap<Uuid, Vec<Revoked>>>,
 }
@@ -87,10 +96,15 @@ impl Validator {
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
             .build();
+        let profiles = moka::sync::Cache::builder()
+            .max_capacity(MAX_ENTRIES)
+            .time_to_live(PROFILE_TTL)
+            .build();
         Self {
             auth,
             ttl,
             cache,
+            profiles,
             recent: RwLock::new(HashMap::new()),
         }
     }
@@ -155,6 +169,7 @@ impl Validator {
     /// (`session_id = None`), and refuses any answer fetched before `at`
     /// (the time the revocation was recorded).
     pub fn revoke(&self, user_id: Uuid, session_id: Option<Uuid>, at: DateTime<Utc>) {
+        self.forget_user(user_id);
         {
             let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
             let horizon = Utc::now()
@@ -180,6 +195,19 @@ impl Validator {
                 p.user_id == user_id && session_id.is_none_or(|sid| sid == p.session_id)
             })
         });
+    }
+
+    pub fn cached_profile(&self, id: Uuid) -> Option<Arc<MirrorUser>> {
+        self.profiles.get(&id)
+    }
+
+    pub fn remember_profile(&self, user: Arc<MirrorUser>) {
+        self.profiles.insert(user.id.0, user);
+    }
+
+    /// Drops a cached mirror row after it changed (here or by sync).
+    pub fn forget_user(&self, id: Uuid) {
+        self.profiles.invalidate(&id);
     }
 
     /// Entries currently cached (for tests and metrics).

@@ -63,5 +63,6 @@ pub async fn patch(
     )
     .await?
     .ok_or_else(|| ApiError::not_found("no such user"))?;
+    state.validator.forget_user(auth.user.id.0);
     Ok(web::Json(profile(&user)))
 }

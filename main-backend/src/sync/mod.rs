@@ -70,6 +70,11 @@ pub async fn apply_event(
         revocations::insert(tx, &rows).await?;
         Ok(())
     })?;
+    if let Some(id) = event.data.get("id").and_then(|v| v.as_str()) {
+        if let Ok(id) = id.parse() {
+            validator.forget_user(id);
+        }
+    }
     for r in rows {
         validator.revoke(r.user_id.0, r.session_id.map(|s| s.0), r.created_at.0);
     }

@@ -147,6 +147,9 @@ impl Reconciler<'_> {
                 // Users deleted, or found locked by this run (their
                 // webhook was lost): every replica drops their tokens.
                 let changed: HashSet<Uuid> = applied.changed.into_iter().collect();
+                for id in &changed {
+                    self.validator.forget_user(*id);
+                }
                 let rows: Vec<Revocation> = gone
                     .iter()
                     .map(|(id, _)| *id)
