@@ -271,7 +271,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         map.entry("AUTH_WEBHOOK_SECRET".into())
-            .or_insert_with(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+            .or_insert_with(service_kit::testing::webhook_secret);
         move |k| map.get(k).cloned()
     }
 

@@ -95,9 +95,7 @@ pub struct AuthenticatedUser {
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))
+    service_kit::http::app_state(req)
 }
 
 impl FromRequest for AuthenticatedUser {

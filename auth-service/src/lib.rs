@@ -110,17 +110,9 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_body)
-                        .error_handler(error::json_error_handler),
-                )
-                .app_data(web::PayloadConfig::default().limit(max_body))
-                .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-                .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
                 .wrap(middleware::from_fn(telemetry::request_span))
+                .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
                 .configure(routes::configure)
-                .default_service(web::to(error::not_found))
         });
         let server = match workers {
             Some(n) => server.workers(n),

@@ -99,9 +99,15 @@ mod tests {
     use std::collections::HashMap;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
-    const WH: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    /// Stands for a freshly generated webhook secret (see `settings`).
+    const WH: &str = "generated";
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let wh = service_kit::testing::webhook_secret();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|&(k, v)| (k, if v == WH { wh.as_str() } else { v }))
+            .collect();
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

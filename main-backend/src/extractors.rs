@@ -17,9 +17,7 @@ use crate::validation::Principal;
 use crate::AppState;
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState missing")))
+    service_kit::http::app_state(req)
 }
 
 fn invalid_token() -> ApiError {

@@ -209,9 +209,4 @@ impl Validator {
     pub fn forget_user(&self, id: Uuid) {
         self.profiles.invalidate(&id);
     }
-
-    /// Entries currently cached (for tests and metrics).
-    pub fn cached_entries(&self) -> u64 {
-        self.cache.entry_count()
-    }
 }

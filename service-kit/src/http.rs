@@ -1,9 +1,32 @@
 //! Small HTTP edge helpers both services need.
 
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{web, HttpRequest};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::error::{self, ApiError};
+
+/// What every app of ours sets: body limits, problem details for bodies,
+/// paths and queries that don't parse, and a 404 problem for unknown routes.
+pub fn configure_errors(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(error::json_error_handler),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body))
+    .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+    .default_service(web::to(error::not_found));
+}
+
+/// The app's shared state, for extractors.
+pub fn app_state<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError> {
+    req.app_data::<web::Data<T>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))
+}
 
 /// The token of an `Authorization: Bearer <token>` header, if well formed.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {

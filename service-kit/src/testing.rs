@@ -67,3 +67,16 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A fresh `whsec_<base64>` webhook secret (32 random bytes) for one test.
+pub fn webhook_secret() -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| u.into_bytes())
+        .collect();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}

@@ -97,7 +97,8 @@ pub enum VerifyError {
 mod tests {
     use super::*;
 
-    // The test vector published with the Standard Webhooks specification.
+    // The public test vector published with the Standard Webhooks
+    // specification (not a secret of ours: it is in every implementation's tests).
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
     const TS: i64 = 1614265330;

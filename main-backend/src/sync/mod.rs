@@ -30,6 +30,7 @@ pub async fn apply_event(
 ) -> Result<(), ApiError> {
     let mut revoked: Vec<(Uuid, Option<Uuid>)> = Vec::new();
     let mut rows: Vec<Revocation> = Vec::new();
+    let mut touched: Option<Uuid> = None;
     let mut pooled = db.get().await?;
     let conn = &mut pooled.conn();
     transaction!(conn, |tx| -> ApiError {
@@ -41,6 +42,7 @@ pub async fn apply_event(
             event_types::USER_CREATED | event_types::USER_UPDATED => {
                 let record = parse::<UserRecord>(event)?;
                 mirror::apply_records(tx, std::slice::from_ref(&record)).await?;
+                touched = Some(record.id);
                 if record.account_locked {
                     revoked.push((record.id, None));
                 }
@@ -70,10 +72,9 @@ pub async fn apply_event(
         revocations::insert(tx, &rows).await?;
         Ok(())
     })?;
-    if let Some(id) = event.data.get("id").and_then(|v| v.as_str()) {
-        if let Ok(id) = id.parse() {
-            validator.forget_user(id);
-        }
+    // After commit, so a request in between cannot re-cache the old row.
+    if let Some(id) = touched {
+        validator.forget_user(id);
     }
     for r in rows {
         validator.revoke(r.user_id.0, r.session_id.map(|s| s.0), r.created_at.0);

@@ -70,33 +70,19 @@ impl Reconciler<'_> {
         let result = self.pages().await;
         let duration_ms = clock.elapsed().as_millis() as i64;
         let report = result.map(|r| SyncReport { duration_ms, ..r });
-        let row = match &report {
-            Ok(r) => SyncRun {
-                id: DbUuid(Uuid::now_v7()),
-                trigger: trigger.to_owned(),
-                status: "ok".into(),
-                started_at: DbTime(started_at),
-                finished_at: Some(DbTime(crate::db::now())),
-                created: r.created,
-                updated: r.updated,
-                deleted: r.deleted,
-                unchanged: r.unchanged,
-                duration_ms: Some(duration_ms),
-                error: None,
-            },
-            Err(e) => SyncRun {
-                id: DbUuid(Uuid::now_v7()),
-                trigger: trigger.to_owned(),
-                status: "failed".into(),
-                started_at: DbTime(started_at),
-                finished_at: Some(DbTime(crate::db::now())),
-                created: 0,
-                updated: 0,
-                deleted: 0,
-                unchanged: 0,
-                duration_ms: Some(duration_ms),
-                error: Some(e.to_string()),
-            },
+        let counts = report.as_ref().copied().unwrap_or_default();
+        let row = SyncRun {
+            id: DbUuid(Uuid::now_v7()),
+            trigger: trigger.to_owned(),
+            status: if report.is_ok() { "ok" } else { "failed" }.into(),
+            started_at: DbTime(started_at),
+            finished_at: Some(DbTime(crate::db::now())),
+            created: counts.created,
+            updated: counts.updated,
+            deleted: counts.deleted,
+            unchanged: counts.unchanged,
+            duration_ms: Some(duration_ms),
+            error: report.as_ref().err().map(ToString::to_string),
         };
         if let Ok(mut pooled) = self.db.get().await {
             let conn = &mut pooled.conn();
@@ -147,9 +133,6 @@ impl Reconciler<'_> {
                 // Users deleted, or found locked by this run (their
                 // webhook was lost): every replica drops their tokens.
                 let changed: HashSet<Uuid> = applied.changed.into_iter().collect();
-                for id in &changed {
-                    self.validator.forget_user(*id);
-                }
                 let rows: Vec<Revocation> = gone
                     .iter()
                     .map(|(id, _)| *id)
@@ -162,8 +145,12 @@ impl Reconciler<'_> {
                     .map(|id| Revocation::new(id, None))
                     .collect();
                 revocations::insert(tx, &rows).await?;
-                Ok(rows)
+                Ok((rows, changed))
             })?;
+            let (gone, changed) = gone;
+            for id in changed {
+                self.validator.forget_user(id);
+            }
             for r in gone {
                 self.validator.revoke(r.user_id.0, None, r.created_at.0);
             }
@@ -198,10 +185,9 @@ pub async fn periodic(
             validator: &validator,
             instance: &instance,
         };
-        match reconciler.run("periodic").await {
-            Ok(_) | Err(ReconcileError::Busy) => {}
-            Err(_) => {} // logged and recorded by `run`
-        }
+        // Outcomes are logged and recorded by `run`; `Busy` means another
+        // replica is doing it.
+        let _ = reconciler.run("periodic").await;
         wait = interval.mul_f64(0.9 + rand::random::<f64>() * 0.2);
     }
 }

@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use main_backend::db::{mirror, DbPool};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -84,10 +83,7 @@ pub async fn spawn_stack_with(
     let (main_db, main_db_url) = TestDb::create(&dir, "main").await;
     let (auth_port, main_port) = (free_port(), free_port());
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
-    let webhook_secret = format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-    );
+    let webhook_secret = service_kit::testing::webhook_secret();
     let jwt_secret = format!("test-jwt-secret-{}", Uuid::new_v4().simple());
     let mut auth_env: HashMap<String, String> = [
         ("AUTH_BIND", format!("127.0.0.1:{auth_port}")),

@@ -31,9 +31,9 @@ async fn forged_stale_and_unsigned_deliveries_are_refused() {
     let id = Uuid::now_v7();
     let event = user_event("user.created", id, "a@example.com", 1, false);
     let now = Utc::now().timestamp();
-    let other_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let other_secret = service_kit::testing::webhook_secret();
     let res = stack
-        .send_webhook("evt-1", now, &event, Some(other_secret))
+        .send_webhook("evt-1", now, &event, Some(&other_secret))
         .await;
     assert_eq!(
         problem_code(res).await,
