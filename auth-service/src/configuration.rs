@@ -96,10 +96,21 @@ impl std::fmt::Debug for WebhookTarget {
     }
 }
 
+/// `AUTH_DATABASE_URL`, alone: what the command line needs, so that
+/// `service-token create` works without the server's secrets.
+pub fn database_url(get: impl Fn(&str) -> Option<String>) -> String {
+    get("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into())
+}
+
+/// Reads one variable from the process environment; empty counts as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 impl Settings {
     /// Reads and validates the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(env_var)
     }
 
     /// Reads settings through `get` (the environment in production; a map in tests).
@@ -179,8 +190,7 @@ impl Settings {
         };
         Ok(Self {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
-            database_url: get("AUTH_DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://data/auth.db".into()),
+            database_url: database_url(&get),
             database_pool_size: parse_opt(&get, "AUTH_DATABASE_POOL_SIZE", 1, 1000)?,
             jwt_key,
             access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?

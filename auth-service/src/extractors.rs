@@ -1,5 +1,5 @@
 //! Who is calling: the caller's address, a user's bearer token, an internal
-//! service's key. Each is an extractor, so a handler that names one in its
+//! service's key or service token, an administrator's service token. Each is an extractor, so a handler that names one in its
 //! arguments cannot run without the check having passed.
 
 use std::future::Future;
@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::configuration::Cidr;
 use crate::db::{sessions, users::User};
+use crate::domain::service_token::scope;
 use crate::error::ApiError;
+use crate::service_tokens::{self, Checked};
 use crate::telemetry::RequestId;
 use crate::AppState;
 pub use service_kit::http::{bearer, key_matches};
@@ -60,16 +62,13 @@ pub fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
     )
 }
 
-impl FromRequest for ClientInfo {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+impl ClientInfo {
+    pub fn of(req: &HttpRequest) -> Self {
         let trusted = req
             .app_data::<web::Data<AppState>>()
             .map(|s| s.settings.trusted_proxies.as_slice())
             .unwrap_or(&[]);
-        std::future::ready(Ok(ClientInfo {
+        ClientInfo {
             ip: client_ip(req, trusted),
             user_agent: req
                 .headers()
@@ -82,7 +81,16 @@ impl FromRequest for ClientInfo {
                 req.method(),
                 req.match_pattern().unwrap_or_else(|| req.path().to_owned())
             ),
-        }))
+        }
+    }
+}
+
+impl FromRequest for ClientInfo {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(ClientInfo::of(req)))
     }
 }
 
@@ -133,25 +141,135 @@ impl FromRequest for AuthenticatedUser {
     }
 }
 
-/// Another service of ours, holding `AUTH_SERVICE_API_KEY`.
+/// A service token that passed `service_tokens::check` and holds a
+/// required scope.
+#[derive(Debug, Clone)]
+pub struct ServiceCaller {
+    pub token_id: Uuid,
+    pub name: String,
+    pub client: ClientInfo,
+}
+
+/// Checks a service token for one of `accepted` scopes, and notes the use
+/// (counted and audited in batches; see `service_tokens::Usage`).
+/// Unknown, revoked or expired: 401. Valid but without the scope: 403.
+async fn service_caller(
+    state: &AppState,
+    token: &str,
+    client: ClientInfo,
+    accepted: &[&str],
+) -> Result<ServiceCaller, ApiError> {
+    let checked = {
+        let mut pooled = state.db.get().await?;
+        service_tokens::check(&mut pooled.conn(), token, crate::db::now()).await?
+    };
+    let row = match checked {
+        Checked::Valid(row) => row,
+        Checked::Inactive(id) => {
+            state
+                .usage
+                .record(Some(id), &client, false, Some("revoked or expired"));
+            return Err(invalid_service_token());
+        }
+        Checked::Unknown => {
+            state
+                .usage
+                .record(None, &client, false, Some("unknown token"));
+            return Err(invalid_service_token());
+        }
+    };
+    let scopes = row.scope_list();
+    if !accepted.iter().any(|a| scopes.iter().any(|s| s == a)) {
+        let detail = format!("needs scope {}", accepted.join(" or "));
+        state
+            .usage
+            .record(Some(row.id.0), &client, false, Some(&detail));
+        return Err(ApiError::forbidden(
+            "insufficient_scope",
+            format!("this service token lacks the scope this endpoint {detail}"),
+        ));
+    }
+    state.usage.record(Some(row.id.0), &client, true, None);
+    Ok(ServiceCaller {
+        token_id: row.id.0,
+        name: row.name,
+        client,
+    })
+}
+
+fn invalid_service_token() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_token",
+        "the service token is unknown, expired or revoked",
+    )
+}
+
+/// Another service of ours: `AUTH_SERVICE_API_KEY`, or a service token
+/// with scope `internal` (then `token_id` names it).
 #[derive(Debug, Clone, Copy)]
-pub struct InternalCaller;
+pub struct InternalCaller {
+    pub token_id: Option<Uuid>,
+}
 
 impl FromRequest for InternalCaller {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = state(req).and_then(|state| match bearer(req) {
-            Some(token) if key_matches(token, state.settings.service_api_key.expose_secret()) => {
-                Ok(InternalCaller)
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        let client = ClientInfo::of(req);
+        Box::pin(async move {
+            let state = state?;
+            match token {
+                Some(t) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
+                    Ok(InternalCaller { token_id: None })
+                }
+                Some(t) if service_tokens::looks_like(&t) => {
+                    let caller = service_caller(&state, &t, client, &[scope::INTERNAL]).await?;
+                    Ok(InternalCaller {
+                        token_id: Some(caller.token_id),
+                    })
+                }
+                _ => Err(ApiError::unauthorized(
+                    "unauthorized",
+                    "internal endpoints need the service API key or a service token with scope internal",
+                )),
             }
-            _ => Err(ApiError::unauthorized(
-                "unauthorized",
-                "internal endpoints need the service API key",
-            )),
-        });
-        std::future::ready(result)
+        })
+    }
+}
+
+/// An administrator's program: a service token with scope `admin`.
+#[derive(Debug, Clone)]
+pub struct AdminCaller(pub ServiceCaller);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        let client = ClientInfo::of(req);
+        Box::pin(async move {
+            let state = state?;
+            match token {
+                Some(t) if service_tokens::looks_like(&t) => Ok(AdminCaller(
+                    service_caller(&state, &t, client, &[scope::ADMIN]).await?,
+                )),
+                Some(t) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
+                    Err(ApiError::forbidden(
+                        "insufficient_scope",
+                        "the service API key does not grant admin; use a service token with scope admin",
+                    ))
+                }
+                _ => Err(ApiError::unauthorized(
+                    "unauthorized",
+                    "admin endpoints need a service token with scope admin",
+                )),
+            }
+        })
     }
 }
 
@@ -183,12 +301,5 @@ mod tests {
             client_ip(&direct, &[]),
             Some("8.8.8.8".parse().expect("ip"))
         );
-    }
-
-    #[test]
-    fn key_comparison() {
-        assert!(key_matches("same-key", "same-key"));
-        assert!(!key_matches("same-key", "other-key"));
-        assert!(!key_matches("same", "same-key"));
     }
 }

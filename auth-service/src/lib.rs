@@ -7,10 +7,12 @@
 //! PostgreSQL and SQLite), `tokens` (JWTs and opaque tokens), `passwords`
 //! (argon2id off the async workers), `error` (problem details),
 //! `telemetry` (logs and request ids), `webhooks` (outbox delivery;
-//! the outbox table itself is `db::outbox`).
+//! the outbox table itself is `db::outbox`), `service_tokens` (tokens for
+//! programs, and their batched usage), `cli` (the `service-token` commands).
 
 #![recursion_limit = "256"]
 
+pub mod cli;
 pub mod configuration;
 pub mod db;
 pub mod domain;
@@ -18,6 +20,7 @@ pub use service_kit::error;
 pub mod extractors;
 pub mod passwords;
 pub mod routes;
+pub mod service_tokens;
 pub use service_kit::telemetry;
 pub mod tokens;
 pub mod webhooks;
@@ -46,6 +49,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Wake-up for the webhook worker; call after committing events.
     pub outbox: webhooks::Outbox,
+    /// Service-token uses waiting for the next batched write.
+    pub usage: service_tokens::Usage,
 }
 
 pub struct Application {
@@ -53,24 +58,20 @@ pub struct Application {
     server: Server,
     pub db: DbPool,
     worker: Option<tokio::task::JoinHandle<()>>,
+    usage_flusher: tokio::task::JoinHandle<()>,
     stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 /// Applies pending migrations (what `auth-service migrate` does).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
-    db::run_migrations(
-        &settings.database_url,
-        POSTGRES_MIGRATIONS,
-        SQLITE_MIGRATIONS,
-    )
-    .await
+pub async fn migrate(database_url: &str) -> anyhow::Result<usize> {
+    db::run_migrations(database_url, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS).await
 }
 
 impl Application {
     /// Migrates, binds `settings.bind` (port 0 picks a free port) and builds
     /// the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let applied = migrate(&settings).await?;
+        let applied = migrate(&settings.database_url).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
         }
@@ -98,12 +99,15 @@ impl Application {
                 None
             }
         };
+        let usage = service_tokens::Usage::default();
+        let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings: Arc::new(settings),
             keys,
             hasher,
             outbox,
+            usage,
         });
         let max_body = state.settings.max_body_bytes;
         let workers = state.settings.workers;
@@ -124,6 +128,7 @@ impl Application {
             server,
             db,
             worker,
+            usage_flusher,
             stop_worker,
         })
     }
@@ -139,13 +144,15 @@ impl Application {
 
     /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
     /// requests finish), then stops the webhook worker after its current
-    /// round. Anything it had claimed but not sent goes out after the lease.
+    /// round (anything it had claimed but not sent goes out after the
+    /// lease) and writes the service-token usage still buffered.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         let _ = self.stop_worker.send(true);
         if let Some(worker) = self.worker {
             let _ = worker.await;
         }
+        let _ = self.usage_flusher.await;
         served
     }
 }

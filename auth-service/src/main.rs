@@ -1,4 +1,5 @@
-use auth_service::configuration::Settings;
+use auth_service::cli::{self, TokenCommand};
+use auth_service::configuration::{self, Settings};
 use auth_service::{migrate, telemetry, Application};
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,9 @@ enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Create, list and revoke service tokens on the configured database.
+    #[command(subcommand)]
+    ServiceToken(TokenCommand),
 }
 
 #[tokio::main]
@@ -36,14 +40,17 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
+    let database_url = configuration::database_url(configuration::env_var);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let n = migrate(&settings).await?;
+            let n = migrate(&database_url).await?;
             eprintln!("{n} migration(s) applied");
         }
+        Command::ServiceToken(command) => {
+            cli::service_token(&database_url, command, &mut std::io::stdout().lock()).await?;
+        }
         Command::Serve => {
-            let app = Application::build(settings).await?;
+            let app = Application::build(Settings::from_env()?).await?;
             tracing::info!(port = app.port(), "auth service listening");
             app.run_until_stopped().await?;
         }

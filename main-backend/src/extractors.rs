@@ -1,5 +1,7 @@
 //! Who is calling: `AuthenticatedUser` (a bearer token the auth service has
-//! confirmed, and the caller's mirror row) and `OpsCaller` (the service key).
+//! confirmed, and the caller's mirror row), `AdminCaller` (an admin user or
+//! a service token with scope `admin`) and `OpsCaller` (a service token with
+//! scope `admin` or `ops`). Every credential is confirmed by the auth service.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,13 +9,13 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use secrecy::ExposeSecret;
-use service_kit::http::{bearer, key_matches};
+use service_kit::http::bearer;
+use shared_types::SERVICE_TOKEN_PREFIX;
 
 use crate::db::mirror::{self, MirrorUser};
 use crate::error::ApiError;
 use crate::sync;
-use crate::validation::Principal;
+use crate::validation::{Principal, ServicePrincipal};
 use crate::AppState;
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -34,6 +36,39 @@ pub struct AuthenticatedUser {
     pub user: Arc<MirrorUser>,
 }
 
+impl AuthenticatedUser {
+    async fn authenticate(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let principal = state
+            .validator
+            .validate(token)
+            .await
+            .map_err(sync::auth_unavailable)?
+            .ok_or_else(invalid_token)?;
+        let user_id = principal.user_id;
+        if let Some(user) = state.validator.cached_profile(user_id) {
+            return Ok(Self { principal, user });
+        }
+        let mut user = {
+            let mut pooled = state.db.get().await?;
+            mirror::find(&mut pooled.conn(), user_id).await?
+        };
+        if user.is_none() {
+            if !sync::fetch_user(&state.db, &state.auth, user_id).await? {
+                return Err(invalid_token());
+            }
+            let mut pooled = state.db.get().await?;
+            user = mirror::find(&mut pooled.conn(), user_id).await?;
+        }
+        // The mirror may know of a lock before the cache expires: deny.
+        let user = Arc::new(
+            user.filter(|u| !u.account_locked)
+                .ok_or_else(invalid_token)?,
+        );
+        state.validator.remember_profile(user.clone());
+        Ok(Self { principal, user })
+    }
+}
+
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -46,54 +81,107 @@ impl FromRequest for AuthenticatedUser {
             let token = token.ok_or_else(|| {
                 ApiError::unauthorized("unauthorized", "send Authorization: Bearer <access token>")
             })?;
-            let principal = state
-                .validator
-                .validate(&token)
-                .await
-                .map_err(sync::auth_unavailable)?
-                .ok_or_else(invalid_token)?;
-            let user_id = principal.user_id;
-            if let Some(user) = state.validator.cached_profile(user_id) {
-                return Ok(Self { principal, user });
-            }
-            let mut user = {
-                let mut pooled = state.db.get().await?;
-                mirror::find(&mut pooled.conn(), user_id).await?
-            };
-            if user.is_none() {
-                if !sync::fetch_user(&state.db, &state.auth, user_id).await? {
-                    return Err(invalid_token());
-                }
-                let mut pooled = state.db.get().await?;
-                user = mirror::find(&mut pooled.conn(), user_id).await?;
-            }
-            // The mirror may know of a lock before the cache expires: deny.
-            let user = Arc::new(
-                user.filter(|u| !u.account_locked)
-                    .ok_or_else(invalid_token)?,
-            );
-            state.validator.remember_profile(user.clone());
-            Ok(Self { principal, user })
+            Self::authenticate(&state, &token).await
         })
     }
 }
 
-/// An operator's or another service's call with `AUTH_SERVICE_API_KEY`
-/// (service tokens with scope `admin` or `ops` join when they exist).
-pub struct OpsCaller;
+/// A service token the auth service confirmed just now, holding one of
+/// `accepted`: 401 when it is not live, 403 when it lacks the scope.
+async fn service_caller(
+    state: &AppState,
+    token: &str,
+    accepted: &[&str],
+) -> Result<ServicePrincipal, ApiError> {
+    let principal = state
+        .validator
+        .validate_service(token)
+        .await
+        .map_err(sync::auth_unavailable)?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_token",
+                "the service token is unknown, expired or revoked",
+            )
+        })?;
+    if !principal.has_any(accepted) {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            format!("this endpoint needs scope {}", accepted.join(" or ")),
+        ));
+    }
+    Ok(principal)
+}
+
+/// Who may change users' business fields: a user whose mirror role is
+/// `admin`, or a service token with scope `admin`.
+pub enum AdminCaller {
+    User(AuthenticatedUser),
+    Service(ServicePrincipal),
+}
+
+impl AdminCaller {
+    /// For logs: who did it.
+    pub fn describe(&self) -> String {
+        match self {
+            AdminCaller::User(u) => format!("user:{}", u.user.id.0),
+            AdminCaller::Service(s) => format!("service_token:{}", s.token_id),
+        }
+    }
+}
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let state = state?;
+            let token = token.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "unauthorized",
+                    "send Authorization: Bearer <an admin's access token or a service token>",
+                )
+            })?;
+            if token.starts_with(SERVICE_TOKEN_PREFIX) {
+                let service = service_caller(&state, &token, &["admin"]).await?;
+                return Ok(AdminCaller::Service(service));
+            }
+            let user = AuthenticatedUser::authenticate(&state, &token).await?;
+            if user.user.role != "admin" {
+                return Err(ApiError::forbidden(
+                    "forbidden",
+                    "only administrators can change users",
+                ));
+            }
+            Ok(AdminCaller::User(user))
+        })
+    }
+}
+
+/// An operator's program: a service token with scope `admin` or `ops`.
+pub struct OpsCaller(pub ServicePrincipal);
 
 impl FromRequest for OpsCaller {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = state(req).and_then(|state| match bearer(req) {
-            Some(t) if key_matches(t, state.settings.auth_api_key.expose_secret()) => Ok(OpsCaller),
-            _ => Err(ApiError::unauthorized(
-                "unauthorized",
-                "this endpoint needs an admin or ops credential",
-            )),
-        });
-        std::future::ready(result)
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let state = state?;
+            match token {
+                Some(t) if t.starts_with(SERVICE_TOKEN_PREFIX) => Ok(OpsCaller(
+                    service_caller(&state, &t, &["admin", "ops"]).await?,
+                )),
+                _ => Err(ApiError::unauthorized(
+                    "unauthorized",
+                    "this endpoint needs a service token with scope admin or ops",
+                )),
+            }
+        })
     }
 }

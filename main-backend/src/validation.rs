@@ -68,6 +68,20 @@ impl Expiry<[u8; 32], Arc<Checked>> for PerEntryTtl {
     }
 }
 
+/// A live service token, as the auth service described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    pub token_id: Uuid,
+    pub name: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl ServicePrincipal {
+    pub fn has_any(&self, scopes: &[&str]) -> bool {
+        self.scopes.iter().any(|s| scopes.contains(&s.as_str()))
+    }
+}
+
 /// A revocation this replica has heard of: a session, or every session.
 #[derive(Debug, Clone, Copy)]
 struct Revoked {
@@ -125,6 +139,33 @@ impl Validator {
             Some(p) if p.exp <= Utc::now().timestamp() => Ok(None),
             other => Ok(other),
         }
+    }
+
+    /// Confirms a service token, uncached: service tokens are revoked
+    /// without a webhook (including all at once), so every admin or ops
+    /// call asks the auth service. They are rare; a cache would keep a
+    /// revoked token working for its lifetime.
+    pub async fn validate_service(
+        &self,
+        token: &str,
+    ) -> Result<Option<ServicePrincipal>, AuthUnavailable> {
+        let answer = self.auth.introspect(token).await?;
+        let live = answer.active
+            && answer.token_type.as_deref() == Some("service")
+            && answer.exp.is_none_or(|exp| exp > Utc::now().timestamp());
+        Ok(match (live, answer.sub) {
+            (true, Some(token_id)) => Some(ServicePrincipal {
+                token_id,
+                name: answer.client_id,
+                scopes: answer
+                    .scope
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            }),
+            _ => None,
+        })
     }
 
     async fn introspect(&self, token: &str) -> Result<Arc<Checked>, AuthUnavailable> {

@@ -80,3 +80,52 @@ pub fn webhook_secret() -> String {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
 }
+
+/// Everything a database holds, as text, for tests that prove a value was
+/// never stored (tokens, secrets in plaintext). SQLite: the raw bytes of the
+/// file and its WAL, so deleted or not-yet-checkpointed pages count too.
+/// PostgreSQL: every row of every table in `public`, as its text form.
+pub async fn database_text(url: &str) -> String {
+    use diesel::sql_types::Text;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        line: String,
+    }
+    match crate::db::Backend::of_url(url) {
+        Some(crate::db::Backend::Sqlite) => {
+            let path = crate::db::sqlite_path(url);
+            let mut out = String::new();
+            for suffix in ["", "-wal", "-journal"] {
+                if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+            out
+        }
+        _ => {
+            let mut conn = AsyncPgConnection::establish(url)
+                .await
+                .expect("database reachable");
+            let tables: Vec<Line> = diesel::sql_query(
+                "SELECT tablename AS line FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .load(&mut conn)
+            .await
+            .expect("list tables");
+            let mut out = String::new();
+            for t in tables {
+                let rows: Vec<Line> =
+                    diesel::sql_query(format!("SELECT t::text AS line FROM \"{}\" t", t.line))
+                        .load(&mut conn)
+                        .await
+                        .expect("dump table");
+                for r in rows {
+                    out.push_str(&r.line);
+                    out.push('\n');
+                }
+            }
+            out
+        }
+    }
+}

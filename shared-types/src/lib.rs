@@ -122,6 +122,9 @@ pub struct Introspection {
     pub exp: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// A service token's name (RFC 7662 `client_id`); absent for access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Introspection {
@@ -243,6 +246,66 @@ pub struct WebhookBacklog {
 }
 
 /// RFC 9457 problem details with the contract's stable `code`.
+/// Every service token starts with this, so that people, secret scanners
+/// and our services tell one from a JWT at a glance.
+pub const SERVICE_TOKEN_PREFIX: &str = "ast_";
+
+/// Body of `POST /admin/v1/service-tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServiceToken {
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<i64>,
+}
+
+/// Answer to `POST /admin/v1/service-tokens`: the only time `token` is shown.
+/// No `Debug`: it holds the token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedServiceToken {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One row of `GET /admin/v1/service-tokens` (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub use_count: i64,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Answer to `POST /admin/v1/service-tokens/revoke-all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedCount {
+    pub revoked: u64,
+}
+
+/// One row of `GET /admin/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub kind: String,
+    pub user_id: Option<Uuid>,
+    pub service_token_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub endpoint: Option<String>,
+    pub request_id: Option<String>,
+    pub success: bool,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]

@@ -16,6 +16,26 @@ pub mod kind {
     pub const REFRESH: &str = "refresh";
     pub const REFRESH_REUSED: &str = "refresh_reused";
     pub const LOGOUT: &str = "logout";
+    pub const SERVICE_TOKEN_USED: &str = "service_token_used";
+    pub const ADMIN_ACTION: &str = "admin_action";
+
+    /// Every kind the audit endpoint can be filtered by.
+    pub const ALL: &[&str] = &[
+        LOGIN_SUCCEEDED,
+        LOGIN_FAILED,
+        "lockout",
+        REFRESH,
+        REFRESH_REUSED,
+        LOGOUT,
+        "password_changed",
+        "password_reset",
+        "email_verified",
+        "email_changed",
+        "mfa_enabled",
+        "mfa_disabled",
+        SERVICE_TOKEN_USED,
+        ADMIN_ACTION,
+    ];
 }
 
 #[derive(Debug, Clone, Insertable, Queryable, Selectable)]
@@ -42,10 +62,37 @@ pub async fn record(conn: &mut Conn<'_>, event: &AuthEvent) -> QueryResult<()> {
     Ok(())
 }
 
-/// Newest first, optionally for one user.
+/// Writes a batch (the buffered service-token uses) in one statement on
+/// PostgreSQL; SQLite has no multi-row insert for these types in diesel, so
+/// there it is one statement per row (call it inside a transaction).
+pub async fn record_many(conn: &mut Conn<'_>, batch: &[AuthEvent]) -> QueryResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match conn {
+        Conn::Pg(c) => {
+            // PostgreSQL takes at most 65535 bind parameters per statement.
+            for chunk in batch.chunks(4096) {
+                diesel::insert_into(authentication_events::table)
+                    .values(chunk)
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
+        Conn::Sqlite(_) => {
+            for event in batch {
+                record(conn, event).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Newest first, optionally for one user and/or one kind.
 pub async fn list(
     conn: &mut Conn<'_>,
     user_id: Option<Uuid>,
+    kind: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<AuthEvent>> {
     run!(conn, |c| {
@@ -59,6 +106,9 @@ pub async fn list(
             .into_boxed();
         if let Some(user_id) = user_id {
             q = q.filter(authentication_events::user_id.eq(DbUuid(user_id)));
+        }
+        if let Some(kind) = kind {
+            q = q.filter(authentication_events::kind.eq(kind));
         }
         q.load(c).await
     })

@@ -6,6 +6,7 @@ pub mod schema;
 
 pub mod events;
 pub mod outbox;
+pub mod service_tokens;
 
 pub mod sessions;
 pub mod users;

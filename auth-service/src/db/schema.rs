@@ -107,3 +107,21 @@ diesel::table! {
         delivered_at -> Nullable<SqlTimestamp>,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    service_tokens (id) {
+        id -> SqlUuid,
+        name -> Text,
+        scopes -> Text,
+        token_hash -> Text,
+        created_at -> SqlTimestamp,
+        expires_at -> Nullable<SqlTimestamp>,
+        last_used_at -> Nullable<SqlTimestamp>,
+        use_count -> BigInt,
+        revoked_at -> Nullable<SqlTimestamp>,
+        created_by -> Text,
+    }
+}

@@ -119,3 +119,52 @@ pub async fn touch_last_login(
         .await)?;
     Ok(())
 }
+
+/// Locks or unlocks an account and writes `user.updated` (call it in a
+/// transaction). Locking also revokes every session (`session.revoked`).
+/// `None`: no such user; `Some(None)`: it was already in that state.
+pub async fn set_locked(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+    locked: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<Option<User>>> {
+    let changed = run!(tx, |c| diesel::update(
+        users::table
+            .filter(users::id.eq(DbUuid(id)))
+            .filter(users::account_locked.ne(locked))
+    )
+    .set((
+        users::account_locked.eq(locked),
+        users::version.eq(users::version + 1),
+        users::updated_at.eq(DbTime(now)),
+    ))
+    .returning(User::as_returning())
+    .get_result(c)
+    .await
+    .optional())?;
+    let Some(user) = changed else {
+        return Ok(find(tx, id).await?.map(|_| None));
+    };
+    if locked {
+        super::sessions::revoke_all(tx, id, None, "account locked", now).await?;
+    }
+    super::outbox::user_event(tx, shared_types::event_types::USER_UPDATED, &user).await?;
+    Ok(Some(Some(user)))
+}
+
+/// Deletes a user (sessions and tokens go with them by cascade) and writes
+/// `user.deleted`, carrying a version above the last one so the mirror
+/// orders it after every earlier event. Call it in a transaction.
+pub async fn delete(tx: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryResult<Option<User>> {
+    let Some(mut user) = find(tx, id).await? else {
+        return Ok(None);
+    };
+    run!(tx, |c| diesel::delete(users::table.find(DbUuid(id)))
+        .execute(c)
+        .await)?;
+    user.version += 1;
+    user.updated_at = DbTime(now);
+    super::outbox::user_event(tx, shared_types::event_types::USER_DELETED, &user).await?;
+    Ok(Some(user))
+}

@@ -2,6 +2,8 @@
 
 mod email;
 mod password;
+pub mod service_token;
 
 pub use email::Email;
 pub use password::{FullName, NewPassword};
+pub use service_token::TokenSpec;

@@ -11,16 +11,22 @@ use uuid::Uuid;
 
 use crate::db::{outbox, sessions, users};
 use crate::error::ApiError;
-use crate::extractors::InternalCaller;
+use crate::extractors::{ClientInfo, InternalCaller};
+use crate::service_tokens::{self, Checked};
 use crate::AppState;
 
 /// RFC 7662. Any token that is not a live access token of an unlocked user
-/// is `{active: false}`, whatever the reason: the caller learns nothing more.
+/// or a live service token is `{active: false}`, whatever the reason: the
+/// caller learns nothing more.
 pub async fn introspect(
     _caller: InternalCaller,
     state: web::Data<AppState>,
+    client: ClientInfo,
     body: web::Json<IntrospectRequest>,
 ) -> Result<web::Json<Introspection>, ApiError> {
+    if service_tokens::looks_like(&body.token) {
+        return introspect_service_token(&state, &client, &body.token).await;
+    }
     let Some(claims) = state.keys.verify_access(&body.token) else {
         return Ok(web::Json(Introspection::inactive()));
     };
@@ -39,11 +45,44 @@ pub async fn introspect(
                 scope: None,
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
+                client_id: None,
             }
         }
         _ => Introspection::inactive(),
     };
     Ok(web::Json(answer))
+}
+
+/// A service token presented to another service (the main backend's admin
+/// routes): `sub` is the token's id, `scope` its scopes space-separated
+/// (RFC 7662), `exp` absent when it never expires. Counts as a use.
+async fn introspect_service_token(
+    state: &AppState,
+    client: &ClientInfo,
+    token: &str,
+) -> Result<web::Json<Introspection>, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let checked = service_tokens::check(&mut pooled.conn(), token, crate::db::now()).await?;
+    let detail = Some("introspected");
+    let row = match checked {
+        Checked::Valid(row) => row,
+        Checked::Inactive(id) => {
+            state.usage.record(Some(id), client, false, detail);
+            return Ok(web::Json(Introspection::inactive()));
+        }
+        Checked::Unknown => return Ok(web::Json(Introspection::inactive())),
+    };
+    state.usage.record(Some(row.id.0), client, true, detail);
+    Ok(web::Json(Introspection {
+        active: true,
+        token_type: Some("service".into()),
+        sub: Some(row.id.0),
+        scope: Some(row.scope_list().join(" ")),
+        exp: row.expires_at.map(|t| t.0.timestamp()),
+        iat: Some(row.created_at.0.timestamp()),
+        client_id: Some(row.name),
+        ..Introspection::inactive()
+    }))
 }
 
 #[derive(Deserialize)]

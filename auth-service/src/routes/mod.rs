@@ -1,6 +1,7 @@
 //! HTTP handlers only: parsing, calling `db`/`tokens`, shaping answers.
 //! `configure` is the one place that lists every route.
 
+mod admin;
 mod auth;
 mod health;
 mod internal;
@@ -38,5 +39,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/internal/v1/webhooks/redeliver",
             web::post().to(internal::redeliver),
-        );
+        )
+        .route(
+            "/admin/v1/service-tokens",
+            web::post().to(admin::create_token),
+        )
+        .route(
+            "/admin/v1/service-tokens",
+            web::get().to(admin::list_tokens),
+        )
+        .route(
+            "/admin/v1/service-tokens/revoke-all",
+            web::post().to(admin::revoke_all_tokens),
+        )
+        .route(
+            "/admin/v1/service-tokens/{id}",
+            web::delete().to(admin::revoke_token),
+        )
+        .route(
+            "/admin/v1/users/{id}/lock",
+            web::post().to(admin::lock_user),
+        )
+        .route(
+            "/admin/v1/users/{id}/unlock",
+            web::post().to(admin::unlock_user),
+        )
+        .route("/admin/v1/users/{id}", web::delete().to(admin::delete_user))
+        .route("/admin/v1/audit", web::get().to(admin::audit));
 }

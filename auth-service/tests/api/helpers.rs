@@ -18,17 +18,59 @@ pub struct TestApp {
     pub api_key: String,
     pub database_url: String,
     pub settings: Settings,
+    pub dir: PathBuf,
     handle: actix_web::dev::ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    replicas: Vec<actix_web::dev::ServerHandle>,
     _db: TestDb,
-    dir: PathBuf,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         // `stop` sends its command at once; the returned future only waits.
         drop(self.handle.stop(false));
+        for r in &self.replicas {
+            drop(r.stop(false));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Every log line the servers in this test binary wrote, at debug level for
+/// our crates: tests check that no token or password ever appears in it.
+pub fn captured_logs() -> String {
+    let buf = LOGS.get_or_init(Default::default);
+    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+    std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let buf = LOGS.get_or_init(Default::default).clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,auth_service=debug,service_kit=debug,actix_web=debug",
+        ))
+        .with_writer(move || LogBuffer(buf.clone()))
+        .with_ansi(false)
+        .try_init();
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -38,6 +80,7 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server whose settings are the defaults plus `overrides`
 /// (environment variable names and values, as an operator would set them).
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    capture_logs();
     let dir = std::env::temp_dir().join(format!("auth-test-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let key_path = dir.join("jwt.pem");
@@ -75,7 +118,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let task = Some(tokio::spawn(app.run_until_stopped()));
     TestApp {
         address,
         client: reqwest::Client::builder()
@@ -86,6 +129,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         database_url,
         settings,
         handle,
+        task,
+        replicas: Vec::new(),
         _db: db,
         dir,
     }
@@ -97,6 +142,56 @@ pub fn email() -> String {
 }
 
 impl TestApp {
+    /// Stops the server as SIGTERM would: in-flight requests finish, the
+    /// workers stop and buffered usage is written. Returns once it has.
+    pub async fn stop_gracefully(&mut self) {
+        let stopping = self.handle.stop(true);
+        stopping.await;
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// Another replica on the same database; returns its base URL.
+    pub async fn start_replica(&mut self) -> String {
+        let app = Application::build(self.settings.clone())
+            .await
+            .expect("replica builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        self.replicas.push(app.handle());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
+    /// A pool on this app's database, for looking underneath the API.
+    pub async fn db(&self) -> auth_service::db::DbPool {
+        auth_service::db::DbPool::connect(&self.database_url, 2)
+            .await
+            .expect("test db")
+    }
+
+    /// Runs `auth-service service-token ...` as an operator would, through
+    /// the command-line code on this app's database; returns stdout.
+    pub async fn cli(&self, command: auth_service::cli::TokenCommand) -> String {
+        let mut out = Vec::new();
+        auth_service::cli::service_token(&self.database_url, command, &mut out)
+            .await
+            .expect("cli command");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// A new service token with these scopes (made with the command line code).
+    pub async fn service_token(&self, scopes: &[&str]) -> String {
+        let out = self
+            .cli(auth_service::cli::TokenCommand::Create {
+                name: format!("test-{}", Uuid::new_v4().simple()),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                expires_in_days: None,
+            })
+            .await;
+        out.trim().to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

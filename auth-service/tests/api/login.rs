@@ -69,7 +69,7 @@ async fn failed_and_successful_logins_are_audited_without_secrets() {
     app.login(&address).await;
     let pool = DbPool::connect(&app.database_url, 1).await.expect("pool");
     let mut pooled = pool.get().await.expect("conn");
-    let rows = events::list(&mut pooled.conn(), Some(user.id), 10)
+    let rows = events::list(&mut pooled.conn(), Some(user.id), None, 10)
         .await
         .expect("events");
     let kinds: Vec<&str> = rows.iter().map(|e| e.kind.as_str()).collect();

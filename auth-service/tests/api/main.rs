@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod admin;
 mod errors;
 mod health;
 mod internal;

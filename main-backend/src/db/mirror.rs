@@ -306,3 +306,39 @@ pub async fn update_profile(
     }
     find(conn, id).await
 }
+
+/// The administrator's fields, in one statement; `None` fields are left alone.
+#[derive(AsChangeset)]
+#[diesel(table_name = ub)]
+struct AdminChanges<'a> {
+    role: Option<&'a str>,
+    plan_tier: Option<&'a str>,
+    permissions: Option<&'a str>,
+    feature_flags: Option<&'a str>,
+    tool_permissions: Option<&'a str>,
+    updated_at: DbTime,
+}
+
+/// Applies a validated admin patch; `None` when the user is not in the mirror.
+pub async fn update_admin_fields(
+    conn: &mut Conn<'_>,
+    id: Uuid,
+    patch: &crate::domain::admin_patch::AdminPatch,
+) -> QueryResult<Option<MirrorUser>> {
+    let changes = AdminChanges {
+        role: patch.role.as_deref(),
+        plan_tier: patch.plan_tier.as_deref(),
+        permissions: patch.permissions.as_deref(),
+        feature_flags: patch.feature_flags.as_deref(),
+        tool_permissions: patch.tool_permissions.as_deref(),
+        updated_at: DbTime(super::now()),
+    };
+    let changed = run!(conn, |c| diesel::update(ub::table.find(DbUuid(id)))
+        .set(&changes)
+        .execute(c)
+        .await)?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    find(conn, id).await
+}

@@ -1,3 +1,4 @@
 //! Validated input.
 
+pub mod admin_patch;
 pub mod profile;

@@ -1,10 +1,14 @@
 //! Operator endpoints.
 
 use actix_web::web;
-use shared_types::SyncReport;
+use shared_types::{Profile, SyncReport};
+use uuid::Uuid;
 
+use crate::db::mirror;
+use crate::domain::admin_patch::{AdminPatch, AdminPatchBody};
 use crate::error::ApiError;
-use crate::extractors::OpsCaller;
+use crate::extractors::{AdminCaller, OpsCaller};
+use crate::routes::me::profile;
 use crate::sync::reconcile::{ReconcileError, Reconciler};
 use crate::AppState;
 
@@ -30,4 +34,31 @@ pub async fn sync(
             "reconciliation failed on the database: {e}"
         ))),
     }
+}
+
+/// Sets a user's role, plan tier, permissions, feature flags or tool
+/// permissions. Auth-owned fields are not accepted here (unknown fields are
+/// 422); they change only through the auth service and the sync path.
+pub async fn patch_user(
+    caller: AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<AdminPatchBody>,
+) -> Result<web::Json<Profile>, ApiError> {
+    let id = path.into_inner();
+    let patch = AdminPatch::parse(body.into_inner())?;
+    let mut pooled = state.db.get().await?;
+    let user = mirror::update_admin_fields(&mut pooled.conn(), id, &patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user in the mirror"))?;
+    state.validator.forget_user(id);
+    // The audit record of this change; the auth service's trail covers
+    // only its own data.
+    tracing::info!(
+        user_id = %id,
+        by = %caller.describe(),
+        fields = ?patch.fields(),
+        "administrator changed a user's business fields"
+    );
+    Ok(web::Json(profile(&user)))
 }

@@ -15,5 +15,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/webhooks/auth", web::post().to(webhooks::receive))
         .route("/v1/me", web::get().to(me::get))
         .route("/v1/me", web::patch().to(me::patch))
-        .route("/admin/v1/sync", web::post().to(admin::sync));
+        .route("/admin/v1/sync", web::post().to(admin::sync))
+        .route("/admin/v1/users/{id}", web::patch().to(admin::patch_user));
 }

@@ -1,0 +1,257 @@
+//! The admin API; every handler takes `AdminCaller` (a service token with
+//! scope `admin`) and every change writes an `admin_action` audit row in the
+//! same transaction as the change.
+
+use actix_web::{web, HttpResponse};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use shared_types::{
+    AuditEvent, CreateServiceToken, CreatedServiceToken, RevokedCount, ServiceTokenInfo,
+};
+use uuid::Uuid;
+
+use crate::db::events::{self, kind, AuthEvent};
+use crate::db::service_tokens::{self as rows, ServiceTokenRow};
+use crate::db::{self, users};
+use crate::domain::TokenSpec;
+use crate::error::ApiError;
+use crate::extractors::{AdminCaller, ServiceCaller};
+use crate::service_tokens;
+use crate::AppState;
+use service_kit::transaction;
+
+fn action(caller: &ServiceCaller, user_id: Option<Uuid>, detail: String) -> AuthEvent {
+    AuthEvent {
+        user_id: user_id.map(db::DbUuid),
+        ..service_tokens::audit_event(
+            kind::ADMIN_ACTION,
+            Some(caller.token_id),
+            Some(&caller.client),
+            true,
+            Some(detail),
+        )
+    }
+}
+
+fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
+    ServiceTokenInfo {
+        id: row.id.0,
+        name: row.name.clone(),
+        scopes: row.scope_list(),
+        created_at: row.created_at.0,
+        expires_at: row.expires_at.map(|t| t.0),
+        last_used_at: row.last_used_at.map(|t| t.0),
+        use_count: row.use_count,
+        revoked_at: row.revoked_at.map(|t| t.0),
+    }
+}
+
+pub async fn create_token(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    body: web::Json<CreateServiceToken>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = TokenSpec::parse(&body.name, &body.scopes, body.expires_in_days)?;
+    let mut pooled = state.db.get().await?;
+    let created = service_tokens::create(
+        &mut pooled.conn(),
+        &spec,
+        &service_tokens::created_by_token(caller.token_id),
+        action(&caller, None, String::new()),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(CreatedServiceToken {
+        id: created.row.id.0,
+        name: created.row.name.clone(),
+        scopes: created.row.scope_list(),
+        token: created.token.expose_secret().to_owned(),
+        expires_at: created.row.expires_at.map(|t| t.0),
+    }))
+}
+
+pub async fn list_tokens(
+    _caller: AdminCaller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<ServiceTokenInfo>>, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let rows = rows::list(&mut pooled.conn()).await?;
+    Ok(web::Json(rows.iter().map(info).collect()))
+}
+
+pub async fn revoke_token(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let found = transaction!(conn, |tx| -> ApiError {
+        let found = rows::revoke(tx, id, db::now()).await?;
+        if found == Some(true) {
+            events::record(
+                tx,
+                &action(&caller, None, format!("revoked service token {id}")),
+            )
+            .await?;
+        }
+        Ok(found)
+    })?;
+    match found {
+        Some(_) => Ok(HttpResponse::NoContent().finish()),
+        None => Err(ApiError::not_found("no such service token")),
+    }
+}
+
+/// The emergency switch. Every token stops working at the commit, on every
+/// replica, since each check reads the row.
+pub async fn revoke_all_tokens(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<RevokedCount>, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let revoked = transaction!(conn, |tx| -> ApiError {
+        let revoked = rows::revoke_all(tx, db::now()).await?;
+        events::record(
+            tx,
+            &action(
+                &caller,
+                None,
+                format!("revoked all service tokens ({revoked})"),
+            ),
+        )
+        .await?;
+        Ok(revoked)
+    })?;
+    tracing::warn!(revoked, by = %caller.token_id, "every service token was revoked");
+    Ok(web::Json(RevokedCount {
+        revoked: revoked as u64,
+    }))
+}
+
+async fn set_locked(
+    caller: ServiceCaller,
+    state: web::Data<AppState>,
+    id: Uuid,
+    locked: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let verb = if locked { "locked" } else { "unlocked" };
+    let found = transaction!(conn, |tx| -> ApiError {
+        let found = users::set_locked(tx, id, locked, db::now()).await?;
+        if let Some(changed) = &found {
+            let detail = match changed {
+                Some(_) => format!("{verb} user"),
+                None => format!("user was already {verb}"),
+            };
+            events::record(tx, &action(&caller, Some(id), detail)).await?;
+        }
+        Ok(found)
+    })?;
+    match found {
+        Some(changed) => {
+            if changed.is_some() {
+                state.outbox.wake();
+            }
+            Ok(HttpResponse::NoContent().finish())
+        }
+        None => Err(ApiError::not_found("no such user")),
+    }
+}
+
+/// Locks an account: its sessions are revoked and its tokens stop
+/// introspecting as active at once; login answers 403 `account_locked`.
+pub async fn lock_user(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_locked(caller, state, path.into_inner(), true).await
+}
+
+pub async fn unlock_user(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_locked(caller, state, path.into_inner(), false).await
+}
+
+pub async fn delete_user(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let deleted = transaction!(conn, |tx| -> ApiError {
+        let deleted = users::delete(tx, id, db::now()).await?;
+        if let Some(user) = &deleted {
+            // The email is kept in the audit trail: who was deleted matters
+            // more after the fact than before.
+            let detail = format!("deleted user {}", user.email);
+            events::record(tx, &action(&caller, Some(id), detail)).await?;
+        }
+        Ok(deleted)
+    })?;
+    match deleted {
+        Some(_) => {
+            state.outbox.wake();
+            Ok(HttpResponse::NoContent().finish())
+        }
+        None => Err(ApiError::not_found("no such user")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    user_id: Option<Uuid>,
+    kind: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    _caller: AdminCaller,
+    state: web::Data<AppState>,
+    query: web::Query<AuditQuery>,
+) -> Result<web::Json<Vec<AuditEvent>>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(
+            "validation_failed",
+            "limit must be from 1 to 1000",
+        ));
+    }
+    let kind = query.kind.as_deref().filter(|k| !k.is_empty());
+    if let Some(k) = kind {
+        if !kind::ALL.contains(&k) {
+            return Err(ApiError::validation(
+                "validation_failed",
+                format!("kind: `{k}` is not one of {}", kind::ALL.join(", ")),
+            ));
+        }
+    }
+    let mut pooled = state.db.get().await?;
+    let rows = events::list(&mut pooled.conn(), query.user_id, kind, limit).await?;
+    Ok(web::Json(
+        rows.into_iter()
+            .map(|e| AuditEvent {
+                id: e.id.0,
+                kind: e.kind,
+                user_id: e.user_id.map(|u| u.0),
+                service_token_id: e.service_token_id.map(|u| u.0),
+                ip: e.ip,
+                user_agent: e.user_agent,
+                endpoint: e.endpoint,
+                request_id: e.request_id,
+                success: e.success,
+                detail: e.detail,
+                created_at: e.created_at.0,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,2 @@
+DROP INDEX authentication_events_token_created_idx;
+DROP TABLE service_tokens;
