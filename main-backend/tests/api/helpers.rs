@@ -262,11 +262,31 @@ impl Stack {
         mirror::count(&mut c.conn()).await.expect("query")
     }
 
+    /// A new service token with these scopes, made as an operator would:
+    /// with the auth service's command line, on its database.
+    pub async fn service_token(&self, scopes: &[&str]) -> String {
+        let mut out = Vec::new();
+        auth_service::cli::service_token(
+            &self.auth_env["AUTH_DATABASE_URL"],
+            auth_service::cli::TokenCommand::Create {
+                name: format!("test-{}", Uuid::new_v4().simple()),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                expires_in_days: None,
+            },
+            &mut out,
+        )
+        .await
+        .expect("service-token create");
+        String::from_utf8(out).expect("utf-8").trim().to_owned()
+    }
+
+    /// `POST /admin/v1/sync` with an ops token; asserts 200.
     pub async fn sync_now(&self) -> Value {
+        let token = self.service_token(&["ops"]).await;
         let res = self
             .client
             .post(format!("{}/admin/v1/sync", self.main_url))
-            .bearer_auth(&self.api_key)
+            .bearer_auth(token)
             .send()
             .await
             .expect("sync");

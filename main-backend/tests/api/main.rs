@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod auth_checks;
 mod profile;
 mod sync;
