@@ -209,12 +209,20 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     // 4. Full reconciliation of 100,000 users (the mirror has the 200 above).
     let n = 100_000;
     seed_users(&auth_db, n).await?;
+    let mut out = Vec::new();
+    auth_service::cli::service_token(
+        &auth_db,
+        auth_service::cli::TokenCommand::Create {
+            name: "bench-ops".into(),
+            scopes: vec!["ops".into()],
+            expires_in_days: Some(1),
+        },
+        &mut out,
+    )
+    .await?;
+    let ops_token = String::from_utf8(out)?.trim().to_owned();
     let sync = |label: &'static str| {
-        let (client, base, key) = (
-            client.clone(),
-            main_url.clone(),
-            env.get("AUTH_SERVICE_API_KEY").cloned().unwrap_or_default(),
-        );
+        let (client, base, key) = (client.clone(), main_url.clone(), ops_token.clone());
         async move {
             let started = Instant::now();
             let res = client
