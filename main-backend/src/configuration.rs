@@ -9,6 +9,7 @@
 //! | `AUTH_SERVICE_URL` | `http://127.0.0.1:8001` | the auth service |
 //! | `AUTH_SERVICE_API_KEY` | required | bearer for the auth service's internal API |
 //! | `AUTH_WEBHOOK_SECRET` | required | `whsec_<base64>`, shared with the auth service |
+//! | `MAIN_SECRETS_KEY` | required | base64 of 32 random bytes; encrypts users' secrets |
 //! | `VALIDATION_CACHE_TTL_SECONDS` | 300 | longest a token check is reused |
 //! | `SYNC_INTERVAL_SECONDS` | 300 | periodic reconciliation; 0 turns it off |
 //! | `SYNC_ALERT_THRESHOLD` | 10 | user-count drift that makes `/health/sync` degraded |
@@ -31,6 +32,7 @@ pub struct Settings {
     pub auth_service_url: String,
     pub auth_api_key: SecretString,
     pub webhook_key: WebhookKey,
+    pub secrets_key: std::sync::Arc<crate::crypto::SecretsKey>,
     pub validation_ttl: Duration,
     /// `None`: no periodic reconciliation (manual `POST /admin/v1/sync` only).
     pub sync_interval: Option<Duration>,
@@ -58,6 +60,16 @@ impl Settings {
                 "required: the whsec_<base64> secret the auth service signs with",
             )
         })?;
+        let secrets_key = get("MAIN_SECRETS_KEY")
+            .ok_or_else(|| {
+                err(
+                    "MAIN_SECRETS_KEY",
+                    "required: base64 of 32 random bytes (openssl rand -base64 32)",
+                )
+            })
+            .and_then(|raw| {
+                crate::crypto::SecretsKey::from_base64(&raw).map_err(|e| err("MAIN_SECRETS_KEY", e))
+            })?;
         let auth_service_url = get("AUTH_SERVICE_URL")
             .unwrap_or_else(|| "http://127.0.0.1:8001".into())
             .trim_end_matches('/')
@@ -74,6 +86,7 @@ impl Settings {
             auth_service_url,
             auth_api_key: api_key.into(),
             webhook_key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &webhook_secret)?,
+            secrets_key: std::sync::Arc::new(secrets_key),
             validation_ttl: Duration::from_secs(
                 parse_opt(&get, "VALIDATION_CACHE_TTL_SECONDS", 1, 24 * 3600)?.unwrap_or(300),
             ),
@@ -108,10 +121,13 @@ mod tests {
             .iter()
             .map(|&(k, v)| (k, if v == WH { wh.as_str() } else { v }))
             .collect();
-        let map: HashMap<String, String> = pairs
+        let mut map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("MAIN_SECRETS_KEY".into())
+            .or_insert_with(service_kit::testing::secrets_key);
+        map.retain(|_, v| !v.is_empty());
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -160,5 +176,15 @@ mod tests {
         .err()
         .expect("fails");
         assert_eq!(e.var, "AUTH_TIMEOUT_MS");
+        for bad in ["", "not base64!", "c2hvcnQ="] {
+            let e = settings(&[
+                ("AUTH_SERVICE_API_KEY", KEY),
+                ("AUTH_WEBHOOK_SECRET", WH),
+                ("MAIN_SECRETS_KEY", bad),
+            ])
+            .err()
+            .expect("fails");
+            assert_eq!(e.var, "MAIN_SECRETS_KEY", "{bad:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod auth_client;
 pub mod configuration;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod extractors;

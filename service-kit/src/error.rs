@@ -98,6 +98,15 @@ impl From<diesel::result::Error> for ApiError {
                 source: Some(e.into()),
                 ..Self::unavailable("the database is unavailable; retry shortly")
             },
+            // A row it refers to went away meanwhile (say, the user was
+            // deleted by the sync path during the request): not a server bug.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => Self {
+                source: Some(e.into()),
+                ..Self::conflict(
+                    "conflict",
+                    "something this refers to no longer exists; reload and retry",
+                )
+            },
             _ => Self::internal(e),
         }
     }

@@ -21,6 +21,77 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig, max_body: usize) {
     .default_service(web::to(error::not_found));
 }
 
+/// A JSON body whose shape errors name the field at fault: `web::Json`
+/// says "invalid type: string, expected a boolean" without saying where;
+/// this says "completed: invalid type ...". Syntax errors are 400, shape
+/// errors 422, an oversized body 413 (the `PayloadConfig` limit), a body
+/// sent as something other than JSON 415.
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json_type {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/json",
+                )
+                .into());
+            }
+            let bytes = bytes.await?;
+            let mut de = serde_json::Deserializer::from_slice(&bytes);
+            let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let api = if inner.is_data() {
+                    let detail = if path == "." {
+                        inner.to_string()
+                    } else {
+                        format!("{path}: {inner}")
+                    };
+                    ApiError::validation("validation_failed", detail)
+                } else {
+                    ApiError::bad_request(format!("malformed JSON: {inner}"))
+                };
+                actix_web::Error::from(api)
+            })?;
+            de.end()
+                .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+            Ok(Json(value))
+        })
+    }
+}
+
 /// The app's shared state, for extractors.
 pub fn app_state<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError> {
     req.app_data::<web::Data<T>>()

@@ -70,15 +70,7 @@ impl Drop for TestDb {
 
 /// A fresh `whsec_<base64>` webhook secret (32 random bytes) for one test.
 pub fn webhook_secret() -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
-        .iter()
-        .flat_map(|u| u.into_bytes())
-        .collect();
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
+    format!("whsec_{}", secrets_key())
 }
 
 /// Everything a database holds, as text, for tests that prove a value was
@@ -128,4 +120,14 @@ pub async fn database_text(url: &str) -> String {
             out
         }
     }
+}
+
+/// A fresh `MAIN_SECRETS_KEY` (base64 of 32 random bytes) for one test.
+pub fn secrets_key() -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| u.into_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

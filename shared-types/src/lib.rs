@@ -246,6 +246,68 @@ pub struct WebhookBacklog {
 }
 
 /// RFC 9457 problem details with the contract's stable `code`.
+/// A page of a long list: `next_cursor` goes into `?cursor=` for the next
+/// page and is null on the last one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A task on the main backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub completed: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One of a user's secrets, as listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    /// At most the last 4 characters, and only of values of 16 or more.
+    pub hint: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An agent session: a unit of work an agent did for the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSession {
+    pub id: Uuid,
+    pub title: String,
+    pub status: String,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One call of a tool, for the user's own usage history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolUsage {
+    pub id: Uuid,
+    pub agent_session_id: Option<Uuid>,
+    pub tool_name: String,
+    pub success: bool,
+    pub duration_ms: Option<i64>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A document of the user's corpus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusItem {
+    pub id: Uuid,
+    pub title: String,
+    pub content: String,
+    pub content_type: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Every service token starts with this, so that people, secret scanners
 /// and our services tell one from a JWT at a glance.
 pub const SERVICE_TOKEN_PREFIX: &str = "ast_";

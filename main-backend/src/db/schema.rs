@@ -90,3 +90,93 @@ diesel::table! {
         expires_at -> SqlTimestamp,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    tasks (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        completed -> Bool,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    user_settings (user_id) {
+        user_id -> SqlUuid,
+        preferences -> Text,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    secrets (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        name -> Text,
+        ciphertext -> Binary,
+        nonce -> Binary,
+        hint -> Nullable<Text>,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    agent_sessions (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        title -> Text,
+        status -> Text,
+        metadata -> Text,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    tool_usage_logs (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        agent_session_id -> Nullable<SqlUuid>,
+        tool_name -> Text,
+        success -> Bool,
+        duration_ms -> Nullable<BigInt>,
+        metadata -> Text,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    corpus_data (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        title -> Text,
+        content -> Text,
+        content_type -> Text,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+    }
+}

@@ -11,6 +11,7 @@ use crate::extractors::{AdminCaller, OpsCaller};
 use crate::routes::me::profile;
 use crate::sync::reconcile::{ReconcileError, Reconciler};
 use crate::AppState;
+use service_kit::http::Json;
 
 /// Runs a full reconciliation now and reports what it changed.
 pub async fn sync(
@@ -43,7 +44,7 @@ pub async fn patch_user(
     caller: AdminCaller,
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
-    body: web::Json<AdminPatchBody>,
+    body: Json<AdminPatchBody>,
 ) -> Result<web::Json<Profile>, ApiError> {
     let id = path.into_inner();
     let patch = AdminPatch::parse(body.into_inner())?;

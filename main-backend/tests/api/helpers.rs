@@ -41,7 +41,7 @@ pub struct Stack {
     pub api_key: String,
     pub webhook_secret: String,
     auth_env: HashMap<String, String>,
-    main_env: HashMap<String, String>,
+    pub main_env: HashMap<String, String>,
     pub main_db_url: String,
     auth: Option<Running>,
     main: Option<Running>,
@@ -113,6 +113,7 @@ pub async fn spawn_stack_with(
         ("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")),
         ("AUTH_SERVICE_API_KEY", api_key.clone()),
         ("AUTH_WEBHOOK_SECRET", webhook_secret.clone()),
+        ("MAIN_SECRETS_KEY", service_kit::testing::secrets_key()),
         // Reconciliation only when a test asks for it.
         ("SYNC_INTERVAL_SECONDS", "0".into()),
         ("AUTH_TIMEOUT_MS", "1000".into()),

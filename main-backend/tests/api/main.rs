@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod auth_checks;
+mod business;
 mod profile;
 mod sync;
 mod webhooks;

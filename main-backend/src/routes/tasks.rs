@@ -1,0 +1,105 @@
+//! `/v1/users/{user_id}/tasks[/{task_id}]`: the caller's tasks.
+//!
+//! The path names a user, so it is checked first: another user's id is 403
+//! `forbidden`. Below that every query filters by the caller, so another
+//! user's task is 404, exactly like one that never existed.
+
+use actix_web::{web, HttpResponse};
+use shared_types::{Page, Task};
+use uuid::Uuid;
+
+use crate::db::tasks;
+use crate::domain::business::{page, NewTask, NewTaskBody, PageQuery, TaskPatch, TaskPatchBody};
+use crate::error::ApiError;
+use crate::extractors::AuthenticatedUser;
+use crate::AppState;
+use service_kit::http::Json;
+
+/// The caller's id, if the path names the caller.
+fn own(auth: &AuthenticatedUser, user_id: Uuid) -> Result<Uuid, ApiError> {
+    if auth.user.id.0 != user_id {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "you can only reach your own tasks: use your own user id in the path",
+        ));
+    }
+    Ok(user_id)
+}
+
+fn no_task() -> ApiError {
+    ApiError::not_found("no such task")
+}
+
+pub async fn list(
+    auth: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Task>>, ApiError> {
+    let user_id = own(&auth, path.into_inner())?;
+    let req = query.parse()?;
+    let mut pooled = state.db.get().await?;
+    let rows = tasks::page(&mut pooled.conn(), user_id, req).await?;
+    let rows = page(rows, req.limit, |r| r.id.0);
+    Ok(web::Json(Page {
+        items: rows.items.iter().map(tasks::TaskRow::wire).collect(),
+        next_cursor: rows.next_cursor,
+    }))
+}
+
+pub async fn create(
+    auth: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: Json<NewTaskBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = own(&auth, path.into_inner())?;
+    let new = NewTask::parse(body.into_inner())?;
+    let mut pooled = state.db.get().await?;
+    let row = tasks::insert(&mut pooled.conn(), user_id, &new).await?;
+    Ok(HttpResponse::Created().json(row.wire()))
+}
+
+pub async fn get(
+    auth: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<Task>, ApiError> {
+    let (user_id, task_id) = path.into_inner();
+    let user_id = own(&auth, user_id)?;
+    let mut pooled = state.db.get().await?;
+    let row = tasks::find(&mut pooled.conn(), user_id, task_id)
+        .await?
+        .ok_or_else(no_task)?;
+    Ok(web::Json(row.wire()))
+}
+
+pub async fn patch(
+    auth: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<TaskPatchBody>,
+) -> Result<web::Json<Task>, ApiError> {
+    let (user_id, task_id) = path.into_inner();
+    let user_id = own(&auth, user_id)?;
+    let patch = TaskPatch::parse(body.into_inner())?;
+    let mut pooled = state.db.get().await?;
+    let row = tasks::update(&mut pooled.conn(), user_id, task_id, &patch)
+        .await?
+        .ok_or_else(no_task)?;
+    Ok(web::Json(row.wire()))
+}
+
+pub async fn delete(
+    auth: AuthenticatedUser,
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, task_id) = path.into_inner();
+    let user_id = own(&auth, user_id)?;
+    let mut pooled = state.db.get().await?;
+    if !tasks::delete(&mut pooled.conn(), user_id, task_id).await? {
+        return Err(no_task());
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,74 @@
+-- Business data. Every row belongs to one mirror user and goes when the user
+-- goes (ON DELETE CASCADE from userbase, which the sync path deletes). Every
+-- query filters by the caller's id; (user_id, id) indexes serve the keyset
+-- pages, newest first (ids are UUIDv7, so id order is creation order).
+
+CREATE TABLE tasks (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES userbase (id) ON DELETE CASCADE,
+    title       TEXT NOT NULL,
+    description TEXT,
+    completed   BOOLEAN NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX tasks_user_id_idx ON tasks (user_id, id);
+
+-- One JSON object of preferences per user (size-limited by the API).
+CREATE TABLE user_settings (
+    user_id     TEXT PRIMARY KEY REFERENCES userbase (id) ON DELETE CASCADE,
+    preferences TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+-- Users' own secrets (API keys for their tools), sealed with
+-- XChaCha20-Poly1305 under MAIN_SECRETS_KEY; the associated data binds each
+-- ciphertext to its user and name. `hint` is at most the last 4 characters.
+CREATE TABLE secrets (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES userbase (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    ciphertext  BLOB NOT NULL,
+    nonce       BLOB NOT NULL,
+    hint        TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX secrets_user_name_key ON secrets (user_id, name);
+
+CREATE TABLE agent_sessions (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES userbase (id) ON DELETE CASCADE,
+    title       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    metadata    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX agent_sessions_user_id_idx ON agent_sessions (user_id, id);
+
+CREATE TABLE tool_usage_logs (
+    id               TEXT PRIMARY KEY,
+    user_id          TEXT NOT NULL REFERENCES userbase (id) ON DELETE CASCADE,
+    agent_session_id TEXT REFERENCES agent_sessions (id) ON DELETE SET NULL,
+    tool_name        TEXT NOT NULL,
+    success          BOOLEAN NOT NULL,
+    duration_ms      BIGINT,
+    metadata         TEXT NOT NULL,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+);
+CREATE INDEX tool_usage_logs_user_id_idx ON tool_usage_logs (user_id, id);
+CREATE INDEX tool_usage_logs_session_idx ON tool_usage_logs (agent_session_id);
+
+CREATE TABLE corpus_data (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES userbase (id) ON DELETE CASCADE,
+    title        TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX corpus_data_user_id_idx ON corpus_data (user_id, id);
