@@ -2,9 +2,7 @@
 //! service's key or service token, an administrator's service token. Each is an extractor, so a handler that names one in its
 //! arguments cannot run without the check having passed.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
@@ -18,6 +16,8 @@ use crate::error::ApiError;
 use crate::service_tokens::{self, Checked};
 use crate::telemetry::RequestId;
 use crate::AppState;
+use futures::future::LocalBoxFuture;
+use service_kit::http::with_bearer;
 pub use service_kit::http::{bearer, key_matches};
 
 /// Where a request came from, for sessions, lockout and the audit trail.
@@ -102,19 +102,12 @@ pub struct AuthenticatedUser {
     pub session_id: Uuid,
 }
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    service_kit::http::app_state(req)
-}
-
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        Box::pin(async move {
-            let state = state?;
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
             let token = token.ok_or_else(|| {
                 ApiError::unauthorized("unauthorized", "a bearer access token is required")
             })?;
@@ -213,19 +206,20 @@ pub struct InternalCaller {
 
 impl FromRequest for InternalCaller {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        let client = ClientInfo::of(req);
-        Box::pin(async move {
-            let state = state?;
-            match token {
-                Some(t) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
+        let client = bearer(req)
+            .filter(|t| service_tokens::looks_like(t))
+            .map(|_| ClientInfo::of(req));
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
+            // `client` is built only for service tokens: the API key path
+            // (every introspection by the main backend) stays lean.
+            match (token, client) {
+                (Some(t), _) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
                     Ok(InternalCaller { token_id: None })
                 }
-                Some(t) if service_tokens::looks_like(&t) => {
+                (Some(t), Some(client)) => {
                     let caller = service_caller(&state, &t, client, &[scope::INTERNAL]).await?;
                     Ok(InternalCaller {
                         token_id: Some(caller.token_id),
@@ -246,19 +240,18 @@ pub struct AdminCaller(pub ServiceCaller);
 
 impl FromRequest for AdminCaller {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        let client = ClientInfo::of(req);
-        Box::pin(async move {
-            let state = state?;
-            match token {
-                Some(t) if service_tokens::looks_like(&t) => Ok(AdminCaller(
+        let client = bearer(req)
+            .filter(|t| service_tokens::looks_like(t))
+            .map(|_| ClientInfo::of(req));
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
+            match (token, client) {
+                (Some(t), Some(client)) => Ok(AdminCaller(
                     service_caller(&state, &t, client, &[scope::ADMIN]).await?,
                 )),
-                Some(t) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
+                (Some(t), None) if key_matches(&t, state.settings.service_api_key.expose_secret()) => {
                     Err(ApiError::forbidden(
                         "insufficient_scope",
                         "the service API key does not grant admin; use a service token with scope admin",

@@ -3,13 +3,12 @@
 //! a service token with scope `admin`) and `OpsCaller` (a service token with
 //! scope `admin` or `ops`). Every credential is confirmed by the auth service.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use service_kit::http::bearer;
+use futures::future::LocalBoxFuture;
+use service_kit::http::with_bearer;
 use shared_types::SERVICE_TOKEN_PREFIX;
 
 use crate::db::mirror::{self, MirrorUser};
@@ -17,10 +16,6 @@ use crate::error::ApiError;
 use crate::sync;
 use crate::validation::{Principal, ServicePrincipal};
 use crate::AppState;
-
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    service_kit::http::app_state(req)
-}
 
 fn invalid_token() -> ApiError {
     ApiError::unauthorized(
@@ -71,13 +66,10 @@ impl AuthenticatedUser {
 
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        Box::pin(async move {
-            let state = state?;
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
             let token = token.ok_or_else(|| {
                 ApiError::unauthorized("unauthorized", "send Authorization: Bearer <access token>")
             })?;
@@ -132,13 +124,10 @@ impl AdminCaller {
 
 impl FromRequest for AdminCaller {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        Box::pin(async move {
-            let state = state?;
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
             let token = token.ok_or_else(|| {
                 ApiError::unauthorized(
                     "unauthorized",
@@ -166,13 +155,10 @@ pub struct OpsCaller(pub ServicePrincipal);
 
 impl FromRequest for OpsCaller {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req).map(str::to_owned);
-        let state = state(req);
-        Box::pin(async move {
-            let state = state?;
+        with_bearer(req, move |state: web::Data<AppState>, token| async move {
             match token {
                 Some(t) if t.starts_with(SERVICE_TOKEN_PREFIX) => Ok(OpsCaller(
                     service_caller(&state, &t, &["admin", "ops"]).await?,

@@ -92,6 +92,23 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
     }
 }
 
+/// The body of a bearer-token extractor: the app's state and the bearer
+/// token (if well formed) are taken from the request up front, so `check`
+/// can be an `async` block that outlives it.
+pub fn with_bearer<S, T, F, Fut>(
+    req: &HttpRequest,
+    check: F,
+) -> futures::future::LocalBoxFuture<'static, Result<T, ApiError>>
+where
+    S: 'static,
+    F: FnOnce(web::Data<S>, Option<String>) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<T, ApiError>> + 'static,
+{
+    let token = bearer(req).map(str::to_owned);
+    let state = app_state::<S>(req);
+    Box::pin(async move { check(state?, token).await })
+}
+
 /// The app's shared state, for extractors.
 pub fn app_state<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError> {
     req.app_data::<web::Data<T>>()

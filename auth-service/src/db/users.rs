@@ -122,13 +122,13 @@ pub async fn touch_last_login(
 
 /// Locks or unlocks an account and writes `user.updated` (call it in a
 /// transaction). Locking also revokes every session (`session.revoked`).
-/// `None`: no such user; `Some(None)`: it was already in that state.
+/// `None`: no such user; `Some(changed)`: false when it was already in that state.
 pub async fn set_locked(
     tx: &mut Conn<'_>,
     id: Uuid,
     locked: bool,
     now: DateTime<Utc>,
-) -> QueryResult<Option<Option<User>>> {
+) -> QueryResult<Option<bool>> {
     let changed = run!(tx, |c| diesel::update(
         users::table
             .filter(users::id.eq(DbUuid(id)))
@@ -144,13 +144,13 @@ pub async fn set_locked(
     .await
     .optional())?;
     let Some(user) = changed else {
-        return Ok(find(tx, id).await?.map(|_| None));
+        return Ok(find(tx, id).await?.map(|_| false));
     };
     if locked {
         super::sessions::revoke_all(tx, id, None, "account locked", now).await?;
     }
     super::outbox::user_event(tx, shared_types::event_types::USER_UPDATED, &user).await?;
-    Ok(Some(Some(user)))
+    Ok(Some(true))
 }
 
 /// Deletes a user (sessions and tokens go with them by cascade) and writes

@@ -141,10 +141,11 @@ async fn set_locked(
     let verb = if locked { "locked" } else { "unlocked" };
     let found = transaction!(conn, |tx| -> ApiError {
         let found = users::set_locked(tx, id, locked, db::now()).await?;
-        if let Some(changed) = &found {
-            let detail = match changed {
-                Some(_) => format!("{verb} user"),
-                None => format!("user was already {verb}"),
+        if let Some(changed) = found {
+            let detail = if changed {
+                format!("{verb} user")
+            } else {
+                format!("user was already {verb}")
             };
             events::record(tx, &action(&caller, Some(id), detail)).await?;
         }
@@ -152,7 +153,7 @@ async fn set_locked(
     })?;
     match found {
         Some(changed) => {
-            if changed.is_some() {
+            if changed {
                 state.outbox.wake();
             }
             Ok(HttpResponse::NoContent().finish())

@@ -1,7 +1,7 @@
 //! Endpoints for our other services; every handler takes `InternalCaller`.
 
 use actix_web::web;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared_types::{
     IntrospectRequest, Introspection, RedeliverRequest, Requeued, UserCount, UserPage, UserRecord,
@@ -21,10 +21,11 @@ use crate::AppState;
 pub async fn introspect(
     _caller: InternalCaller,
     state: web::Data<AppState>,
-    client: ClientInfo,
+    req: HttpRequest,
     body: web::Json<IntrospectRequest>,
 ) -> Result<web::Json<Introspection>, ApiError> {
     if service_tokens::looks_like(&body.token) {
+        let client = ClientInfo::of(&req);
         return introspect_service_token(&state, &client, &body.token).await;
     }
     let Some(claims) = state.keys.verify_access(&body.token) else {

@@ -92,8 +92,14 @@ impl PageQuery {
     }
 }
 
-/// Cuts one extra row fetched beyond the limit into the next cursor.
-pub fn page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> shared_types::Page<T> {
+/// Turns rows fetched with one extra beyond the limit into a page: the
+/// extra row becomes the next cursor, the rest their wire form.
+pub fn page<R, T>(
+    mut rows: Vec<R>,
+    limit: i64,
+    id: impl Fn(&R) -> Uuid,
+    wire: impl Fn(&R) -> T,
+) -> shared_types::Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -102,7 +108,7 @@ pub fn page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> shared_
         None
     };
     shared_types::Page {
-        items: rows,
+        items: rows.iter().map(wire).collect(),
         next_cursor,
     }
 }
@@ -394,10 +400,10 @@ mod tests {
     #[test]
     fn paging_cuts_the_extra_row_into_a_cursor() {
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let p = page(ids.clone(), 2, |u| *u);
+        let p = page(ids.clone(), 2, |u| *u, |u| *u);
         assert_eq!(p.items.len(), 2);
         assert_eq!(p.next_cursor, Some(ids[1].to_string()));
-        let p = page(ids, 3, |u| *u);
+        let p = page(ids, 3, |u| *u, |u| *u);
         assert_eq!(p.next_cursor, None);
         let q = PageQuery {
             limit: Some(0),

@@ -97,15 +97,12 @@ pub async fn list_agent_sessions(
     let req = query.parse()?;
     let mut pooled = state.db.get().await?;
     let rows = activity::agent_sessions(&mut pooled.conn(), auth.user.id.0, req).await?;
-    let p = page(rows, req.limit, |r| r.id.0);
-    Ok(web::Json(Page {
-        items: p
-            .items
-            .iter()
-            .map(activity::AgentSessionRow::wire)
-            .collect(),
-        next_cursor: p.next_cursor,
-    }))
+    Ok(web::Json(page(
+        rows,
+        req.limit,
+        |r| r.id.0,
+        activity::AgentSessionRow::wire,
+    )))
 }
 
 pub async fn create_agent_session(
@@ -127,11 +124,12 @@ pub async fn list_tool_usage(
     let req = query.parse()?;
     let mut pooled = state.db.get().await?;
     let rows = activity::tool_usage(&mut pooled.conn(), auth.user.id.0, req).await?;
-    let p = page(rows, req.limit, |r| r.id.0);
-    Ok(web::Json(Page {
-        items: p.items.iter().map(activity::ToolUsageRow::wire).collect(),
-        next_cursor: p.next_cursor,
-    }))
+    Ok(web::Json(page(
+        rows,
+        req.limit,
+        |r| r.id.0,
+        activity::ToolUsageRow::wire,
+    )))
 }
 
 /// Records a tool call; `agent_session_id`, when given, must be one of the
@@ -162,11 +160,12 @@ pub async fn list_corpus(
     let req = query.parse()?;
     let mut pooled = state.db.get().await?;
     let rows = activity::corpus(&mut pooled.conn(), auth.user.id.0, req).await?;
-    let p = page(rows, req.limit, |r| r.id.0);
-    Ok(web::Json(Page {
-        items: p.items.iter().map(activity::CorpusRow::wire).collect(),
-        next_cursor: p.next_cursor,
-    }))
+    Ok(web::Json(page(
+        rows,
+        req.limit,
+        |r| r.id.0,
+        activity::CorpusRow::wire,
+    )))
 }
 
 pub async fn create_corpus(

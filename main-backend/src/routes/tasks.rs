@@ -40,11 +40,12 @@ pub async fn list(
     let req = query.parse()?;
     let mut pooled = state.db.get().await?;
     let rows = tasks::page(&mut pooled.conn(), user_id, req).await?;
-    let rows = page(rows, req.limit, |r| r.id.0);
-    Ok(web::Json(Page {
-        items: rows.items.iter().map(tasks::TaskRow::wire).collect(),
-        next_cursor: rows.next_cursor,
-    }))
+    Ok(web::Json(page(
+        rows,
+        req.limit,
+        |r| r.id.0,
+        tasks::TaskRow::wire,
+    )))
 }
 
 pub async fn create(
