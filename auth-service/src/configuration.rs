@@ -25,11 +25,18 @@
 //! | `AUTH_LOCKOUT_MINUTES` | 15 | |
 //! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
 //! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
+//! | `AUTH_SECRETS_KEY` | derived from `AUTH_SERVICE_API_KEY` | base64 of 32 bytes; seals TOTP secrets and queued mail (set it in production: see below) |
+//! | `AUTH_MAIL_FROM` | `no-reply@` + host of `AUTH_PUBLIC_URL` | sender of every mail |
+//! | `AUTH_RATE_LIMIT_PER_MINUTE` | 60 | requests per client address per minute on register, login, forgot, reset and verify (burst of the same size); 0 turns it off |
 //! | `AUTH_MAX_BODY_BYTES` | 65536 | request body limit |
 //! | `AUTH_WORKERS` | CPU count | HTTP worker threads |
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use service_kit::crypto::SealingKey;
 
 use secrecy::SecretString;
 
@@ -67,6 +74,11 @@ pub struct Settings {
     pub lockout_minutes: i64,
     pub refresh_reuse_grace_seconds: i64,
     pub trusted_proxies: Vec<Cidr>,
+    /// Seals TOTP secrets and mail waiting in the queue.
+    pub secrets_key: Arc<SealingKey>,
+    pub mail_from: String,
+    /// Per client address on the public endpoints; 0 is off.
+    pub rate_limit_per_minute: u32,
     pub max_body_bytes: usize,
     pub workers: Option<usize>,
 }
@@ -188,6 +200,22 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let secrets_key = match get("AUTH_SECRETS_KEY") {
+            Some(raw) => SealingKey::from_base64(&raw).map_err(|e| err("AUTH_SECRETS_KEY", e))?,
+            None => derived_secrets_key(&service_api_key),
+        };
+        let mail_from = get("AUTH_MAIL_FROM").unwrap_or_else(|| {
+            let host = public_url
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split(['/', ':']).next())
+                .filter(|h| !h.is_empty())
+                .unwrap_or("localhost");
+            format!("no-reply@{host}")
+        });
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(err("AUTH_MAIL_FROM", "is not a mail address"));
+        }
         Ok(Self {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
             database_url: database_url(&get),
@@ -216,6 +244,10 @@ impl Settings {
             )?
             .unwrap_or(10),
             trusted_proxies,
+            secrets_key: Arc::new(secrets_key),
+            mail_from,
+            rate_limit_per_minute: parse_opt(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 0, 1_000_000)?
+                .unwrap_or(60),
             max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?
                 .unwrap_or(64 * 1024),
             workers: parse_opt(&get, "AUTH_WORKERS", 1, 512)?,
@@ -228,6 +260,17 @@ impl Settings {
             JwtKeySource::HmacSecret(_) => JwtAlgorithm::HS256,
         }
     }
+}
+
+/// Without `AUTH_SECRETS_KEY`, the sealing key is derived from the API key
+/// (HMAC-SHA256 with a fixed label), so one command still runs everything.
+/// The catch, said in the README: rotating the API key then makes TOTP
+/// secrets unreadable, so production sets `AUTH_SECRETS_KEY` of its own.
+fn derived_secrets_key(api_key: &str) -> SealingKey {
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(api_key.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(b"auth-service secrets key v1");
+    SealingKey::from_bytes(mac.finalize().into_bytes().into())
 }
 
 /// An IP network such as `10.0.0.0/8` or `::1/128`.

@@ -296,3 +296,44 @@ mod tests {
         );
     }
 }
+
+/// Rate-limit key for `actix-governor`: the client address as `client_ip`
+/// sees it (trusted proxies only), so a client cannot dodge the limit with
+/// a forged `X-Forwarded-For`.
+#[derive(Clone)]
+pub struct ClientAddress {
+    pub trusted: std::sync::Arc<Vec<Cidr>>,
+}
+
+impl actix_governor::KeyExtractor for ClientAddress {
+    type Key = IpAddr;
+    type KeyExtractionError = ApiError;
+
+    fn extract(&self, req: &actix_web::dev::ServiceRequest) -> Result<IpAddr, ApiError> {
+        Ok(client_ip(req.request(), &self.trusted)
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+    }
+
+    fn exceed_rate_limit_response(
+        &self,
+        negative: &actix_governor::governor::NotUntil<
+            actix_governor::governor::clock::QuantaInstant,
+        >,
+        mut response: actix_web::HttpResponseBuilder,
+    ) -> actix_web::HttpResponse {
+        use actix_governor::governor::clock::{Clock, DefaultClock};
+        let wait = negative.wait_time_from(DefaultClock::default().now());
+        let problem = ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "too many requests from this address; retry in {} s",
+                wait.as_secs().max(1)
+            ),
+        )
+        .problem();
+        response
+            .content_type("application/problem+json")
+            .json(problem)
+    }
+}

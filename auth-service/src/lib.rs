@@ -8,7 +8,9 @@
 //! (argon2id off the async workers), `error` (problem details),
 //! `telemetry` (logs and request ids), `webhooks` (outbox delivery;
 //! the outbox table itself is `db::outbox`), `service_tokens` (tokens for
-//! programs, and their batched usage), `cli` (the `service-token` commands).
+//! programs, and their batched usage), `cli` (the `service-token` commands),
+//! `mail` (sending queued mail; the queue is `db::mail`), `mfa` (TOTP and
+//! recovery codes; brute-force locks are `db::lockouts`).
 
 #![recursion_limit = "256"]
 
@@ -18,6 +20,8 @@ pub mod db;
 pub mod domain;
 pub use service_kit::error;
 pub mod extractors;
+pub mod mail;
+pub mod mfa;
 pub mod passwords;
 pub mod routes;
 pub mod service_tokens;
@@ -51,6 +55,8 @@ pub struct AppState {
     pub outbox: webhooks::Outbox,
     /// Service-token uses waiting for the next batched write.
     pub usage: service_tokens::Usage,
+    /// Wake-up for the mail sender; call after committing queued mail.
+    pub mail: mail::MailQueue,
 }
 
 pub struct Application {
@@ -59,6 +65,7 @@ pub struct Application {
     pub db: DbPool,
     worker: Option<tokio::task::JoinHandle<()>>,
     usage_flusher: tokio::task::JoinHandle<()>,
+    mail_sender: tokio::task::JoinHandle<()>,
     stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
@@ -101,6 +108,21 @@ impl Application {
         };
         let usage = service_tokens::Usage::default();
         let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
+        let mail = mail::MailQueue::default();
+        let mail_sender = tokio::spawn(
+            mail::Sender::new(db.clone(), &settings, mail.clone())?.run(stop_worker.subscribe()),
+        );
+        // One limiter for every worker thread, keyed by client address.
+        let rate_limit = match settings.rate_limit_per_minute {
+            0 => None,
+            n => actix_governor::GovernorConfigBuilder::default()
+                .key_extractor(extractors::ClientAddress {
+                    trusted: Arc::new(settings.trusted_proxies.clone()),
+                })
+                .period(std::time::Duration::from_secs(60) / n)
+                .burst_size(n)
+                .finish(),
+        };
         let state = web::Data::new(AppState {
             db: db.clone(),
             settings: Arc::new(settings),
@@ -108,6 +130,7 @@ impl Application {
             hasher,
             outbox,
             usage,
+            mail,
         });
         let max_body = state.settings.max_body_bytes;
         let workers = state.settings.workers;
@@ -116,7 +139,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, rate_limit.as_ref()))
         });
         let server = match workers {
             Some(n) => server.workers(n),
@@ -129,6 +152,7 @@ impl Application {
             db,
             worker,
             usage_flusher,
+            mail_sender,
             stop_worker,
         })
     }
@@ -145,7 +169,8 @@ impl Application {
     /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
     /// requests finish), then stops the webhook worker after its current
     /// round (anything it had claimed but not sent goes out after the
-    /// lease) and writes the service-token usage still buffered.
+    /// lease), writes the service-token usage still buffered and lets the
+    /// mail sender finish its round.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         let _ = self.stop_worker.send(true);
@@ -153,6 +178,7 @@ impl Application {
             let _ = worker.await;
         }
         let _ = self.usage_flusher.await;
+        let _ = self.mail_sender.await;
         served
     }
 }

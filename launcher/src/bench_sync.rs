@@ -74,6 +74,7 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
         ("DATABASE_URL", main_db.clone()),
         ("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")),
         ("SYNC_INTERVAL_SECONDS", "0".into()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "0".into()),
     ] {
         env.insert(k.into(), v);
     }

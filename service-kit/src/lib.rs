@@ -4,6 +4,7 @@
 //! and logging with
 //! request ids (`telemetry`).
 
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;

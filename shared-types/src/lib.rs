@@ -402,3 +402,18 @@ mod tests {
         assert!(v.get("kind").is_none());
     }
 }
+
+/// `POST /v1/mfa/totp/setup`: the secret is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TotpSetup {
+    /// Base32, for typing into an authenticator app.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// `POST /v1/mfa/totp/enable`: single-use codes, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}

@@ -16,6 +16,13 @@ pub mod kind {
     pub const REFRESH: &str = "refresh";
     pub const REFRESH_REUSED: &str = "refresh_reused";
     pub const LOGOUT: &str = "logout";
+    pub const LOCKOUT: &str = "lockout";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const EMAIL_CHANGED: &str = "email_changed";
+    pub const MFA_ENABLED: &str = "mfa_enabled";
+    pub const MFA_DISABLED: &str = "mfa_disabled";
     pub const SERVICE_TOKEN_USED: &str = "service_token_used";
     pub const ADMIN_ACTION: &str = "admin_action";
 
@@ -23,16 +30,16 @@ pub mod kind {
     pub const ALL: &[&str] = &[
         LOGIN_SUCCEEDED,
         LOGIN_FAILED,
-        "lockout",
+        LOCKOUT,
         REFRESH,
         REFRESH_REUSED,
         LOGOUT,
-        "password_changed",
-        "password_reset",
-        "email_verified",
-        "email_changed",
-        "mfa_enabled",
-        "mfa_disabled",
+        PASSWORD_CHANGED,
+        PASSWORD_RESET,
+        EMAIL_VERIFIED,
+        EMAIL_CHANGED,
+        MFA_ENABLED,
+        MFA_DISABLED,
         SERVICE_TOKEN_USED,
         ADMIN_ACTION,
     ];

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
-use service_kit::{run, transaction};
+use service_kit::run;
 use shared_types::{event_types, SessionRevoked, WebhookEvent};
 use uuid::Uuid;
 
@@ -98,45 +98,7 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> QueryResult<Vec<OutboxEvent>> {
-    let now = super::now();
-    transaction!(conn, |tx| -> diesel::result::Error {
-        let due = we::table
-            .filter(we::status.eq(status::PENDING))
-            .filter(we::next_attempt_at.le(DbTime(now)))
-            .filter(
-                we::locked_until
-                    .is_null()
-                    .or(we::locked_until.le(DbTime(now))),
-            )
-            .order(we::next_attempt_at)
-            .select(we::id)
-            .limit(limit);
-        let ids: Vec<DbUuid> = match tx {
-            Conn::Pg(c) => due.for_update().skip_locked().load(&mut **c).await?,
-            Conn::Sqlite(c) => due.load(&mut **c).await?,
-        };
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The guard is repeated so a row leased meanwhile is not taken twice.
-        run!(tx, |c| diesel::update(
-            we::table
-                .filter(we::id.eq_any(&ids))
-                .filter(we::status.eq(status::PENDING))
-                .filter(
-                    we::locked_until
-                        .is_null()
-                        .or(we::locked_until.le(DbTime(now)))
-                )
-        )
-        .set((
-            we::locked_until.eq(DbTime(now + lease)),
-            we::attempts.eq(we::attempts + 1),
-        ))
-        .returning(OutboxEvent::as_returning())
-        .get_results(c)
-        .await)
-    })
+    super::claim_due!(conn, we, OutboxEvent, status::PENDING, limit, lease)
 }
 
 pub async fn mark_delivered(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<()> {

@@ -125,3 +125,91 @@ diesel::table! {
         created_by -> Text,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    password_resets (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        token_hash -> Text,
+        created_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+        used_at -> Nullable<SqlTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    email_verifications (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        token_hash -> Text,
+        purpose -> Text,
+        email -> Text,
+        created_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+        used_at -> Nullable<SqlTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    login_lockouts (id) {
+        id -> SqlUuid,
+        email -> Text,
+        ip -> Nullable<Text>,
+        created_at -> SqlTimestamp,
+        locked_until -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    mfa_totp (user_id) {
+        user_id -> SqlUuid,
+        secret_sealed -> Text,
+        enabled_at -> Nullable<SqlTimestamp>,
+        last_step -> Nullable<BigInt>,
+        created_at -> SqlTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    mfa_recovery_codes (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        code_hash -> Text,
+        created_at -> SqlTimestamp,
+        used_at -> Nullable<SqlTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    mail_queue (id) {
+        id -> SqlUuid,
+        kind -> Text,
+        to_addr -> Text,
+        payload_sealed -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> SqlTimestamp,
+        locked_until -> Nullable<SqlTimestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> SqlTimestamp,
+        sent_at -> Nullable<SqlTimestamp>,
+    }
+}

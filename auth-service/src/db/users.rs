@@ -168,3 +168,96 @@ pub async fn delete(tx: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryRes
     super::outbox::user_event(tx, shared_types::event_types::USER_DELETED, &user).await?;
     Ok(Some(user))
 }
+
+/// Updates the user `$id` (when `$filter` also holds) with the given
+/// assignments, grows `version`, and writes `user.updated`: every change to
+/// an auth-owned field goes through here, so none reaches the mirror late or
+/// out of order. Evaluates to the updated user, if any row matched.
+macro_rules! update_announced {
+    ($tx:expr, $id:expr, $now:expr, $filter:expr, ($($set:expr),+ $(,)?)) => {{
+        let updated = run!($tx, |c| diesel::update(
+            users::table.filter(users::id.eq(DbUuid($id))).filter($filter)
+        )
+        .set((
+            $($set,)+
+            users::version.eq(users::version + 1),
+            users::updated_at.eq(DbTime($now)),
+        ))
+        .returning(User::as_returning())
+        .get_result(c)
+        .await
+        .optional())?;
+        if let Some(user) = &updated {
+            super::outbox::user_event($tx, shared_types::event_types::USER_UPDATED, user).await?;
+        }
+        updated
+    }};
+}
+
+/// New password hash (sessions are the caller's business).
+pub async fn set_password(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    Ok(update_announced!(
+        tx,
+        id,
+        now,
+        users::id.eq(DbUuid(id)),
+        (
+            users::password_hash.eq(password_hash),
+            users::password_changed_at.eq(DbTime(now)),
+        )
+    ))
+}
+
+pub async fn set_mfa_enabled(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    Ok(update_announced!(
+        tx,
+        id,
+        now,
+        users::mfa_enabled.ne(enabled),
+        (users::mfa_enabled.eq(enabled),)
+    ))
+}
+
+/// Marks `email` verified if it is still the user's address; `None` when it
+/// is not (changed since the mail went out) or was verified already.
+pub async fn mark_email_verified(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+    email: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    Ok(update_announced!(
+        tx,
+        id,
+        now,
+        users::email.eq(email).and(users::email_verified.eq(false)),
+        (users::email_verified.eq(true),)
+    ))
+}
+
+/// Moves the account to a confirmed new address (verified by the
+/// confirmation itself). A taken address surfaces as `UniqueViolation`.
+pub async fn change_email(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+    email: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    Ok(update_announced!(
+        tx,
+        id,
+        now,
+        users::id.eq(DbUuid(id)),
+        (users::email.eq(email), users::email_verified.eq(true))
+    ))
+}

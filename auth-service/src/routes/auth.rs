@@ -9,6 +9,7 @@ use shared_types::{PublicUser, RegisterResponse, TokenPair};
 use uuid::Uuid;
 
 use crate::db::events::{self, kind, AuthEvent};
+use crate::db::lockouts::{self, Gate};
 use crate::db::sessions::{self, RefreshToken, Session};
 use crate::db::sql_types::{DbTime, DbUuid};
 use crate::db::users::{self, NewUser};
@@ -37,7 +38,6 @@ pub struct LoginRequest {
     email: String,
     password: String,
     #[serde(default)]
-    #[allow(dead_code)] // read once TOTP lands (account-security issue)
     totp_code: Option<String>,
 }
 
@@ -47,7 +47,7 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-fn audit(
+pub(crate) fn audit(
     kind: &str,
     user_id: Option<Uuid>,
     client: &ClientInfo,
@@ -179,9 +179,13 @@ pub async fn register(
             }
             other => other.into(),
         })?;
+        state
+            .queue_verification(tx, new_user.id.0, email.as_str())
+            .await?;
         state.start_session(tx, new_user.id.0, &client, now).await
     })?;
     state.outbox.wake();
+    state.mail.wake();
     let user = PublicUser {
         id: new_user.id.0,
         email: email.as_str().to_owned(),
@@ -193,20 +197,103 @@ pub async fn register(
     Ok(HttpResponse::Created().json(RegisterResponse { user, tokens }))
 }
 
+/// One login attempt, for counting it when it fails.
+struct Attempt<'a> {
+    client: &'a ClientInfo,
+    email_key: &'a str,
+    ip: &'a str,
+    pair_since: DateTime<Utc>,
+    email_since: DateTime<Utc>,
+    window: Duration,
+}
+
+impl Attempt<'_> {
+    /// Counts the failure (locking when a threshold is crossed) and audits it.
+    async fn failed(
+        &self,
+        state: &AppState,
+        conn: &mut Conn<'_>,
+        user_id: Option<Uuid>,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        let threshold = i64::from(state.settings.lockout_threshold);
+        transaction!(conn, |tx| -> ApiError {
+            let locked = lockouts::record_failure(
+                tx,
+                self.email_key,
+                self.ip,
+                self.pair_since,
+                self.email_since,
+                threshold,
+                self.window,
+                db::now(),
+            )
+            .await?;
+            let record = |kind, detail| audit(kind, user_id, self.client, false, Some(detail));
+            events::record(tx, &record(kind::LOGIN_FAILED, detail)).await?;
+            if let Some(locked) = locked {
+                let what = match locked {
+                    lockouts::Locked::Pair => "this email from this address",
+                    lockouts::Locked::Email => "this email from every address",
+                };
+                events::record(tx, &record(kind::LOCKOUT, what)).await?;
+                tracing::warn!(user_id = ?user_id, lock = what, "sign-in locked after repeated failures");
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `POST /v1/login`. In order: the brute-force gate (`db::lockouts`:
+/// refused with 429 before any password is checked, for known and unknown
+/// emails alike), the password (an unknown email verifies a dummy hash, so
+/// both cost the same), the administrator's lock, then the second factor
+/// when TOTP is on. A wrong password or code counts toward the locks.
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<TokenPair>, ApiError> {
     let body = body.into_inner();
-    let invalid =
-        || ApiError::unauthorized("invalid_credentials", "email or password is incorrect");
-    // A malformed email can't match an account, but it still pays for a hash
-    // so that its answer takes as long as any other failure.
+    // A malformed email can't match an account, but it is still counted and
+    // still pays for a hash, so that its answer looks like any other failure.
     let email = Email::parse(&body.email).ok();
+    let email_key = email.as_ref().map_or_else(
+        || body.email.trim().to_lowercase().chars().take(254).collect(),
+        |e| e.as_str().to_owned(),
+    );
+    let ip = client.ip_string().unwrap_or_else(|| "unknown".into());
+    let window = Duration::minutes(state.settings.lockout_minutes);
+    let now = db::now();
     let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let (pair_since, email_since) = match lockouts::gate(conn, &email_key, &ip, now, window).await?
+    {
+        Gate::Locked { until } => {
+            events::record(
+                conn,
+                &audit(kind::LOGIN_FAILED, None, &client, false, Some("locked out")),
+            )
+            .await?;
+            let seconds = (until - now).num_seconds().max(1);
+            return Err(ApiError {
+                retry_after: u64::try_from(seconds).ok(),
+                ..ApiError::new(
+                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!(
+                        "too many failed sign-ins; try again in {seconds} s or reset the password"
+                    ),
+                )
+            });
+        }
+        Gate::Open {
+            pair_since,
+            email_since,
+        } => (pair_since, email_since),
+    };
     let user = match &email {
-        Some(e) => users::find_by_email(&mut pooled.conn(), e.as_str()).await?,
+        Some(e) => users::find_by_email(conn, e.as_str()).await?,
         None => None,
     };
     let password = SecretString::from(body.password);
@@ -215,21 +302,23 @@ pub async fn login(
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await
         .map_err(ApiError::internal)?;
-    let conn = &mut pooled.conn();
+    let attempt = Attempt {
+        client: &client,
+        email_key: &email_key,
+        ip: &ip,
+        pair_since,
+        email_since,
+        window,
+    };
     let known_id = user.as_ref().map(|u| u.id.0);
     let Some(user) = user.filter(|_| matches) else {
-        events::record(
-            conn,
-            &audit(
-                kind::LOGIN_FAILED,
-                known_id,
-                &client,
-                false,
-                Some("invalid credentials"),
-            ),
-        )
-        .await?;
-        return Err(invalid());
+        attempt
+            .failed(&state, conn, known_id, "invalid credentials")
+            .await?;
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "email or password is incorrect",
+        ));
     };
     if user.account_locked {
         events::record(
@@ -248,10 +337,27 @@ pub async fn login(
             "this account is locked; contact an administrator",
         ));
     }
-    let now = db::now();
+    if user.mfa_enabled {
+        let Some(code) = body.totp_code.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "mfa_required",
+                "this account uses two-factor sign-in: send totp_code (a current code or a recovery code)",
+            ));
+        };
+        if !state.second_factor_ok(conn, user.id.0, code).await? {
+            attempt
+                .failed(&state, conn, Some(user.id.0), "invalid second factor")
+                .await?;
+            return Err(ApiError::unauthorized(
+                "mfa_required",
+                "the code is incorrect or was used already; send a current code or an unused recovery code",
+            ));
+        }
+    }
     let tokens = transaction!(conn, |tx| -> ApiError {
         let tokens = state.start_session(tx, user.id.0, &client, now).await?;
         users::touch_last_login(tx, user.id.0, now).await?;
+        lockouts::record_success(tx, &email_key, &ip).await?;
         events::record(
             tx,
             &audit(kind::LOGIN_SUCCEEDED, Some(user.id.0), &client, true, None),

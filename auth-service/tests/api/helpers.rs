@@ -106,6 +106,9 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ),
         ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
         ("AUTH_WORKERS".into(), "1".into()),
+        // The rate limit has its own test; elsewhere many requests come
+        // from one address.
+        ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         // Delivery is tested across both services (main-backend's tests).
         ("AUTH_WEBHOOK_URL".into(), "off".into()),
     ]);
@@ -190,6 +193,76 @@ impl TestApp {
             })
             .await;
         out.trim().to_owned()
+    }
+
+    /// Every mail written to this app's outbox file so far.
+    pub fn mails(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("mail.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each mail is one JSON line"))
+            .collect()
+    }
+
+    /// Waits (up to 10 s) for the `n`-th mail (1-based) of `kind` to `to`,
+    /// as a person waits for mail.
+    pub async fn nth_mail(&self, to: &str, kind: &str, n: usize) -> Value {
+        for _ in 0..200 {
+            let found: Vec<Value> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m["to"] == to && m["kind"] == kind)
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no mail #{n} of kind {kind} to {to}; outbox: {:?}",
+            self.mails()
+        );
+    }
+
+    pub async fn mail(&self, to: &str, kind: &str) -> Value {
+        self.nth_mail(to, kind, 1).await
+    }
+
+    /// The token in a mail's link, read from the link as a browser would.
+    pub fn token_in_link(mail: &Value) -> String {
+        let link = mail["link"].as_str().expect("mail has a link");
+        let url = reqwest::Url::parse(link).expect("link is a URL");
+        let token = url
+            .query_pairs()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .expect("link carries a token");
+        assert_eq!(
+            mail["token"],
+            token.as_str(),
+            "token field matches the link"
+        );
+        token
+    }
+
+    /// `POST /v1/login` with any password and code, from `forwarded_for`
+    /// (seen as the client only when the app trusts loopback as a proxy).
+    pub async fn try_login(
+        &self,
+        email: &str,
+        password: &str,
+        totp_code: Option<&str>,
+        forwarded_for: Option<&str>,
+    ) -> Response {
+        let mut body = json!({"email": email, "password": password});
+        if let Some(code) = totp_code {
+            body["totp_code"] = json!(code);
+        }
+        let mut req = self.client.post(self.url("/v1/login")).json(&body);
+        if let Some(ip) = forwarded_for {
+            req = req.header("x-forwarded-for", ip);
+        }
+        req.send().await.expect("request")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,11 +4,13 @@
 
 mod helpers;
 
+mod account;
 mod admin;
 mod errors;
 mod health;
 mod internal;
 mod login;
+mod mfa;
 mod refresh;
 mod register;
 mod sessions;

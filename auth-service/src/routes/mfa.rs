@@ -1,0 +1,220 @@
+//! TOTP: setup, enable (with recovery codes), disable, and the second-factor
+//! check that login uses.
+
+use actix_web::{web, HttpResponse};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use shared_types::{RecoveryCodes, TotpSetup};
+
+use super::auth::audit;
+use crate::db::events::{self, kind};
+use crate::db::{self, mfa as mfa_db, users, Conn};
+use crate::error::ApiError;
+use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::mfa;
+use crate::tokens::hash_token;
+use crate::AppState;
+use service_kit::transaction;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnableRequest {
+    code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableRequest {
+    password: String,
+    code: String,
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(db::now().timestamp()).unwrap_or(0)
+}
+
+/// The issuer shown in authenticator apps: the public host name.
+fn issuer(state: &AppState) -> String {
+    let url = &state.settings.public_url;
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("auth-service")
+        .to_owned()
+}
+
+fn already_enabled() -> ApiError {
+    ApiError::conflict(
+        "mfa_already_enabled",
+        "TOTP is already enabled; disable it first",
+    )
+}
+
+impl AppState {
+    /// The second factor of a user whose TOTP is enabled: a current code
+    /// not used before, or an unused recovery code (spent by this call).
+    pub(crate) async fn second_factor_ok(
+        &self,
+        conn: &mut Conn<'_>,
+        user_id: uuid::Uuid,
+        code: &str,
+    ) -> Result<bool, ApiError> {
+        let code = code.trim();
+        if mfa::looks_like_totp(code) {
+            let Some(row) = mfa_db::find(conn, user_id).await? else {
+                return Ok(false);
+            };
+            let secret = mfa::open(&self.settings.secrets_key, user_id, &row.secret_sealed)
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!(
+                        "TOTP secret does not open: was AUTH_SECRETS_KEY (or, without it, AUTH_SERVICE_API_KEY) changed?"
+                    ))
+                })?;
+            return match mfa::matching_step(&secret, code, unix_now()) {
+                Some(step) => Ok(mfa_db::accept_step(conn, user_id, step).await?),
+                None => Ok(false),
+            };
+        }
+        let normalized = mfa::normalize_recovery_code(code);
+        if normalized.is_empty() {
+            return Ok(false);
+        }
+        Ok(mfa_db::spend_recovery_code(conn, user_id, &hash_token(&normalized), db::now()).await?)
+    }
+}
+
+/// `POST /v1/mfa/totp/setup`: a new secret, shown this once; it does
+/// nothing until `enable` proves an app holds it.
+pub async fn setup(
+    state: web::Data<AppState>,
+    auth: AuthenticatedUser,
+) -> Result<web::Json<TotpSetup>, ApiError> {
+    let user = &auth.user;
+    if user.mfa_enabled {
+        return Err(already_enabled());
+    }
+    let secret = mfa::new_secret();
+    let sealed = mfa::seal(&state.settings.secrets_key, user.id.0, &secret);
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let stored = transaction!(conn, |tx| -> ApiError {
+        Ok(mfa_db::put_pending(tx, user.id.0, &sealed, db::now()).await?)
+    })?;
+    if !stored {
+        return Err(already_enabled());
+    }
+    let otpauth_uri = mfa::otpauth_uri(&secret, &user.email, &issuer(&state))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("otpauth URI could not be built")))?;
+    Ok(web::Json(TotpSetup {
+        secret: secret.expose_secret().to_owned(),
+        otpauth_uri,
+    }))
+}
+
+/// `POST /v1/mfa/totp/enable`: a valid code turns TOTP on and returns ten
+/// single-use recovery codes (only their hashes are kept).
+pub async fn enable(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    auth: AuthenticatedUser,
+    body: web::Json<EnableRequest>,
+) -> Result<web::Json<RecoveryCodes>, ApiError> {
+    let user_id = auth.user.id.0;
+    let invalid = |detail: &str| {
+        ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_code",
+            detail.to_owned(),
+        )
+    };
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let row = mfa_db::find(conn, user_id)
+        .await?
+        .ok_or_else(|| invalid("no TOTP secret is set up; call /v1/mfa/totp/setup first"))?;
+    if row.enabled_at.is_some() {
+        return Err(already_enabled());
+    }
+    let secret = mfa::open(&state.settings.secrets_key, user_id, &row.secret_sealed)
+        .ok_or_else(|| invalid("the TOTP secret is no longer readable; set up again"))?;
+    let step = mfa::matching_step(&secret, body.code.trim(), unix_now()).ok_or_else(|| {
+        invalid("the code does not match; check the app's clock and try the current code")
+    })?;
+    let codes = mfa::new_recovery_codes();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| hash_token(&mfa::normalize_recovery_code(c)))
+        .collect();
+    let now = db::now();
+    transaction!(conn, |tx| -> ApiError {
+        if !mfa_db::enable(tx, user_id, step, now).await? {
+            return Err(already_enabled());
+        }
+        mfa_db::replace_recovery_codes(tx, user_id, &hashes, now).await?;
+        users::set_mfa_enabled(tx, user_id, true, now).await?;
+        events::record(
+            tx,
+            &audit(kind::MFA_ENABLED, Some(user_id), &client, true, None),
+        )
+        .await?;
+        Ok(())
+    })?;
+    state.outbox.wake();
+    Ok(web::Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+/// `POST /v1/mfa/totp/disable`: needs the password and a code (or a
+/// recovery code), so a stolen session alone cannot remove the factor.
+pub async fn disable(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    auth: AuthenticatedUser,
+    body: web::Json<DisableRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let user = &auth.user;
+    if !user.mfa_enabled {
+        return Err(ApiError::conflict("mfa_not_enabled", "TOTP is not enabled"));
+    }
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let password_ok = state.password_matches(user, body.password).await?;
+    let code_ok = password_ok && state.second_factor_ok(conn, user.id.0, &body.code).await?;
+    if !code_ok {
+        events::record(
+            conn,
+            &audit(
+                kind::MFA_DISABLED,
+                Some(user.id.0),
+                &client,
+                false,
+                Some(if password_ok {
+                    "code incorrect"
+                } else {
+                    "password incorrect"
+                }),
+            ),
+        )
+        .await?;
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "the password or the code is incorrect",
+        ));
+    }
+    let now = db::now();
+    transaction!(conn, |tx| -> ApiError {
+        mfa_db::remove(tx, user.id.0).await?;
+        users::set_mfa_enabled(tx, user.id.0, false, now).await?;
+        events::record(
+            tx,
+            &audit(kind::MFA_DISABLED, Some(user.id.0), &client, true, None),
+        )
+        .await?;
+        Ok(())
+    })?;
+    state.outbox.wake();
+    Ok(HttpResponse::NoContent().finish())
+}

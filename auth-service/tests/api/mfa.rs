@@ -1,0 +1,227 @@
+//! TOTP: setup, enable, login with codes and recovery codes, replay and
+//! window, disable.
+
+use auth_service::mfa::code_at;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared_types::{RecoveryCodes, RegisterResponse, TotpSetup};
+
+use crate::helpers::{assert_problem, email, spawn_app, TestApp, PASSWORD};
+
+fn now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970")
+}
+
+/// Registers a user and turns TOTP on; returns the user, the secret and the
+/// recovery codes. The enabling code is the current step's.
+async fn user_with_totp(app: &TestApp) -> (String, RegisterResponse, String, Vec<String>) {
+    let address = email();
+    let reg = app.register(&address).await;
+    let token = &reg.tokens.access_token;
+    let res = app.post_bearer("/v1/mfa/totp/setup", token, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let setup: TotpSetup = res.json().await.expect("setup");
+    let uri = &setup.otpauth_uri;
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(uri.contains(&format!("secret={}", setup.secret)), "{uri}");
+    assert!(uri.contains("issuer=127.0.0.1"), "{uri}");
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/enable",
+            token,
+            Some(&json!({"code": "000000x"})),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+    // A code from three steps ahead is outside the window.
+    let far = code_at(&setup.secret, now() + 90).expect("code");
+    let res = app
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": far})))
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+    let code = code_at(&setup.secret, now()).expect("code");
+    let res = app
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": code})))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let codes: RecoveryCodes = res.json().await.expect("recovery codes");
+    assert_eq!(codes.recovery_codes.len(), 10);
+    (address, reg, setup.secret, codes.recovery_codes)
+}
+
+#[tokio::test]
+async fn totp_login_needs_a_fresh_code_in_the_window() {
+    let app = spawn_app().await;
+    let (address, reg, secret, _) = user_with_totp(&app).await;
+    let me: Value = app
+        .get_bearer("/v1/me", &reg.tokens.access_token)
+        .await
+        .json()
+        .await
+        .expect("me");
+    assert_eq!(me["mfa_enabled"], true);
+    // Setting up again is refused: the secret is never shown twice.
+    let res = app
+        .post_bearer("/v1/mfa/totp/setup", &reg.tokens.access_token, None)
+        .await;
+    assert_problem(res, StatusCode::CONFLICT, "mfa_already_enabled").await;
+
+    let res = app.try_login(&address, PASSWORD, None, None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    // The code that enabled TOTP was used: it does not sign in.
+    let used = code_at(&secret, now()).expect("code");
+    let res = app.try_login(&address, PASSWORD, Some(&used), None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    // Four steps ahead: outside the window of one step either way.
+    let far = code_at(&secret, now() + 120).expect("code");
+    let res = app.try_login(&address, PASSWORD, Some(&far), None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    // The next step's code is inside the window, once.
+    let next = code_at(&secret, now() + 30).expect("code");
+    let res = app.try_login(&address, PASSWORD, Some(&next), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.try_login(&address, PASSWORD, Some(&next), None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    // A right code with a wrong password is still a wrong password.
+    let res = app
+        .try_login(&address, "wrong password!", Some(&next), None)
+        .await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_each() {
+    let app = spawn_app().await;
+    let (address, _, _, codes) = user_with_totp(&app).await;
+    let res = app
+        .try_login(&address, PASSWORD, Some(&codes[0]), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .try_login(&address, PASSWORD, Some(&codes[0]), None)
+        .await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+    // Case and dashes do not matter.
+    let typed = codes[1].replace('-', "").to_uppercase();
+    let res = app.try_login(&address, PASSWORD, Some(&typed), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .try_login(&address, PASSWORD, Some("aaaa-bbbb-cccc-dddd"), None)
+        .await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
+}
+
+#[tokio::test]
+async fn disabling_needs_password_and_code() {
+    let app = spawn_app().await;
+    let (address, reg, secret, codes) = user_with_totp(&app).await;
+    let token = &reg.tokens.access_token;
+    let disable = |password: &str, code: &str| json!({"password": password, "code": code});
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/disable",
+            token,
+            Some(&disable("wrong password!", &codes[0])),
+        )
+        .await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/disable",
+            token,
+            Some(&disable(PASSWORD, "123456")),
+        )
+        .await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The recovery code was not spent by the failed attempt with a bad password.
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/disable",
+            token,
+            Some(&disable(PASSWORD, &codes[0])),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.try_login(&address, PASSWORD, None, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/disable",
+            token,
+            Some(&disable(PASSWORD, &codes[1])),
+        )
+        .await;
+    assert_problem(res, StatusCode::CONFLICT, "mfa_not_enabled").await;
+
+    // Every change is audited and reaches the outbox with a growing version;
+    // no secret or recovery code is anywhere in the database.
+    let admin = app.service_token(&["admin"]).await;
+    let rows: Vec<Value> = app
+        .get_bearer(&format!("/admin/v1/audit?user_id={}", reg.user.id), &admin)
+        .await
+        .json()
+        .await
+        .expect("audit");
+    let kinds: Vec<&str> = rows.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for kind in ["mfa_enabled", "mfa_disabled", "login_succeeded"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(rows
+        .iter()
+        .all(|r| r["request_id"].is_string() && r["endpoint"].is_string()));
+    let stored = service_kit::testing::database_text(&app.database_url).await;
+    assert!(!stored.contains(&secret), "TOTP secret stored in clear");
+    for code in &codes {
+        assert!(
+            !stored.contains(code.as_str()),
+            "recovery code stored in clear"
+        );
+    }
+    let versions = user_event_versions(&app, reg.user.id).await;
+    assert!(
+        versions.len() >= 3,
+        "created, mfa on, mfa off: {versions:?}"
+    );
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    let logs = crate::helpers::captured_logs();
+    assert!(!logs.contains(&secret) && !logs.contains(codes[0].as_str()));
+}
+
+/// Versions of the `user.*` events written for `user_id`, in order.
+async fn user_event_versions(app: &TestApp, user_id: uuid::Uuid) -> Vec<i64> {
+    use auth_service::db::schema::webhook_events as we;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use service_kit::run;
+    let db = app.db().await;
+    let mut pooled = db.get().await.expect("conn");
+    let conn = &mut pooled.conn();
+    let payloads: Vec<String> = run!(conn, |c| we::table
+        .order(we::id)
+        .select(we::payload)
+        .load(c)
+        .await)
+    .expect("events");
+    payloads
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).expect("json"))
+        .filter(|e| e["data"]["id"] == user_id.to_string())
+        .filter_map(|e| e["data"]["version"].as_i64())
+        .collect()
+}
+
+#[tokio::test]
+async fn enable_without_setup_is_an_invalid_code() {
+    let app = spawn_app().await;
+    let reg = app.register(&email()).await;
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/enable",
+            &reg.tokens.access_token,
+            Some(&json!({"code": "123456"})),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
+    let res = app.post_json("/v1/mfa/totp/setup", &json!({})).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
