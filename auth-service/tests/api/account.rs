@@ -533,3 +533,116 @@ async fn the_public_endpoints_share_a_rate_limit_per_client_address() {
         .expect("request");
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// A minimal SMTP server: accepts every message and hands the recipient and
+/// the raw DATA to the test.
+async fn smtp_sink(
+    listener: tokio::net::TcpListener,
+    got: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    while let Ok((socket, _)) = listener.accept().await {
+        let got = got.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+            let (mut rcpt, mut data) = (String::new(), None::<String>);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(buf) = data.as_mut() {
+                    if line == "." {
+                        let _ = got.send((rcpt.clone(), std::mem::take(buf)));
+                        data = None;
+                        let _ = write.write_all(b"250 queued\r\n").await;
+                    } else {
+                        buf.push_str(&line);
+                        buf.push('\n');
+                    }
+                    continue;
+                }
+                let upper = line.to_ascii_uppercase();
+                let reply: &[u8] = if upper.starts_with("EHLO") {
+                    b"250-sink\r\n250 8BITMIME\r\n"
+                } else if upper.starts_with("RCPT TO:") {
+                    rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
+                    b"250 ok\r\n"
+                } else if upper == "DATA" {
+                    data = Some(String::new());
+                    b"354 go ahead\r\n"
+                } else if upper == "QUIT" {
+                    let _ = write.write_all(b"221 bye\r\n").await;
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = write.write_all(reply).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
+    // The SMTP server is down when the mail is queued.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = spawn_app_with(&[
+        ("SMTP_URL", &url),
+        ("AUTH_MAIL_FROM", "Accounts <accounts@example.com>"),
+    ])
+    .await;
+    let address = email();
+    app.register(&address).await;
+    let res = app
+        .post_json("/v1/password/forgot", &json!({"email": address}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Now it comes up, and the queued mail arrives on a retry.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the SMTP port");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(smtp_sink(listener, tx));
+    let mut reset = None;
+    while reset.is_none() {
+        let (to, data) = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
+            .await
+            .expect("mail within 15 s")
+            .expect("sink running");
+        assert_eq!(to, address);
+        assert!(
+            data.contains("From: Accounts <accounts@example.com>"),
+            "{data}"
+        );
+        if data.contains("Subject: Reset your password") {
+            reset = Some(data);
+        }
+    }
+    // Undo quoted-printable folding, then follow the link in the text.
+    let body = reset
+        .expect("reset mail")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let token = body
+        .split("/account/reset-password?token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the body holds the reset link")
+        .to_owned();
+    let res = app
+        .post_json(
+            "/v1/password/reset",
+            &json!({"token": token, "new_password": "reset over smtp 123"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(
+        app.mails().is_empty(),
+        "with SMTP, nothing goes to the outbox file"
+    );
+}

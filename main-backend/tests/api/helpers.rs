@@ -233,6 +233,40 @@ impl Stack {
         res.json().await.expect("login body")
     }
 
+    /// The token of the newest mail of `kind` to `to` in the auth service's
+    /// outbox file, waiting for it up to 10 s.
+    pub async fn mailed_token(&self, to: &str, kind: &str) -> String {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(self.dir.join("mail.jsonl")).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|m| m["to"] == to && m["kind"] == kind)
+                .last();
+            if let Some(token) = found.and_then(|m| m["token"].as_str().map(str::to_owned)) {
+                return token;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {kind} mail to {to}");
+    }
+
+    pub async fn auth_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.auth_url))
+            .json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("auth request")
+    }
+
     pub async fn main_get(&self, base: &str, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(format!("{base}{path}"))

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -207,4 +207,83 @@ async fn health_sync_turns_degraded_past_the_threshold_and_back() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "failing");
     assert_eq!(body["auth_reachable"], false);
+}
+
+#[tokio::test]
+async fn account_changes_in_the_auth_service_reach_the_mirror_and_keep_business_fields() {
+    let stack = spawn_stack().await;
+    let address = unique_email();
+    let reg = stack.register(&address).await;
+    let id = reg.user.id;
+    let access = reg.tokens.access_token.clone();
+    assert_eq!(stack.me(&access).await.status(), StatusCode::OK);
+    let admin = stack.service_token(&["admin"]).await;
+    let res = stack
+        .client
+        .patch(format!("{}/admin/v1/users/{id}", stack.main_url))
+        .bearer_auth(&admin)
+        .json(&json!({"plan_tier": "pro"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Verification, followed from the mail.
+    let token = stack.mailed_token(&address, "email_verification").await;
+    let res = stack
+        .auth_post("/v1/email/verify", None, &json!({"token": token}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(5), || async {
+        stack
+            .mirror_user(id)
+            .await
+            .is_some_and(|u| u.email_verified)
+    })
+    .await;
+
+    // A new address, confirmed from the mail to it.
+    let new_address = unique_email();
+    let res = stack
+        .auth_post(
+            "/v1/email/change",
+            Some(&access),
+            &json!({"new_email": new_address, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let token = stack.mailed_token(&new_address, "email_change").await;
+    let res = stack
+        .auth_post("/v1/email/change/confirm", None, &json!({"token": token}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(5), || async {
+        stack
+            .mirror_user(id)
+            .await
+            .is_some_and(|u| u.email == new_address)
+    })
+    .await;
+
+    // A reset ends every session: the main backend's cached answer goes too.
+    let res = stack
+        .auth_post("/v1/password/forgot", None, &json!({"email": new_address}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let token = stack.mailed_token(&new_address, "password_reset").await;
+    let res = stack
+        .auth_post(
+            "/v1/password/reset",
+            None,
+            &json!({"token": token, "new_password": "a fresh passphrase 99"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(5), || async {
+        stack.me(&access).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let mirrored = stack.mirror_user(id).await.expect("mirrored");
+    assert_eq!(mirrored.plan_tier, "pro", "business fields untouched");
+    assert_eq!(mirrored.email, new_address);
 }
