@@ -241,8 +241,7 @@ impl Stack {
             let found = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|m| m["to"] == to && m["kind"] == kind)
-                .last();
+                .rfind(|m| m["to"] == to && m["kind"] == kind);
             if let Some(token) = found.and_then(|m| m["token"].as_str().map(str::to_owned)) {
                 return token;
             }
