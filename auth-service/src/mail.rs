@@ -32,6 +32,9 @@ const LEASE_SECONDS: i64 = 120;
 const BATCH: i64 = 32;
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// Housekeeping (this sender runs it): sent mail and old sign-in attempts.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const KEEP_SENT_DAYS: i64 = 7;
 
 /// Wakes the local sender; call after committing a queued mail.
 #[derive(Clone, Default)]
@@ -56,6 +59,8 @@ pub struct Sender {
     from: Mailbox,
     transport: Transport,
     queue: MailQueue,
+    /// Attempts older than this can no longer count toward a lock.
+    lockout_window: chrono::Duration,
 }
 
 /// Why one mail could not be sent, and whether trying again can help.
@@ -84,14 +89,20 @@ impl Sender {
                 .map_err(|e| anyhow::anyhow!("AUTH_MAIL_FROM: {e}"))?,
             transport,
             queue,
+            lockout_window: chrono::Duration::minutes(settings.lockout_minutes),
         })
     }
 
     /// Runs until `shutdown` turns true; a round in progress finishes first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_prune = None::<std::time::Instant>;
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if last_prune.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
+                last_prune = Some(std::time::Instant::now());
+                self.prune().await;
             }
             let wait = match self.round().await {
                 Ok(n) if n as i64 == BATCH => continue,
@@ -108,6 +119,29 @@ impl Sender {
             }
         }
         tracing::debug!("mail sender stopped");
+    }
+
+    async fn prune(&self) {
+        let Ok(mut pooled) = self.db.get().await else {
+            return;
+        };
+        let conn = &mut pooled.conn();
+        let now = Utc::now();
+        let mail = mail::prune_done(conn, now - chrono::Duration::days(KEEP_SENT_DAYS)).await;
+        // A day at least, so the audit of a lock can still be matched to its attempts.
+        let keep = self.lockout_window.max(chrono::Duration::days(1));
+        let attempts = crate::db::lockouts::prune(conn, now - keep).await;
+        match (mail, attempts) {
+            (Ok(m), Ok(a)) if m + a > 0 => {
+                tracing::info!(
+                    mail = m,
+                    attempts = a,
+                    "old mail and sign-in attempts removed"
+                )
+            }
+            (Ok(_), Ok(_)) => {}
+            (m, a) => tracing::warn!(mail = ?m.err(), attempts = ?a.err(), "pruning failed"),
+        }
     }
 
     async fn idle_wait(&self) -> Duration {

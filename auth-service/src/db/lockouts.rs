@@ -183,3 +183,18 @@ pub async fn lift(tx: &mut Conn<'_>, email: &str) -> QueryResult<()> {
     .await)?;
     Ok(())
 }
+
+/// Forgets attempts and locks older than `before` (past every window).
+pub async fn prune(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
+    let attempts = run!(conn, |c| diesel::delete(
+        la::table.filter(la::created_at.lt(DbTime(before)))
+    )
+    .execute(c)
+    .await)?;
+    let locks = run!(conn, |c| diesel::delete(
+        ll::table.filter(ll::locked_until.lt(DbTime(before)))
+    )
+    .execute(c)
+    .await)?;
+    Ok(attempts + locks)
+}

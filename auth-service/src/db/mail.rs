@@ -178,3 +178,14 @@ pub async fn counts(conn: &mut Conn<'_>) -> QueryResult<(i64, i64, i64)> {
     let get = |s: &str| rows.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
     Ok((get(status::PENDING), get(status::SENT), get(status::FAILED)))
 }
+
+/// Removes sent and failed mail (already without payload) older than `before`.
+pub async fn prune_done(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
+    run!(conn, |c| diesel::delete(
+        mq::table
+            .filter(mq::status.ne(status::PENDING))
+            .filter(mq::created_at.lt(DbTime(before)))
+    )
+    .execute(c)
+    .await)
+}

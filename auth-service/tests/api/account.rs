@@ -646,3 +646,54 @@ async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
         "with SMTP, nothing goes to the outbox file"
     );
 }
+
+#[tokio::test]
+async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
+    use auth_service::db::schema::{login_attempts as la, mail_queue as mq};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use service_kit::db::sql_types::DbTime;
+    use service_kit::run;
+    let mut app = spawn_app().await;
+    let address = email();
+    app.register(&address).await;
+    app.mail(&address, "email_verification").await;
+    for _ in 0..2 {
+        app.try_login(&address, "wrong password!", None, None).await;
+    }
+    let db = app.db().await;
+    let mut pooled = db.get().await.expect("conn");
+    let conn = &mut pooled.conn();
+    let long_ago = DbTime(chrono::Utc::now() - chrono::Duration::days(8));
+    // One attempt and the sent mail age past what is kept; one attempt stays recent.
+    let oldest: service_kit::db::sql_types::DbUuid = run!(conn, |c| la::table
+        .select(la::id)
+        .order(la::id)
+        .first(c)
+        .await)
+    .expect("an attempt");
+    run!(conn, |c| diesel::update(la::table.find(oldest))
+        .set(la::created_at.eq(long_ago))
+        .execute(c)
+        .await)
+    .expect("age attempt");
+    run!(conn, |c| diesel::update(mq::table)
+        .set(mq::created_at.eq(long_ago))
+        .execute(c)
+        .await)
+    .expect("age mail");
+    // Each sender prunes when it starts (and every ten minutes).
+    app.start_replica().await;
+    let mut left = (0, 0);
+    for _ in 0..100 {
+        left = (
+            run!(conn, |c| la::table.count().get_result::<i64>(c).await).expect("count"),
+            run!(conn, |c| mq::table.count().get_result::<i64>(c).await).expect("count"),
+        );
+        if left == (1, 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, (1, 0), "(attempts, mails) left");
+}
