@@ -76,7 +76,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     /// Seals TOTP secrets and mail waiting in the queue.
     pub secrets_key: Arc<SealingKey>,
-    pub mail_from: String,
+    pub mail_from: lettre::message::Mailbox,
     /// Per client address on the public endpoints; 0 is off.
     pub rate_limit_per_minute: u32,
     pub max_body_bytes: usize,
@@ -204,18 +204,10 @@ impl Settings {
             Some(raw) => SealingKey::from_base64(&raw).map_err(|e| err("AUTH_SECRETS_KEY", e))?,
             None => derived_secrets_key(&service_api_key),
         };
-        let mail_from = get("AUTH_MAIL_FROM").unwrap_or_else(|| {
-            let host = public_url
-                .split("://")
-                .nth(1)
-                .and_then(|rest| rest.split(['/', ':']).next())
-                .filter(|h| !h.is_empty())
-                .unwrap_or("localhost");
-            format!("no-reply@{host}")
-        });
-        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(err("AUTH_MAIL_FROM", "is not a mail address"));
-        }
+        let mail_from = get("AUTH_MAIL_FROM")
+            .unwrap_or_else(|| format!("no-reply@{}", public_host(&public_url)))
+            .parse()
+            .map_err(|_| err("AUTH_MAIL_FROM", "is not a mail address"))?;
         Ok(Self {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
             database_url: database_url(&get),
@@ -260,6 +252,17 @@ impl Settings {
             JwtKeySource::HmacSecret(_) => JwtAlgorithm::HS256,
         }
     }
+}
+
+/// The host name in `AUTH_PUBLIC_URL` (the default sender's domain, the
+/// issuer shown in authenticator apps); `localhost` if it has none.
+pub fn public_host(public_url: &str) -> &str {
+    public_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost")
 }
 
 /// Without `AUTH_SECRETS_KEY`, the sealing key is derived from the API key

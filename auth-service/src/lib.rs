@@ -52,11 +52,11 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
     /// Wake-up for the webhook worker; call after committing events.
-    pub outbox: webhooks::Outbox,
+    pub outbox: webhooks::Wakeup,
     /// Service-token uses waiting for the next batched write.
     pub usage: service_tokens::Usage,
     /// Wake-up for the mail sender; call after committing queued mail.
-    pub mail: mail::MailQueue,
+    pub mail: webhooks::Wakeup,
 }
 
 pub struct Application {
@@ -94,7 +94,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let outbox = webhooks::Outbox::default();
+        let outbox = webhooks::Wakeup::default();
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = match settings.webhook.clone() {
             Some(target) => {
@@ -108,7 +108,7 @@ impl Application {
         };
         let usage = service_tokens::Usage::default();
         let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
-        let mail = mail::MailQueue::default();
+        let mail = webhooks::Wakeup::default();
         let mail_sender = tokio::spawn(
             mail::Sender::new(db.clone(), &settings, mail.clone())?.run(stop_worker.subscribe()),
         );

@@ -20,12 +20,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use service_kit::crypto::SealingKey;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::configuration::Settings;
 use crate::db::mail::{self, kind, Payload, QueuedMail};
 use crate::db::DbPool;
-use crate::webhooks::retry_delay;
+use crate::webhooks::{retry_delay, until_due, Wakeup};
 
 const POLL: Duration = Duration::from_secs(2);
 const LEASE_SECONDS: i64 = 120;
@@ -35,18 +35,6 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// Housekeeping (this sender runs it): sent mail and old sign-in attempts.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const KEEP_SENT_DAYS: i64 = 7;
-
-/// Wakes the local sender; call after committing a queued mail.
-#[derive(Clone, Default)]
-pub struct MailQueue {
-    wake: Arc<Notify>,
-}
-
-impl MailQueue {
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
 
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -58,7 +46,7 @@ pub struct Sender {
     key: Arc<SealingKey>,
     from: Mailbox,
     transport: Transport,
-    queue: MailQueue,
+    queue: Wakeup,
     /// Attempts older than this can no longer count toward a lock.
     lockout_window: chrono::Duration,
 }
@@ -70,7 +58,7 @@ struct SendError {
 }
 
 impl Sender {
-    pub fn new(db: DbPool, settings: &Settings, queue: MailQueue) -> anyhow::Result<Self> {
+    pub fn new(db: DbPool, settings: &Settings, queue: Wakeup) -> anyhow::Result<Self> {
         let transport = match &settings.smtp_url {
             Some(url) => Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
@@ -83,10 +71,7 @@ impl Sender {
         Ok(Self {
             db,
             key: settings.secrets_key.clone(),
-            from: settings
-                .mail_from
-                .parse()
-                .map_err(|e| anyhow::anyhow!("AUTH_MAIL_FROM: {e}"))?,
+            from: settings.mail_from.clone(),
             transport,
             queue,
             lockout_window: chrono::Duration::minutes(settings.lockout_minutes),
@@ -113,7 +98,7 @@ impl Sender {
                 }
             };
             tokio::select! {
-                _ = self.queue.wake.notified() => {}
+                _ = self.queue.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
@@ -149,12 +134,7 @@ impl Sender {
             Ok(mut c) => mail::next_due(&mut c.conn()).await.ok().flatten(),
             Err(_) => None,
         };
-        next.map_or(POLL, |at| {
-            (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(POLL)
-        })
+        until_due(next, POLL)
     }
 
     async fn round(&self) -> anyhow::Result<usize> {

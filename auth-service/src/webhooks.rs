@@ -8,7 +8,7 @@
 //! been retried for `AUTH_WEBHOOK_GIVE_UP_SECONDS` worth of delays (about a
 //! day by default); then it is `failed`, counted in stats and redeliverable.
 //!
-//! Latency: handlers call `Outbox::wake` after committing, so a new event goes
+//! Latency: handlers call `Wakeup::wake` (the `outbox` one) after committing, so a new event goes
 //! out at once; otherwise the worker sleeps until the next retry is due, at
 //! most `POLL` (which also picks up events written by other replicas whose
 //! worker is down).
@@ -39,18 +39,33 @@ const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// Delivered events are kept this long, then pruned.
 const KEEP_DELIVERED_DAYS: i64 = 7;
 
-/// Wakes the local delivery worker; cheap, call after committing events.
+/// Wakes a local background sender (this webhook worker, the mail sender);
+/// cheap, call after committing what it should send.
 #[derive(Clone, Default)]
-pub struct Outbox {
+pub struct Wakeup {
     wake: Arc<Notify>,
 }
 
-impl Outbox {
+impl Wakeup {
     pub fn wake(&self) {
         // A stored permit makes the next wait return at once, so a wake-up
-        // sent while the worker is busy is not lost.
+        // sent while the sender is busy is not lost.
         self.wake.notify_one();
     }
+
+    pub async fn notified(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// How long a sender may sleep: until `next` is due, at most `poll`.
+pub fn until_due(next: Option<chrono::DateTime<Utc>>, poll: Duration) -> Duration {
+    next.map_or(poll, |at| {
+        (at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(poll)
+    })
 }
 
 /// Delay before the next attempt after `attempts` failed ones, or `None` to
@@ -77,11 +92,11 @@ pub struct Worker {
     db: DbPool,
     target: WebhookTarget,
     client: reqwest::Client,
-    outbox: Outbox,
+    outbox: Wakeup,
 }
 
 impl Worker {
-    pub fn new(db: DbPool, target: WebhookTarget, outbox: Outbox) -> anyhow::Result<Self> {
+    pub fn new(db: DbPool, target: WebhookTarget, outbox: Wakeup) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -116,7 +131,7 @@ impl Worker {
                 self.prune().await;
             }
             tokio::select! {
-                _ = self.outbox.wake.notified() => {}
+                _ = self.outbox.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
@@ -130,13 +145,7 @@ impl Worker {
             Ok(mut c) => outbox::next_due(&mut c.conn()).await.ok().flatten(),
             Err(_) => None,
         };
-        match next {
-            Some(at) => (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(POLL),
-            None => POLL,
-        }
+        until_due(next, POLL)
     }
 
     /// Claims due events and delivers them; returns how many were claimed.

@@ -168,17 +168,6 @@ pub async fn next_due(conn: &mut Conn<'_>) -> QueryResult<Option<DateTime<Utc>>>
     Ok(t.map(|t| t.0))
 }
 
-/// Counts by status: (pending, sent, failed).
-pub async fn counts(conn: &mut Conn<'_>) -> QueryResult<(i64, i64, i64)> {
-    let rows: Vec<(String, i64)> = run!(conn, |c| mq::table
-        .group_by(mq::status)
-        .select((mq::status, diesel::dsl::count_star()))
-        .load(c)
-        .await)?;
-    let get = |s: &str| rows.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-    Ok((get(status::PENDING), get(status::SENT), get(status::FAILED)))
-}
-
 /// Removes sent and failed mail (already without payload) older than `before`.
 pub async fn prune_done(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
     run!(conn, |c| diesel::delete(

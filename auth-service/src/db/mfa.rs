@@ -14,10 +14,8 @@ use super::Conn;
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = mt)]
 pub struct TotpRow {
-    pub user_id: DbUuid,
     pub secret_sealed: String,
     pub enabled_at: Option<DbTime>,
-    pub last_step: Option<i64>,
 }
 
 pub async fn find(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<Option<TotpRow>> {

@@ -33,17 +33,6 @@ fn unix_now() -> u64 {
     u64::try_from(db::now().timestamp()).unwrap_or(0)
 }
 
-/// The issuer shown in authenticator apps: the public host name.
-fn issuer(state: &AppState) -> String {
-    let url = &state.settings.public_url;
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .filter(|h| !h.is_empty())
-        .unwrap_or("auth-service")
-        .to_owned()
-}
-
 fn already_enabled() -> ApiError {
     ApiError::conflict(
         "mfa_already_enabled",
@@ -104,7 +93,9 @@ pub async fn setup(
     if !stored {
         return Err(already_enabled());
     }
-    let otpauth_uri = mfa::otpauth_uri(&secret, &user.email, &issuer(&state))
+    // The issuer shown in authenticator apps: the public host name.
+    let issuer = crate::configuration::public_host(&state.settings.public_url);
+    let otpauth_uri = mfa::otpauth_uri(&secret, &user.email, issuer)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("otpauth URI could not be built")))?;
     Ok(web::Json(TotpSetup {
         secret: secret.expose_secret().to_owned(),
