@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -27,13 +26,15 @@ use crate::db::DbPool;
 
 /// Longest idle sleep between looks at the outbox.
 const POLL: Duration = Duration::from_secs(1);
-/// How long a claim holds an event; longer than one delivery can take.
-const LEASE_SECONDS: i64 = 60;
+/// How long a claim holds an event. A round sends its whole batch at once,
+/// so a claim lasts one delivery (at most `TIMEOUT`) plus recording the
+/// outcome; the lease is twice that. It is also how long an event claimed
+/// by a process that then crashed waits before another sends it again.
+const LEASE: Duration = Duration::from_secs(30);
 /// Per-delivery HTTP timeout.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Events claimed per round, and sent at once.
-const BATCH: i64 = 64;
-const CONCURRENCY: usize = 16;
+/// Events claimed per round, all sent at once.
+const BATCH: i64 = 16;
 /// No retry waits longer than this.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// Delivered events are kept this long, then pruned.
@@ -155,21 +156,47 @@ impl Worker {
             outbox::claim(
                 &mut pooled.conn(),
                 BATCH,
-                chrono::Duration::seconds(LEASE_SECONDS),
+                chrono::Duration::from_std(LEASE).unwrap_or_default(),
             )
             .await?
         };
+        // Recording an outcome may be retried until shortly before the
+        // lease ends; after that the event is another claimer's to send.
+        let lease_ends = std::time::Instant::now() + LEASE - TIMEOUT / 2;
         let n = events.len();
-        futures::stream::iter(events)
-            .for_each_concurrent(CONCURRENCY, |e| self.deliver(e))
-            .await;
+        futures::future::join_all(events.into_iter().map(|e| self.deliver(e, lease_ends))).await;
         Ok(n)
     }
 
-    async fn deliver(&self, event: OutboxEvent) {
+    async fn deliver(&self, event: OutboxEvent, lease_ends: std::time::Instant) {
+        let outcome = self.send(event.id.0, &event.payload).await;
+        // The database may be away for a moment (a restart, a failover):
+        // keep the outcome rather than send the event again after the lease.
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.record(&event, &outcome).await {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() + pause < lease_ends => {
+                    tracing::info!(event_id = %event.id.0, error = %e, "could not record delivery outcome; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => {
+                    // The lease runs out and the event is sent again: at least once.
+                    tracing::warn!(event_id = %event.id.0, error = %e, "could not record delivery outcome");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        event: &OutboxEvent,
+        outcome: &Result<(), String>,
+    ) -> anyhow::Result<()> {
         let id = event.id.0;
-        let outcome = self.send(id, &event.payload).await;
-        let recorded = match self.db.get().await {
+        match self.db.get().await {
             Err(e) => Err(anyhow::Error::from(e)),
             Ok(mut pooled) => {
                 let conn = &mut pooled.conn();
@@ -193,10 +220,6 @@ impl Worker {
                 }
                 .map_err(anyhow::Error::from)
             }
-        };
-        if let Err(e) = recorded {
-            // The lease runs out and the event is sent again: at least once.
-            tracing::warn!(event_id = %id, error = %e, "could not record delivery outcome");
         }
     }
 

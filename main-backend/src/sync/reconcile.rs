@@ -59,10 +59,35 @@ pub struct Reconciler<'a> {
 impl Reconciler<'_> {
     /// Runs one reconciliation now, unless another replica is running one.
     pub async fn run(&self, trigger: &str) -> Result<SyncReport, ReconcileError> {
+        self.run_unless_recent(trigger, None).await
+    }
+
+    /// As `run`, but also skips (`Busy`) when any replica started one less
+    /// than `min_gap` ago. Checked while holding the lease, and every run is
+    /// recorded before its lease is released, so N replicas with the same
+    /// timer reconcile once per interval between them, not N times.
+    async fn run_unless_recent(
+        &self,
+        trigger: &str,
+        min_gap: Option<Duration>,
+    ) -> Result<SyncReport, ReconcileError> {
         {
             let mut pooled = self.db.get().await?;
-            if !leases::acquire(&mut pooled.conn(), LEASE, self.instance, LEASE_TTL).await? {
+            let conn = &mut pooled.conn();
+            if !leases::acquire(conn, LEASE, self.instance, LEASE_TTL).await? {
                 return Err(ReconcileError::Busy);
+            }
+            if let Some(gap) = min_gap {
+                let recent = sync_runs::latest(conn).await.map(|last| {
+                    last.is_some_and(|r| {
+                        crate::db::now() - r.started_at.0
+                            < chrono::Duration::from_std(gap).unwrap_or_default()
+                    })
+                });
+                if !matches!(recent, Ok(false)) {
+                    let _ = leases::release(conn, LEASE, self.instance).await;
+                    return Err(recent.err().map_or(ReconcileError::Busy, Into::into));
+                }
             }
         }
         let started_at = crate::db::now();
@@ -186,8 +211,11 @@ pub async fn periodic(
             instance: &instance,
         };
         // Outcomes are logged and recorded by `run`; `Busy` means another
-        // replica is doing it.
-        let _ = reconciler.run("periodic").await;
+        // replica is doing it, or did it less than 0.8 interval ago (the
+        // jitter below never brings this replica's own runs that close).
+        let _ = reconciler
+            .run_unless_recent("periodic", Some(interval.mul_f64(0.8)))
+            .await;
         wait = interval.mul_f64(0.9 + rand::random::<f64>() * 0.2);
     }
 }
