@@ -151,7 +151,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     let args = parse(raw)?;
     let secs = Duration::from_secs(args.seconds);
     let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
-    let secrets = crate::dev::ensure_dev_secrets(&dir)?;
+    let secrets = launcher::dev::ensure_dev_secrets(&dir)?;
     let db_url = match &args.postgres {
         Some(url) => url.clone(),
         None => format!("sqlite://{}", dir.join("auth.db").display()),

@@ -58,7 +58,7 @@ async fn seed_users(url: &str, n: usize) -> anyhow::Result<()> {
 
 pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join(format!("sync-bench-{}", uuid::Uuid::new_v4().simple()));
-    let secrets = crate::dev::ensure_dev_secrets(&dir)?;
+    let secrets = launcher::dev::ensure_dev_secrets(&dir)?;
     let (auth_port, main_port) = (free_port()?, free_port()?);
     let auth_db = format!("sqlite://{}", dir.join("auth.db").display());
     let main_db = format!("sqlite://{}", dir.join("main.db").display());

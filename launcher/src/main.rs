@@ -10,7 +10,8 @@
 
 mod bench;
 mod bench_sync;
-mod dev;
+
+use launcher::dev;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
