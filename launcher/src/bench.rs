@@ -1,22 +1,19 @@
-//! Benchmarks of the running auth service, written to BENCHMARKS.md.
+//! The benchmark harness: `./scripts/bench [--postgres URL] [--seconds N]`
+//! (release build, then `launcher bench`), which rewrites BENCHMARKS.md.
 //!
-//! `cargo run --release -p launcher -- bench [--postgres URL] [--seconds N]`
-//!
-//! Starts the service on loopback with a fresh database (SQLite by default),
-//! drives bounded load from this process (a fixed number of client tasks for
-//! a fixed time), and records each figure beside its reference from the same
-//! run, so ratios hold even on a noisy machine:
-//! - login throughput next to the single-hash argon2 time (limit = cores ÷ hash time),
-//!   and `/health/live` latency while the login storm runs;
-//! - introspection throughput and latency;
-//! - the sync loop across both services (`bench_sync`).
+//! Starts the release binaries of both services as separate processes on
+//! loopback with fresh databases (SQLite files by default; with
+//! `--postgres`, two new databases on that server, dropped afterwards),
+//! drives bounded load from this process (a fixed number of client tasks
+//! for a fixed time), and records each figure beside its reference from the
+//! same run, so ratios hold even on a noisy machine. The auth-service
+//! figures are here; the ones across both services are in `bench_sync`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auth_service::configuration::Settings;
-use auth_service::Application;
+use launcher::system::{free_port, Service, System};
 use serde_json::json;
 
 struct Args {
@@ -68,6 +65,16 @@ impl Sample {
         }
         let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies[i] as f64 / 1000.0
+    }
+    /// `N req/s, p50 / p99 a / b ms (E errors)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0} req/s, p50 / p99 {:.2} / {:.2} ms ({} errors)",
+            self.rps(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.errors
+        )
     }
 }
 
@@ -141,47 +148,258 @@ fn machine() -> String {
     format!("{} cores, {cpu}, {mem} GiB RAM", cores())
 }
 
-fn cores() -> usize {
+pub fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
 }
 
+pub fn ok(b: bool) -> &'static str {
+    if b {
+        "✅"
+    } else {
+        "❌"
+    }
+}
+
+/// Resident memory of a service in MiB: `VmRSS` now, or `VmHWM` (peak).
+pub fn mib(service: &Service, field: &str) -> f64 {
+    service.memory_kib(field).unwrap_or(0) as f64 / 1024.0
+}
+
+/// Two fresh databases for one run, and how to drop them afterwards.
+struct Databases {
+    auth: String,
+    main: String,
+    postgres: Option<(String, Vec<String>)>,
+}
+
+impl Databases {
+    async fn create(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Self> {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let Some(admin) = postgres else {
+            return Ok(Self {
+                auth: format!("sqlite://{}", dir.join("auth.db").display()),
+                main: format!("sqlite://{}", dir.join("main.db").display()),
+                postgres: None,
+            });
+        };
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .ok_or_else(|| anyhow::anyhow!("--postgres URL must end in /DBNAME"))?;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let names = vec![format!("bench_auth_{suffix}"), format!("bench_main_{suffix}")];
+        let mut conn = diesel_async::AsyncPgConnection::establish(admin).await?;
+        for name in &names {
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(Self {
+            auth: format!("{base}/{}", names[0]),
+            main: format!("{base}/{}", names[1]),
+            postgres: Some((admin.to_owned(), names)),
+        })
+    }
+
+    async fn drop_all(&self) {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        if let Some((admin, names)) = &self.postgres {
+            if let Ok(mut conn) = diesel_async::AsyncPgConnection::establish(admin).await {
+                for name in names {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// What the phases share: both services running, their databases, and
+/// the run's parameters.
+pub struct Run {
+    pub client: reqwest::Client,
+    pub auth: Service,
+    pub main: Service,
+    pub auth_db: String,
+    pub main_db: String,
+    pub api_key: String,
+    pub secs: Duration,
+}
+
 pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     let args = parse(raw)?;
-    let secs = Duration::from_secs(args.seconds);
     let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
-    let secrets = launcher::dev::ensure_dev_secrets(&dir)?;
-    let db_url = match &args.postgres {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}", dir.join("auth.db").display()),
+    let system = System::new(&dir)?;
+    let dbs = Databases::create(&dir, args.postgres.as_deref()).await?;
+    let (auth_port, main_port) = (free_port()?, free_port()?);
+    let mut auth = system.auth(
+        "auth",
+        auth_port,
+        &dbs.auth,
+        &format!("http://127.0.0.1:{main_port}/webhooks/auth"),
+        &[],
+    )?;
+    auth.ready(Duration::from_secs(60)).await?;
+    let mut main = system.main(
+        "main",
+        main_port,
+        &dbs.main,
+        &auth.url(),
+        // Reconciliation only when the benchmark asks for it.
+        &[("SYNC_INTERVAL_SECONDS", "0")],
+    )?;
+    main.ready(Duration::from_secs(60)).await?;
+    let run = Run {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        auth,
+        main,
+        auth_db: dbs.auth.clone(),
+        main_db: dbs.main.clone(),
+        api_key: system.api_key().to_owned(),
+        secs: Duration::from_secs(args.seconds),
     };
-    let backend = if args.postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let settings = Settings::from_lookup(|k| match k {
-        "AUTH_BIND" => Some("127.0.0.1:0".into()),
-        "AUTH_DATABASE_URL" => Some(db_url.clone()),
-        // The load comes from one address; the limiter is not what is measured.
-        "AUTH_RATE_LIMIT_PER_MINUTE" => Some("0".into()),
-        _ => secrets.get(k).cloned(),
-    })?;
-    let api_key = secrets
-        .get("AUTH_SERVICE_API_KEY")
-        .cloned()
-        .unwrap_or_default();
-    let app = Application::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let outcome = phases(&run).await;
+    drop(run);
+    dbs.drop_all().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let body = outcome?;
 
+    let report = format!(
+        "# Benchmarks\n\n\
+         Reproduce: `./scripts/bench` (builds the release binaries, then runs `target/release/launcher bench`;\n\
+         add `--postgres postgres://USER@HOST/DB` to run on PostgreSQL, where two fresh databases are created\n\
+         and dropped, and `--seconds N` per load phase, default 10). The command rewrites this file.\n\n\
+         - Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n\
+         - Backend: {backend}; both services as separate release processes on loopback; the load generator shares the machine\n\
+         - Load: bounded, {secs}s per phase, from one process (reqwest, keep-alive)\n\n{body}",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        commit = std::process::Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default(),
+        machine = machine(),
+        backend = if args.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        secs = args.seconds,
+    );
+    std::fs::write("BENCHMARKS.md", &report)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Every phase in order; returns the report's body.
+async fn phases(run: &Run) -> anyhow::Result<String> {
+    // Idle: started, migrated, nothing served yet but the readiness probe.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = (mib(&run.auth, "VmRSS"), mib(&run.main, "VmRSS"));
+    let auth_section = auth_phases(run).await?;
+    eprintln!("bench: sync loop (both services)");
+    let sync_section = crate::bench_sync::run(run).await?;
+    // Peak resident memory over the whole run, the 100k reconciliation included.
+    let peak = (mib(&run.auth, "VmHWM"), mib(&run.main, "VmHWM"));
+    let body = format!(
+        "## Memory (resident set, from /proc)\n\n\
+         | figure | auth service | main backend | goal |\n|---|---|---|---|\n\
+         | idle RSS after start | **{ia:.1} MiB** | **{im:.1} MiB** | < 30 MB each {iok} |\n\
+         | peak RSS over the run (every load phase below) | {pa:.1} MiB | {pm:.1} MiB | |\n\n\
+         {auth_section}{sync_section}",
+        ia = idle.0,
+        im = idle.1,
+        iok = ok(idle.0 * 1.048_576 < 30.0 && idle.1 * 1.048_576 < 30.0),
+        pa = peak.0,
+        pm = peak.1,
+    );
+    Ok(format!("{body}{}", misses(&body)))
+}
+
+/// Names every goal this run missed (a ❌ row) with what limits it.
+fn misses(body: &str) -> String {
+    const LIMITS: &[(&str, &str)] = &[
+        (
+            "during the login storm",
+            "Login is driven at the argon2 limit on purpose, so both cores are busy hashing and the \
+             probe waits for a core; hashing runs on the blocking pool, never on the request threads, so \
+             it is CPU time, not a stalled event loop. The load generator shares the same two cores.",
+        ),
+        (
+            "login ÷ limit",
+            "Besides the hash, each login signs a JWT and writes a session, a refresh token and an audit \
+             row, and the load generator runs on the same cores.",
+        ),
+        (
+            "32 clients: p50 / p99",
+            "Queueing: 32 requests always in flight on 2 cores shared with the load generator mean \
+             several milliseconds each on average (Little's law: in flight ÷ throughput), and the tail \
+             grows with it; the 16-client and one-caller rows show the cost without the queue. Each \
+             check reads the database so that a revocation holds at the next request on every replica.",
+        ),
+        (
+            "idle RSS",
+            "Mostly the allocator's arenas for the actix worker threads and the database pool.",
+        ),
+        (
+            "cached `/v1/me` ÷ unauthenticated",
+            "The authenticated path adds two cache lookups, the bearer parsing and a larger JSON body.",
+        ),
+        (
+            "100,000 users, all to create",
+            "Each page of 1,000 is one transaction of inserts; on SQLite one writer at a time.",
+        ),
+    ];
+    let missed: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains('❌'))
+        .filter_map(|l| l.split('|').nth(1).map(str::trim))
+        .collect();
+    if missed.is_empty() {
+        return "## Goals missed\n\nNone in this run.\n".into();
+    }
+    let mut out = String::from("## Goals missed, and what limits them\n\n");
+    for row in missed {
+        let why = LIMITS
+            .iter()
+            .find(|(key, _)| row.contains(key))
+            .map_or("Not analysed yet.", |(_, why)| why);
+        out.push_str(&format!("- **{row}**: {why}\n"));
+    }
+    out
+}
+
+/// Creates `n` service tokens with `scope` the way an operator does.
+pub async fn service_tokens(run: &Run, scope: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let mut out = Vec::new();
+        auth_service::cli::service_token(
+            &run.auth_db,
+            auth_service::cli::TokenCommand::Create {
+                name: format!("bench-{scope}-{i}"),
+                scopes: vec![scope.into()],
+                expires_in_days: Some(1),
+            },
+            &mut out,
+        )
+        .await?;
+        tokens.push(String::from_utf8(out)?.trim().to_owned());
+    }
+    Ok(tokens)
+}
+
+async fn auth_phases(run: &Run) -> anyhow::Result<String> {
+    let (client, base) = (&run.client, run.auth.url());
     // Reference: one argon2id hash at the service's parameters, on one
-    // thread, after warm-up (the first hashes pay for page faults), median of 15.
+    // thread, after warm-up (the first hashes pay for page faults), median
+    // of 15. Taken in this process, on the same cores, in the same run.
     let hashes = tokio::task::spawn_blocking(|| {
         for _ in 0..3 {
             auth_service::passwords::time_one_hash();
@@ -193,15 +411,38 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         v
     })
     .await?;
-    let hash_ms = hashes[7].as_secs_f64() * 1000.0;
-    let login_limit = cores() as f64 / hashes[7].as_secs_f64();
-    eprintln!("bench: argon2id hash {hash_ms:.1} ms; limit {login_limit:.1} logins/s");
+    let hash = hashes[7];
+    let hash_ms = hash.as_secs_f64() * 1000.0;
+    let limit = cores() as f64 / hash.as_secs_f64();
+    eprintln!("bench: argon2id hash {hash_ms:.1} ms; limit {limit:.1} hashes/s");
+    let password = "benchmark password 123";
+
+    // Registration throughput: one hash and one transaction (user, session,
+    // refresh token, outbox event, verification mail) per request.
+    let register = {
+        let (client, base) = (client.clone(), base.clone());
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        load(4 * cores(), run.secs, move |i| {
+            let (client, base, email) = (
+                client.clone(),
+                base.clone(),
+                format!("reg-{i}-{tag}@example.com"),
+            );
+            async move {
+                client
+                    .post(format!("{base}/v1/register"))
+                    .json(&json!({"email": email, "password": password}))
+                    .send()
+                    .await
+            }
+        })
+        .await
+    };
 
     // Users to log in as.
     let users: Vec<String> = (0..32)
         .map(|i| format!("bench-{i}-{}@example.com", uuid::Uuid::new_v4().simple()))
         .collect();
-    let password = "benchmark password 123";
     let mut tokens: Vec<String> = Vec::new();
     for email in &users {
         let res = client
@@ -209,11 +450,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
             .json(&json!({"email": email, "password": password}))
             .send()
             .await?;
-        anyhow::ensure!(
-            res.status().is_success(),
-            "register failed: {}",
-            res.status()
-        );
+        anyhow::ensure!(res.status().is_success(), "register: {}", res.status());
         let body: serde_json::Value = res.json().await?;
         tokens.push(
             body["tokens"]["access_token"]
@@ -250,7 +487,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     };
     let login = {
         let (client, base, users) = (client.clone(), base.clone(), users.clone());
-        load(4 * cores(), secs, move |i| {
+        load(4 * cores(), run.secs, move |i| {
             let (client, base, email) =
                 (client.clone(), base.clone(), users[i % users.len()].clone());
             async move {
@@ -269,25 +506,10 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     // Introspection of user access tokens, at two concurrencies, then of
     // service tokens (made as an operator would, with the command line).
     let tokens = Arc::new(tokens);
-    let mut service_tokens = Vec::new();
-    for i in 0..4 {
-        let mut out = Vec::new();
-        auth_service::cli::service_token(
-            &db_url,
-            auth_service::cli::TokenCommand::Create {
-                name: format!("bench-{i}"),
-                scopes: vec!["admin".into()],
-                expires_in_days: None,
-            },
-            &mut out,
-        )
-        .await?;
-        service_tokens.push(String::from_utf8(out)?.trim().to_owned());
-    }
-    let service_tokens = Arc::new(service_tokens);
+    let service_tokens = Arc::new(service_tokens(run, "admin", 4).await?);
     let introspect_at = |clients: usize, tokens: Arc<Vec<String>>| {
-        let (client, base, key) = (client.clone(), base.clone(), api_key.clone());
-        load(clients, secs, move |i| {
+        let (client, base, key) = (client.clone(), base.clone(), run.api_key.clone());
+        load(clients, run.secs, move |i| {
             let (client, base, token, key) = (
                 client.clone(),
                 base.clone(),
@@ -312,7 +534,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     for token in [&tokens[0], &service_tokens[0]] {
         let check: serde_json::Value = client
             .post(format!("{base}/internal/v1/introspect"))
-            .bearer_auth(&api_key)
+            .bearer_auth(&run.api_key)
             .json(&json!({ "token": token }))
             .send()
             .await?
@@ -321,91 +543,61 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         anyhow::ensure!(check["active"] == true, "benchmark tokens must be active");
     }
 
-    drop(handle.stop(true));
-    let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("bench: sync loop (both services)");
-    let sync_section = crate::bench_sync::run(secs, cores()).await?;
-
-    let login_ratio = login.rps() / login_limit;
-    let report = format!(
-        "# Benchmarks\n\n\
-         Reproduce: `cargo run --release -p launcher -- bench` (add `--postgres postgres://USER@HOST/DB` for PostgreSQL;\n\
-         `--seconds N` per phase, default 10). The command rewrites this file.\n\n\
-         - Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n- Backend: {backend}; service and load generator share the machine\n\
-         - Load: bounded, {secs}s per phase, from one process on loopback (reqwest, keep-alive)\n\n\
-         ## Login throughput against the argon2 limit\n\n\
+    let login_ratio = login.rps() / limit;
+    let register_ratio = register.rps() / limit;
+    Ok(format!(
+        "## Login and registration against the argon2 limit\n\n\
          | figure | value | goal |\n|---|---|---|\n\
          | argon2id hash (m=19456, t=2, p=1), median of 15 after warm-up | {hash_ms:.1} ms | reference |\n\
-         | limit = cores ÷ hash time | {login_limit:.1} logins/s | reference |\n\
-         | login throughput ({login_tasks} clients) | {login_rps:.1} logins/s ({login_errors} errors) | |\n\
+         | limit = cores ÷ hash time | {limit:.1} hashes/s | reference |\n\
+         | login throughput ({tasks} clients) | {lrps:.1} logins/s ({lerr} errors) | |\n\
          | login ÷ limit | **{login_ratio:.2}** | ≥ 0.80 {login_ok} |\n\
          | login p50 / p99 | {lp50:.1} / {lp99:.1} ms | |\n\
-         | CPU spent hashing = logins/s × hash time ÷ cores | {hash_share:.0}% | |\n\
-         | `/health/live` p50 / p99 during the storm ({live_n} probes) | {hp50:.2} / **{hp99:.2}** ms | p99 < 5 ms {live_ok} |\n\n\
+         | `/health/live` p50 / p99 during the login storm ({live_n} probes) | {hp50:.2} / **{hp99:.2}** ms | p99 < 5 ms {live_ok} |\n\
+         | registration throughput ({tasks} clients, new users) | **{rrps:.1} registrations/s** ({rerr} errors) | |\n\
+         | registration ÷ limit | {register_ratio:.2} | |\n\
+         | registration p50 / p99 | {rp50:.1} / {rp99:.1} ms | |\n\n\
          ## Introspection\n\n\
          | figure | value | goal |\n|---|---|---|\n\
          | `POST /internal/v1/introspect`, user access tokens, 32 clients | **{irps:.0} req/s** ({ierr} errors) | ≥ 5,000/s {irps_ok} |\n\
-         | p50 / p99 | {ip50:.2} / **{ip99:.2}** ms | p99 < 10 ms {ip99_ok} |\n\
-         | same, 16 clients | {i16rps:.0} req/s, p50 / p99 {i16p50:.2} / {i16p99:.2} ms ({i16err} errors) | |\n\
+         | user tokens, 32 clients: p50 / p99 | {ip50:.2} / **{ip99:.2}** ms | p99 < 10 ms {ip99_ok} |\n\
+         | same, 16 clients | {i16} | |\n\
          | service tokens (`ast_…`), 32 clients | **{srps:.0} req/s** ({serr} errors) | |\n\
-         | p50 / p99 | {sp50:.2} / **{sp99:.2}** ms | p99 < 10 ms {sp99_ok} |\n\
+         | service tokens, 32 clients: p50 / p99 | {sp50:.2} / **{sp99:.2}** ms | p99 < 10 ms {sp99_ok} |\n\
          | service tokens, one caller at a time | p50 / p99 {s1p50:.2} / **{s1p99:.2}** ms ({s1rps:.0} req/s) | p99 < 1 ms (aim) {s1_ok} |\n\n\
          Each introspection verifies the JWT (Ed25519) and reads the session and user from the database, so a\n\
          logout or lock is seen by the very next call. A service token costs one indexed read of its hash\n\
          (so revoke-all holds at once on every replica) and no write: its use is counted in memory and\n\
-         written in batches every 2 s.\n\n\
-         ## Reading the misses\n\n\
-         The load generator runs on the same cores as the service. During the login storm the rest of the\n\
-         CPU (100% minus the hashing share) carries the load generator, request handling, JWT signing and\n\
-         the session, token and audit writes of each login; on 2 cores that is what keeps login under the\n\
-         limit and lets a `/health/live` probe wait behind saturated hashing threads. Introspection latency\n\
-         at 32 clients is queueing: at these rates 32 requests in flight mean ~5 ms each on average\n\
-         (Little's law), and the tail grows with it; compare the 16-client row. The same law bounds the\n\
-         service-token row: with 32 callers always waiting, a p50 under 1 ms would need over 32,000\n\
-         answers a second from 2 cores shared with the load generator, each answer needing one database\n\
-         read (the price of revocations that hold on the next request). The one-caller row is the cost of\n\
-         a single check without queueing.\n\n{sync_section}",
-        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        commit = std::process::Command::new("git")
-            .args(["describe", "--always", "--dirty"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default(),
-        machine = machine(),
-        secs = args.seconds,
-        login_tasks = 4 * cores(),
-        login_rps = login.rps(),
-        login_errors = login.errors,
-        login_ok = if login_ratio >= 0.8 { "✅" } else { "❌" },
-        hash_share = 100.0 * login.rps() * hashes[7].as_secs_f64() / cores() as f64,
+         written in batches every 2 s.\n\n",
+        tasks = 4 * cores(),
+        lrps = login.rps(),
+        lerr = login.errors,
+        login_ok = ok(login_ratio >= 0.8),
         lp50 = login.pct(0.5),
         lp99 = login.pct(0.99),
         live_n = live.latencies.len(),
         hp50 = live.pct(0.5),
         hp99 = live.pct(0.99),
-        live_ok = if live.pct(0.99) < 5.0 { "✅" } else { "❌" },
+        live_ok = ok(live.pct(0.99) < 5.0),
+        rrps = register.rps(),
+        rerr = register.errors,
+        rp50 = register.pct(0.5),
+        rp99 = register.pct(0.99),
         irps = introspect.rps(),
         ierr = introspect.errors,
-        irps_ok = if introspect.rps() >= 5000.0 { "✅" } else { "❌" },
+        irps_ok = ok(introspect.rps() >= 5000.0),
         ip50 = introspect.pct(0.5),
         ip99 = introspect.pct(0.99),
-        ip99_ok = if introspect.pct(0.99) < 10.0 { "✅" } else { "❌" },
-        i16rps = introspect16.rps(),
-        i16p50 = introspect16.pct(0.5),
-        i16p99 = introspect16.pct(0.99),
-        i16err = introspect16.errors,
+        ip99_ok = ok(introspect.pct(0.99) < 10.0),
+        i16 = introspect16.summary(),
         srps = service.rps(),
         serr = service.errors,
         sp50 = service.pct(0.5),
         sp99 = service.pct(0.99),
-        sp99_ok = if service.pct(0.99) < 10.0 { "✅" } else { "❌" },
+        sp99_ok = ok(service.pct(0.99) < 10.0),
         s1p50 = service1.pct(0.5),
         s1p99 = service1.pct(0.99),
         s1rps = service1.rps(),
-        s1_ok = if service1.pct(0.99) < 1.0 { "✅" } else { "❌" },
-    );
-    std::fs::write("BENCHMARKS.md", &report)?;
-    println!("{report}");
-    Ok(())
+        s1_ok = ok(service1.pct(0.99) < 1.0),
+    ))
 }

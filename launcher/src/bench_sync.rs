@@ -1,22 +1,15 @@
-//! Benchmarks of the sync loop across both services (SQLite, in-process,
+//! Benchmarks of the sync loop across both services (separate processes,
 //! real HTTP on loopback): propagation of a user change to the mirror,
 //! logout to the main backend's first 401, a cached authenticated request
-//! against an unauthenticated one, and a full reconciliation of 100,000 users.
+//! against an unauthenticated one, and full reconciliations of 10,000 and
+//! 100,000 users.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use crate::bench::load;
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+use crate::bench::{load, ok, service_tokens, Run};
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -26,17 +19,19 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Inserts `n` users straight into the auth database, bypassing the outbox,
-/// so the reconciliation has work without the webhooks doing it first.
-async fn seed_users(url: &str, n: usize) -> anyhow::Result<()> {
+/// Inserts users `from..to` straight into the auth database, bypassing the
+/// outbox, so the reconciliation has work without the webhooks doing it
+/// first. Batched on PostgreSQL; row by row in one transaction on SQLite.
+async fn seed_users(url: &str, from: usize, to: usize) -> anyhow::Result<()> {
     let pool = service_kit::db::DbPool::connect(url, 1).await?;
     let mut pooled = pool.get().await?;
     let conn = &mut pooled.conn();
     let now = service_kit::db::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
+    let batch = if url.starts_with("postgres") { 500 } else { 1 };
     service_kit::transaction!(conn, |tx| -> anyhow::Error {
-        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        for chunk in (from..to).collect::<Vec<_>>().chunks(batch) {
             let values: Vec<String> = chunk
                 .iter()
                 .map(|i| {
@@ -56,45 +51,21 @@ async fn seed_users(url: &str, n: usize) -> anyhow::Result<()> {
     })
 }
 
-pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
-    let dir = std::env::temp_dir().join(format!("sync-bench-{}", uuid::Uuid::new_v4().simple()));
-    let secrets = launcher::dev::ensure_dev_secrets(&dir)?;
-    let (auth_port, main_port) = (free_port()?, free_port()?);
-    let auth_db = format!("sqlite://{}", dir.join("auth.db").display());
-    let main_db = format!("sqlite://{}", dir.join("main.db").display());
-    let mut env: HashMap<String, String> = secrets.clone();
-    for (k, v) in [
-        ("AUTH_BIND", format!("127.0.0.1:{auth_port}")),
-        ("AUTH_DATABASE_URL", auth_db.clone()),
-        (
-            "AUTH_WEBHOOK_URL",
-            format!("http://127.0.0.1:{main_port}/webhooks/auth"),
-        ),
-        ("MAIN_BIND", format!("127.0.0.1:{main_port}")),
-        ("DATABASE_URL", main_db.clone()),
-        ("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")),
-        ("SYNC_INTERVAL_SECONDS", "0".into()),
-        ("AUTH_RATE_LIMIT_PER_MINUTE", "0".into()),
-    ] {
-        env.insert(k.into(), v);
-    }
-    let main = main_backend::Application::build(
-        main_backend::configuration::Settings::from_lookup(|k| env.get(k).cloned())?,
-    )
-    .await?;
-    let auth = auth_service::Application::build(
-        auth_service::configuration::Settings::from_lookup(|k| env.get(k).cloned())?,
-    )
-    .await?;
-    let (main_handle, auth_handle) = (main.handle(), auth.handle());
-    tokio::spawn(main.run_until_stopped());
-    tokio::spawn(auth.run_until_stopped());
-    let auth_url = format!("http://127.0.0.1:{auth_port}");
-    let main_url = format!("http://127.0.0.1:{main_port}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
-    let mirror = service_kit::db::DbPool::connect(&main_db, 2).await?;
+/// Empties the mirror of seeded users, so the next reconciliation creates
+/// them all again (the business tables hold nothing of theirs).
+async fn forget_seeded(url: &str) -> anyhow::Result<()> {
+    let pool = service_kit::db::DbPool::connect(url, 1).await?;
+    let mut pooled = pool.get().await?;
+    let sql = "DELETE FROM userbase WHERE email LIKE 'seed-%'";
+    service_kit::run!(&mut pooled.conn(), |c| diesel::sql_query(sql)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+pub async fn run(run: &Run) -> anyhow::Result<String> {
+    let (client, auth_url, main_url) = (&run.client, run.auth.url(), run.main.url());
+    let mirror = service_kit::db::DbPool::connect(&run.main_db, 2).await?;
     let password = "benchmark password 123";
 
     // 1. A user change reaching the mirror: register, then watch the mirror.
@@ -134,7 +105,7 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
 
     // 2. Logout to the main backend's first 401, cache warm beforehand.
     let mut to_401 = Vec::new();
-    for (email, _) in tokens.iter().take(20) {
+    for (email, _) in tokens.iter().take(50) {
         let pair: serde_json::Value = client
             .post(format!("{auth_url}/v1/login"))
             .json(&json!({"email": email, "password": password}))
@@ -175,21 +146,22 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
     }
     to_401.sort();
 
-    // 3. Cached authenticated GET /v1/me against GET /health/live, same clients.
-    let clients = 8 * cores;
+    // 3. Cached authenticated GET /v1/me against an unauthenticated GET,
+    //    same 32 connections, one after the other.
+    let clients = 32;
     let live = {
         let (client, base) = (client.clone(), main_url.clone());
-        load(clients, secs, move |_| {
+        load(clients, run.secs, move |_| {
             let (client, base) = (client.clone(), base.clone());
             async move { client.get(format!("{base}/health/live")).send().await }
         })
         .await
     };
     let live_tokens: std::sync::Arc<Vec<String>> =
-        std::sync::Arc::new(tokens.iter().skip(20).map(|(_, t)| t.clone()).collect());
+        std::sync::Arc::new(tokens.iter().skip(50).map(|(_, t)| t.clone()).collect());
     let me = {
         let (client, base, tokens) = (client.clone(), main_url.clone(), live_tokens.clone());
-        load(clients, secs, move |i| {
+        load(clients, run.secs, move |i| {
             let (client, base, token) = (
                 client.clone(),
                 base.clone(),
@@ -206,22 +178,14 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
         .await
     };
     let ratio = me.rps() / live.rps();
+    let under_load = (
+        crate::bench::mib(&run.auth, "VmRSS"),
+        crate::bench::mib(&run.main, "VmRSS"),
+    );
 
-    // 4. Full reconciliation of 100,000 users (the mirror has the 200 above).
-    let n = 100_000;
-    seed_users(&auth_db, n).await?;
-    let mut out = Vec::new();
-    auth_service::cli::service_token(
-        &auth_db,
-        auth_service::cli::TokenCommand::Create {
-            name: "bench-ops".into(),
-            scopes: vec!["ops".into()],
-            expires_in_days: Some(1),
-        },
-        &mut out,
-    )
-    .await?;
-    let ops_token = String::from_utf8(out)?.trim().to_owned();
+    // 4. Full reconciliations: 10,000 users to create, then (the mirror
+    //    emptied of them) 100,000 to create, then 100,000 unchanged.
+    let ops_token = service_tokens(run, "ops", 1).await?.remove(0);
     let sync = |label: &'static str| {
         let (client, base, key) = (client.clone(), main_url.clone(), ops_token.clone());
         async move {
@@ -236,49 +200,58 @@ pub async fn run(secs: Duration, cores: usize) -> anyhow::Result<String> {
             Ok::<_, anyhow::Error>((started.elapsed(), report))
         }
     };
-    let (first, first_report) = sync("first").await?;
-    let (second, second_report) = sync("second").await?;
+    eprintln!("bench: reconciliation of 10k and 100k users");
+    seed_users(&run.auth_db, 0, 10_000).await?;
+    let (small, small_report) = sync("10k").await?;
+    forget_seeded(&run.main_db).await?;
+    seed_users(&run.auth_db, 10_000, 100_000).await?;
+    let (large, large_report) = sync("100k").await?;
+    let (again, again_report) = sync("100k again").await?;
+    let linear = large.as_secs_f64() / small.as_secs_f64();
 
-    drop(main_handle.stop(true));
-    drop(auth_handle.stop(true));
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
-
-    let ok = |b: bool| if b { "✅" } else { "❌" };
     let (p50, p99) = (pct(&propagation, 0.5), pct(&propagation, 0.99));
-    let (l50, lmax) = (pct(&to_401, 0.5), pct(&to_401, 1.0));
+    let (l50, l99) = (pct(&to_401, 0.5), pct(&to_401, 0.99));
     Ok(format!(
-        "## Sync loop (both services, SQLite, in one process)\n\n\
+        "## Sync loop (both services)\n\n\
          | figure | value | goal |\n|---|---|---|\n\
-         | user change (register) to the row in the mirror, {pn} users: p50 / p99 | **{p50:.1} / {p99:.1} ms** | p50 < 50, p99 < 500 ms {pok} |\n\
-         | logout (204) to the main backend's first 401, {ln} logouts: p50 / max | **{l50:.1} / {lmax:.1} ms** | < 1 s {lok} |\n\
-         | `GET /health/live` on the main backend, {clients} clients | {lrps:.0} req/s, p50 / p99 {lp50:.2} / {lp99:.2} ms ({lerr} errors) | reference |\n\
-         | `GET /v1/me` with a cached validation, {clients} clients | {mrps:.0} req/s, p50 / p99 {mp50:.2} / {mp99:.2} ms ({merr} errors) | |\n\
-         | cached `/v1/me` ÷ `/health/live` | **{ratio:.2}** | ≥ 0.80 {rok} |\n\
-         | full reconciliation, {n} users, empty mirror → {fc} created | **{first_s:.2} s** (server: {fms} ms) | < 10 s {fok} |\n\
-         | the same again, nothing to change ({su} unchanged) | {second_s:.2} s (server: {sms} ms) | |\n\n\
+         | user change (register) to the row in the mirror, {pn} users: p50 / p99 | **{p50:.1} / {p99:.1} ms** | p99 < 500 ms {pok} |\n\
+         | logout (204) to the main backend's first 401, {ln} logouts: p50 / p99 | **{l50:.1} / {l99:.1} ms** | < 1 s {lok} |\n\n\
          Propagation is measured from the register response to the row being readable in the main\n\
          backend's database (polled every 0.5 ms): outbox write, worker wake-up, signed POST, verify, apply.\n\
-         Logout to 401 includes the webhook, the eviction and one request. A cached `/v1/me` is two\n\
-         in-memory hits (token check, and the caller's mirror row, kept for at most 1 s).\n",
+         Logout to 401 includes the webhook, the eviction and one request.\n\n\
+         ## Authenticated requests on the main backend\n\n\
+         | figure | value | goal |\n|---|---|---|\n\
+         | unauthenticated `GET /health/live`, {clients} connections | {live} | reference |\n\
+         | `GET /v1/me` with a cached validation, {clients} connections | {mes} | |\n\
+         | cached `/v1/me` ÷ unauthenticated | **{ratio:.2}** | ≥ 0.80 {rok} |\n\
+         | RSS right after this load: auth service / main backend | {ra:.1} / {rm:.1} MiB | |\n\n\
+         A cached `/v1/me` is two in-memory hits (the token's validation, kept for its TTL and evicted by\n\
+         revocations, and the caller's mirror row, kept for at most 1 s) and a JSON body.\n\n\
+         ## Reconciliation (`POST /admin/v1/sync`, pages of 1,000 from the auth service)\n\n\
+         | figure | value | goal |\n|---|---|---|\n\
+         | 10,000 users, all to create ({sc} created) | {small_s:.2} s (server: {sms} ms) | reference |\n\
+         | 100,000 users, all to create ({lc} created) | **{large_s:.2} s** (server: {lms} ms) | < 10 s {lok2} |\n\
+         | 100k ÷ 10k | {linear:.1} | ≈ 10 when linear {linok} |\n\
+         | 100,000 users again, nothing to change ({au} unchanged) | {again_s:.2} s (server: {ams} ms) | |\n\n",
         pn = propagation.len(),
-        pok = ok(p50 < 50.0 && p99 < 500.0),
+        pok = ok(p99 < 500.0),
         ln = to_401.len(),
-        lok = ok(lmax < 1000.0),
-        lrps = live.rps(),
-        lp50 = live.pct(0.5),
-        lp99 = live.pct(0.99),
-        lerr = live.errors,
-        mrps = me.rps(),
-        mp50 = me.pct(0.5),
-        mp99 = me.pct(0.99),
-        merr = me.errors,
+        lok = ok(l99 < 1000.0),
+        live = live.summary(),
+        mes = me.summary(),
         rok = ok(ratio >= 0.8),
-        fc = first_report["created"],
-        first_s = first.as_secs_f64(),
-        fms = first_report["duration_ms"],
-        fok = ok(first.as_secs_f64() < 10.0),
-        second_s = second.as_secs_f64(),
-        sms = second_report["duration_ms"],
-        su = second_report["unchanged"],
+        ra = under_load.0,
+        rm = under_load.1,
+        sc = small_report["created"],
+        small_s = small.as_secs_f64(),
+        sms = small_report["duration_ms"],
+        lc = large_report["created"],
+        large_s = large.as_secs_f64(),
+        lms = large_report["duration_ms"],
+        lok2 = ok(large.as_secs_f64() < 10.0),
+        linok = ok(linear < 12.5),
+        again_s = again.as_secs_f64(),
+        ams = again_report["duration_ms"],
+        au = again_report["unchanged"],
     ))
 }
