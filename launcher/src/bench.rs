@@ -19,12 +19,14 @@ use serde_json::json;
 struct Args {
     postgres: Option<String>,
     seconds: u64,
+    out: String,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let mut out = Args {
         postgres: None,
         seconds: 10,
+        out: "BENCHMARKS.md".into(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -41,6 +43,12 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
                     .next()
                     .ok_or_else(|| anyhow::anyhow!("--seconds N"))?
                     .parse()?
+            }
+            "--out" => {
+                out.out = it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--out FILE"))?
+                    .clone()
             }
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -296,7 +304,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         },
         secs = args.seconds,
     );
-    std::fs::write("BENCHMARKS.md", &report)?;
+    std::fs::write(&args.out, &report)?;
     println!("{report}");
     Ok(())
 }

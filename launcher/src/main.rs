@@ -5,8 +5,8 @@
 //! generated on first run into `data/dev/` (git-ignored) and reused after that;
 //! variables set in the environment win over them.
 //!
-//! `cargo run --release -p launcher -- bench` runs the benchmarks and rewrites
-//! BENCHMARKS.md (see `bench.rs`).
+//! `./scripts/bench` builds the release binaries and runs `launcher bench`,
+//! which rewrites BENCHMARKS.md (see `bench.rs`).
 
 mod bench;
 mod bench_sync;
@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         None | Some("dev") => dev::run().await,
         Some("bench") => bench::run(&args[1..]).await,
         Some(other) => {
-            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N]`");
+            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N] [--out FILE]`");
             std::process::exit(2)
         }
     }
