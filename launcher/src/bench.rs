@@ -340,7 +340,7 @@ fn misses(body: &str) -> String {
         (
             "during the login storm",
             "Login is driven at the argon2 limit on purpose, so both cores are busy hashing and the \
-             probe waits for a core; hashing runs on the blocking pool, never on the request threads, so \
+             probe waits for a core; hashing runs on its own threads, never on the request threads, so \
              it is CPU time, not a stalled event loop. The load generator shares the same two cores.",
         ),
         (

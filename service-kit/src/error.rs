@@ -93,8 +93,7 @@ impl From<diesel::result::Error> for ApiError {
         match &e {
             // A lost or closed connection is the database being away, which
             // clients should treat as retryable.
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::BrokenTransactionManager => Self {
+            _ if database_away(&e) => Self {
                 source: Some(e.into()),
                 ..Self::unavailable("the database is unavailable; retry shortly")
             },
@@ -109,6 +108,29 @@ impl From<diesel::result::Error> for ApiError {
             },
             _ => Self::internal(e),
         }
+    }
+}
+
+/// Whether `e` says the database server is away (stopped, restarting,
+/// failing over) rather than that the query is wrong: answered 503, never
+/// 500. diesel-async reports a dropped PostgreSQL socket as
+/// `UnableToSendCommand` ("connection closed"), and keeps only the message
+/// of the server's own shutdown errors (SQLSTATE 57P01-57P03) under
+/// `Unknown`, so those are recognised by their fixed wording.
+fn database_away(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+        }
+        _ => false,
     }
 }
 
@@ -197,4 +219,46 @@ pub fn query_error_handler(
 /// Unknown routes.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn status(e: Error) -> StatusCode {
+        ApiError::from(e).status_code()
+    }
+
+    #[test]
+    fn a_database_that_went_away_is_503_and_a_bad_query_is_500() {
+        let info = |m: &str| Box::new(m.to_owned()) as _;
+        for away in [
+            Error::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand,
+                info("connection closed"),
+            ),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info("closed")),
+            Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                info("terminating connection due to administrator command"),
+            ),
+            Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                info("the database system is shutting down"),
+            ),
+            Error::BrokenTransactionManager,
+        ] {
+            assert_eq!(status(away), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        for bug in [
+            Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                info("column \"nope\" does not exist"),
+            ),
+            Error::NotFound,
+        ] {
+            assert_eq!(status(bug), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
 }
