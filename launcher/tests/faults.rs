@@ -139,22 +139,24 @@ fn email(tag: &str, i: usize) -> String {
     format!("{tag}-{i}-{}@example.com", Uuid::new_v4().simple())
 }
 
-async fn pool(url: &str) -> DbPool {
-    DbPool::connect(url, 1).await.expect("database reachable")
+/// Loads the rows of `$query` (a diesel select) from the database at
+/// `$url`, on either backend.
+macro_rules! load {
+    ($url:expr, $query:expr) => {{
+        let pool = DbPool::connect($url, 1).await.expect("database reachable");
+        let mut pooled = pool.get().await.unwrap();
+        service_kit::run!(&mut pooled.conn(), |c| {
+            diesel_async::RunQueryDsl::load($query, c).await
+        })
+        .unwrap()
+    }};
 }
 
 /// Users as the auth service's database has them: id → version.
 async fn auth_users(url: &str) -> HashMap<Uuid, i64> {
     use auth_service::db::schema::users::dsl::*;
     use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    let pool = pool(url).await;
-    let mut pooled = pool.get().await.unwrap();
-    let rows: Vec<(DbUuid, i64)> = service_kit::run!(&mut pooled.conn(), |c| users
-        .select((id, version))
-        .load(c)
-        .await)
-    .unwrap();
+    let rows: Vec<(DbUuid, i64)> = load!(url, users.select((id, version)));
     rows.into_iter().map(|(i, v)| (i.0, v)).collect()
 }
 
@@ -162,15 +164,10 @@ async fn auth_users(url: &str) -> HashMap<Uuid, i64> {
 async fn outbox(url: &str) -> Vec<(Uuid, String, String, i32)> {
     use auth_service::db::schema::webhook_events::dsl::*;
     use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    let pool = pool(url).await;
-    let mut pooled = pool.get().await.unwrap();
-    let rows: Vec<(DbUuid, String, String, i32)> =
-        service_kit::run!(&mut pooled.conn(), |c| webhook_events
-            .select((id, event_type, status, attempts))
-            .load(c)
-            .await)
-        .unwrap();
+    let rows: Vec<(DbUuid, String, String, i32)> = load!(
+        url,
+        webhook_events.select((id, event_type, status, attempts))
+    );
     rows.into_iter()
         .map(|(i, t, s, a)| (i.0, t, s, a))
         .collect()
@@ -179,29 +176,15 @@ async fn outbox(url: &str) -> Vec<(Uuid, String, String, i32)> {
 /// The main backend's mirror: id → auth version.
 async fn mirror_users(url: &str) -> HashMap<Uuid, i64> {
     use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
     use main_backend::db::schema::userbase::dsl::*;
-    let pool = pool(url).await;
-    let mut pooled = pool.get().await.unwrap();
-    let rows: Vec<(DbUuid, i64)> = service_kit::run!(&mut pooled.conn(), |c| userbase
-        .select((id, auth_version))
-        .load(c)
-        .await)
-    .unwrap();
+    let rows: Vec<(DbUuid, i64)> = load!(url, userbase.select((id, auth_version)));
     rows.into_iter().map(|(i, v)| (i.0, v)).collect()
 }
 
 async fn processed_webhooks(url: &str) -> Vec<String> {
     use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
     use main_backend::db::schema::processed_webhooks::dsl::*;
-    let pool = pool(url).await;
-    let mut pooled = pool.get().await.unwrap();
-    service_kit::run!(&mut pooled.conn(), |c| processed_webhooks
-        .select(id)
-        .load(c)
-        .await)
-    .unwrap()
+    load!(url, processed_webhooks.select(id))
 }
 
 /// Waits until the mirror holds exactly the auth service's users at their
@@ -551,7 +534,7 @@ impl OwnPostgres {
     fn pg(&self, tool: &str) -> std::process::Command {
         let path = self.bin.join(tool);
         // PostgreSQL refuses to run as root: use its own user then.
-        if nix_is_root() {
+        if running_as_root() {
             let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(path);
             c
@@ -564,7 +547,7 @@ impl OwnPostgres {
         let bin = find_pg_bin().expect("PostgreSQL binaries (initdb) for the restart test");
         let data = scratch("pgdata");
         std::fs::create_dir_all(&data).unwrap();
-        if nix_is_root() {
+        if running_as_root() {
             let ok = std::process::Command::new("chown")
                 .args(["postgres"])
                 .arg(&data)
@@ -638,7 +621,7 @@ impl Drop for OwnPostgres {
     }
 }
 
-fn nix_is_root() -> bool {
+fn running_as_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -918,16 +901,13 @@ async fn two_replicas_of_each_service_share_the_work_once() {
     tokio::time::sleep(window.saturating_sub(reconcile_from_elapsed(reconcile_from))).await;
     let runs: Vec<(String, DbTime)> = {
         use diesel::prelude::*;
-        use diesel_async::RunQueryDsl;
         use main_backend::db::schema::sync_runs::dsl::*;
-        let pool = pool(&main_db).await;
-        let mut pooled = pool.get().await.unwrap();
-        service_kit::run!(&mut pooled.conn(), |c| sync_runs
-            .select((trigger, started_at))
-            .filter(started_at.ge(DbTime(reconcile_from)))
-            .load(c)
-            .await)
-        .unwrap()
+        load!(
+            &main_db,
+            sync_runs
+                .select((trigger, started_at))
+                .filter(started_at.ge(DbTime(reconcile_from)))
+        )
     };
     let mut periodic: Vec<chrono::DateTime<chrono::Utc>> = runs
         .iter()
