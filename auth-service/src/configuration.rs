@@ -18,7 +18,11 @@
 //! | `AUTH_WEBHOOK_SECRET` | required unless delivery is off | `whsec_<base64>` |
 //! | `AUTH_WEBHOOK_GIVE_UP_SECONDS` | 86400 | retry an event this long, then mark it failed |
 //! | `AUTH_WEBHOOK_BACKOFF_MS` | 1000 | first retry delay (doubles, capped at 1 h, jittered) |
-//! | `AUTH_PUBLIC_URL` | `http://127.0.0.1:8001` | base of links in mail |
+//! | `AUTH_PUBLIC_URL` | `http://127.0.0.1:8001` | where browsers reach this service |
+//! | `AUTH_APP_URL` | `AUTH_PUBLIC_URL` | base of the links in mail: the web app serving `/account/...` pages (the main backend) |
+//! | `AUTH_COOKIE_SECURE` | true when `AUTH_PUBLIC_URL` is https | the refresh cookie's `Secure` flag |
+//! | `CORS_ALLOWED_ORIGINS` | none | origins of browser apps allowed to call this service |
+//! | `CORS_ALLOW_CREDENTIALS` | false | let those origins send and receive the refresh cookie |
 //! | `SMTP_URL` | unset | mail over SMTP when set |
 //! | `AUTH_MAIL_OUTBOX` | `data/mail.jsonl` | mail as JSON lines otherwise |
 //! | `AUTH_LOCKOUT_THRESHOLD` | 5 | |
@@ -68,6 +72,11 @@ pub struct Settings {
     /// Where and how events are delivered; `None` when `AUTH_WEBHOOK_URL=off`.
     pub webhook: Option<WebhookTarget>,
     pub public_url: String,
+    /// Base of the links in mail (`AUTH_APP_URL`).
+    pub app_url: String,
+    /// The refresh cookie's `Secure` attribute.
+    pub cookie_secure: bool,
+    pub cors: shared_types::config::CorsSettings,
     pub smtp_url: Option<SecretString>,
     pub mail_outbox: PathBuf,
     pub lockout_threshold: u32,
@@ -221,6 +230,22 @@ impl Settings {
             audience: get("AUTH_AUDIENCE").unwrap_or_else(|| "main-backend".into()),
             service_api_key: service_api_key.into(),
             webhook,
+            app_url: get("AUTH_APP_URL")
+                .unwrap_or_else(|| public_url.clone())
+                .trim_end_matches('/')
+                .to_owned(),
+            cookie_secure: match get("AUTH_COOKIE_SECURE").as_deref() {
+                None => public_url.starts_with("https://"),
+                Some("true" | "1") => true,
+                Some("false" | "0") => false,
+                Some(other) => {
+                    return Err(err(
+                        "AUTH_COOKIE_SECURE",
+                        format!("`{other}` is not true or false"),
+                    ))
+                }
+            },
+            cors: shared_types::config::CorsSettings::from_lookup(&get)?,
             public_url,
             smtp_url: get("SMTP_URL").map(SecretString::from),
             mail_outbox: get("AUTH_MAIL_OUTBOX")

@@ -94,6 +94,62 @@ impl FromRequest for ClientInfo {
     }
 }
 
+/// Where the caller wants its refresh token: in the JSON body (the default,
+/// for programs) or in an HttpOnly cookie (`X-Token-Transport: cookie`, for
+/// browser apps, whose JavaScript then never holds it).
+///
+/// Cookie mode is the one place a browser's ambient credential (the cookie)
+/// authenticates a request, so it is where cross-site request forgery is
+/// stopped, three ways: the cookie is `SameSite=Strict`; the custom header
+/// makes every cross-origin call need a CORS preflight that only configured
+/// origins pass; and the request's `Origin` must be this service's own or
+/// one of `CORS_ALLOWED_ORIGINS` (403 `origin_not_allowed` otherwise, also
+/// when it is missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTransport {
+    Body,
+    Cookie,
+}
+
+impl TokenTransport {
+    pub fn of(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = req.headers().get(service_kit::http::TOKEN_TRANSPORT_HEADER) else {
+            return Ok(Self::Body);
+        };
+        if !value.as_bytes().eq_ignore_ascii_case(b"cookie") {
+            return Err(ApiError::bad_request(
+                "X-Token-Transport: the only accepted value is `cookie`",
+            ));
+        }
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .unwrap_or("");
+        let own = shared_types::config::origin_of(&state.settings.public_url);
+        if origin.is_empty()
+            || !(state.settings.cors.allows(origin) || own.as_deref() == Some(origin))
+        {
+            return Err(ApiError::forbidden(
+                "origin_not_allowed",
+                "cookie mode needs an Origin header naming this service or one of CORS_ALLOWED_ORIGINS",
+            ));
+        }
+        Ok(Self::Cookie)
+    }
+}
+
+impl FromRequest for TokenTransport {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            service_kit::http::app_state::<AppState>(req).and_then(|state| Self::of(req, &state)),
+        )
+    }
+}
+
 /// A user whose access token is valid *and* whose session is still live:
 /// logout takes effect at once, not when the token expires.
 #[derive(Debug, Clone)]

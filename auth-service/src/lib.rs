@@ -137,6 +137,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(service_kit::http::cors(&state.settings.cors))
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
                 .configure(|cfg| routes::configure(cfg, rate_limit.as_ref()))

@@ -7,6 +7,9 @@
 //! | `DATABASE_URL` | `sqlite://data/main.db` | `sqlite://PATH` or `postgres://...` |
 //! | `MAIN_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
 //! | `AUTH_SERVICE_URL` | `http://127.0.0.1:8001` | the auth service |
+//! | `AUTH_PUBLIC_URL` | `AUTH_SERVICE_URL` | where browsers reach the auth service (the web app calls it) |
+//! | `CORS_ALLOWED_ORIGINS` | none | origins of browser apps on other origins allowed to call this service |
+//! | `CORS_ALLOW_CREDENTIALS` | false | whether those calls may carry cookies |
 //! | `AUTH_SERVICE_API_KEY` | required | bearer for the auth service's internal API |
 //! | `AUTH_WEBHOOK_SECRET` | required | `whsec_<base64>`, shared with the auth service |
 //! | `MAIN_SECRETS_KEY` | required | base64 of 32 random bytes; encrypts users' secrets |
@@ -30,6 +33,9 @@ pub struct Settings {
     pub database_url: String,
     pub database_pool_size: Option<u32>,
     pub auth_service_url: String,
+    /// The auth service as browsers reach it (`AUTH_PUBLIC_URL`).
+    pub auth_public_url: String,
+    pub cors: shared_types::config::CorsSettings,
     pub auth_api_key: SecretString,
     pub webhook_key: WebhookKey,
     pub secrets_key: std::sync::Arc<crate::crypto::SecretsKey>,
@@ -77,6 +83,12 @@ impl Settings {
         if !(auth_service_url.starts_with("http://") || auth_service_url.starts_with("https://")) {
             return Err(err("AUTH_SERVICE_URL", "must be an http(s) URL"));
         }
+        let auth_public_url = get("AUTH_PUBLIC_URL")
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| auth_service_url.clone());
+        if shared_types::config::origin_of(&auth_public_url).is_none() {
+            return Err(err("AUTH_PUBLIC_URL", "must be an http(s) URL"));
+        }
         let sync_interval =
             parse_opt(&get, "SYNC_INTERVAL_SECONDS", 0u64, 7 * 24 * 3600)?.unwrap_or(300);
         Ok(Self {
@@ -84,6 +96,8 @@ impl Settings {
             database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/main.db".into()),
             database_pool_size: parse_opt(&get, "MAIN_DATABASE_POOL_SIZE", 1, 1000)?,
             auth_service_url,
+            auth_public_url,
+            cors: shared_types::config::CorsSettings::from_lookup(&get)?,
             auth_api_key: api_key.into(),
             webhook_key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &webhook_secret)?,
             secrets_key: std::sync::Arc::new(secrets_key),

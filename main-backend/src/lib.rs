@@ -133,6 +133,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(service_kit::http::cors(&app_state.settings.cors))
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
                 .configure(routes::configure)

@@ -165,3 +165,36 @@ mod tests {
         assert!(!key_matches("", "abc"));
     }
 }
+
+/// The header a browser client sends to ask for the refresh token as an
+/// HttpOnly cookie instead of in the JSON body (auth service). Being a
+/// non-standard header, it makes every cross-origin use of it need a CORS
+/// preflight, which only configured origins pass.
+pub const TOKEN_TRANSPORT_HEADER: &str = "x-token-transport";
+
+/// CORS for browser clients on other origins: only the configured origins,
+/// credentials only when configured, and the headers our APIs use.
+/// Requests from other origins are served without CORS headers (the
+/// browser then hides the answer); their preflights are refused.
+pub fn cors(settings: &shared_types::config::CorsSettings) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static(TOKEN_TRANSPORT_HEADER),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(600);
+    for origin in &settings.origins {
+        cors = cors.allowed_origin(origin);
+    }
+    if settings.credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
+}

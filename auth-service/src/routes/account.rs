@@ -75,13 +75,11 @@ fn invalid_credentials() -> ApiError {
 }
 
 impl AppState {
-    /// `{AUTH_PUBLIC_URL}/account/{page}?token=...`: where the mail's link
-    /// leads (a page that posts the token back to the matching endpoint).
+    /// `{AUTH_APP_URL}/account/{page}?token=...`: where the mail's link
+    /// leads (the web app's page that posts the token back to the matching
+    /// endpoint).
     fn link(&self, page: &str, token: &str) -> String {
-        format!(
-            "{}/account/{page}?token={token}",
-            self.settings.public_url.trim_end_matches('/')
-        )
+        format!("{}/account/{page}?token={token}", self.settings.app_url)
     }
 
     /// Queues a mail carrying a fresh token (whose hash the caller stores in

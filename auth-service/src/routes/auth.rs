@@ -1,10 +1,11 @@
 //! Register, login, refresh, logout.
 
-use actix_web::{web, HttpResponse};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Duration, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared_types::{PublicUser, RegisterResponse, TokenPair};
 use uuid::Uuid;
 
@@ -16,7 +17,7 @@ use crate::db::users::{self, NewUser};
 use crate::db::{self, Conn};
 use crate::domain::{Email, FullName, NewPassword};
 use crate::error::ApiError;
-use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::extractors::{AuthenticatedUser, ClientInfo, TokenTransport};
 use crate::tokens::{hash_token, random_token};
 use crate::AppState;
 use service_kit::transaction;
@@ -66,6 +67,51 @@ pub(crate) fn audit(
         success,
         detail: detail.map(str::to_owned),
         created_at: DbTime(db::now()),
+    }
+}
+
+/// The cookie holding the refresh token in cookie mode. Its path keeps the
+/// browser from sending it anywhere but `/v1/token/...` (refresh).
+pub const REFRESH_COOKIE: &str = "refresh_token";
+const REFRESH_COOKIE_PATH: &str = "/v1/token";
+
+impl AppState {
+    /// The refresh cookie with `value`; an empty value and age 0 delete it.
+    fn refresh_cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
+        Cookie::build(REFRESH_COOKIE, value)
+            .path(REFRESH_COOKIE_PATH)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.settings.cookie_secure)
+            .max_age(actix_web::cookie::time::Duration::seconds(
+                max_age.num_seconds(),
+            ))
+            .finish()
+    }
+
+    /// Answers with `body`, which holds `pair`: unchanged in body mode; in
+    /// cookie mode the refresh token moves out of the JSON into the cookie.
+    fn deliver<T: Serialize>(
+        &self,
+        transport: TokenTransport,
+        mut answer: HttpResponseBuilder,
+        body: &T,
+        pair: &TokenPair,
+    ) -> Result<HttpResponse, ApiError> {
+        if transport == TokenTransport::Body {
+            return Ok(answer.json(body));
+        }
+        let mut json = serde_json::to_value(body).map_err(ApiError::internal)?;
+        if let Some(object) = json.as_object_mut() {
+            object.remove("refresh_token");
+            if let Some(tokens) = object.get_mut("tokens").and_then(|t| t.as_object_mut()) {
+                tokens.remove("refresh_token");
+            }
+        }
+        let days = Duration::days(self.settings.refresh_token_days);
+        Ok(answer
+            .cookie(self.refresh_cookie(pair.refresh_token.clone(), days))
+            .json(json))
     }
 }
 
@@ -146,6 +192,7 @@ impl AppState {
 pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
+    transport: TokenTransport,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -194,7 +241,8 @@ pub async fn register(
         created_at: now,
     };
     tracing::info!(user_id = %user.id, "user registered");
-    Ok(HttpResponse::Created().json(RegisterResponse { user, tokens }))
+    let answer = RegisterResponse { user, tokens };
+    state.deliver(transport, HttpResponse::Created(), &answer, &answer.tokens)
 }
 
 /// One login attempt, for counting it when it fails.
@@ -252,8 +300,9 @@ impl Attempt<'_> {
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
+    transport: TokenTransport,
     body: web::Json<LoginRequest>,
-) -> Result<web::Json<TokenPair>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     // A malformed email can't match an account, but it is still counted and
     // still pays for a hash, so that its answer looks like any other failure.
@@ -365,7 +414,39 @@ pub async fn login(
         .await?;
         Ok(tokens)
     })?;
-    Ok(web::Json(tokens))
+    state.deliver(transport, HttpResponse::Ok(), &tokens, &tokens)
+}
+
+/// `POST /v1/token/refresh`: the refresh token comes from the JSON body,
+/// or in cookie mode from the cookie (the body is then ignored).
+pub async fn refresh(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    transport: TokenTransport,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let presented = match transport {
+        TokenTransport::Body => {
+            web::Json::<RefreshRequest>::from_request(&req, &mut payload.into_inner())
+                .await?
+                .into_inner()
+                .refresh_token
+        }
+        TokenTransport::Cookie => match req.cookie(REFRESH_COOKIE) {
+            Some(cookie) => cookie.value().to_owned(),
+            None => return Err(invalid_refresh_token().into()),
+        },
+    };
+    let pair = exchange(&state, &client, presented).await?;
+    Ok(state.deliver(transport, HttpResponse::Ok(), &pair, &pair)?)
+}
+
+fn invalid_refresh_token() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_refresh_token",
+        "the refresh token is invalid or expired",
+    )
 }
 
 /// Exchanges a refresh token for a new pair and spends it.
@@ -374,18 +455,12 @@ pub async fn login(
 /// (two tabs refreshing at once, a retried request) gets the same pair the
 /// first exchange produced; after that it is reuse — a sign the token was
 /// stolen — and the whole session is revoked.
-pub async fn refresh(
-    state: web::Data<AppState>,
-    client: ClientInfo,
-    body: web::Json<RefreshRequest>,
-) -> Result<web::Json<TokenPair>, ApiError> {
-    let presented = body.into_inner().refresh_token;
-    let invalid = || {
-        ApiError::unauthorized(
-            "invalid_refresh_token",
-            "the refresh token is invalid or expired",
-        )
-    };
+async fn exchange(
+    state: &AppState,
+    client: &ClientInfo,
+    presented: String,
+) -> Result<TokenPair, ApiError> {
+    let invalid = invalid_refresh_token;
     let now = db::now();
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
@@ -422,13 +497,13 @@ pub async fn refresh(
             Ok(true)
         })?;
         if won {
-            return Ok(web::Json(state.token_pair(
+            return state.token_pair(
                 &session,
                 &Issued {
                     refresh_token: successor,
                     row,
                 },
-            )?));
+            );
         }
     }
     // Spent, possibly a moment ago by a request racing this one.
@@ -440,13 +515,13 @@ pub async fn refresh(
     if in_grace && session.is_active(now) {
         if let Some(row) = sessions::find_successor(conn, token.id.0).await? {
             let successor = state.keys.successor_refresh_token(&presented);
-            return Ok(web::Json(state.token_pair(
+            return state.token_pair(
                 &session,
                 &Issued {
                     refresh_token: successor,
                     row,
                 },
-            )?));
+            );
         }
     }
     transaction!(conn, |tx| -> ApiError {
@@ -523,5 +598,8 @@ async fn end_sessions(
         Ok(())
     })?;
     state.outbox.wake();
-    Ok(HttpResponse::NoContent().finish())
+    // A browser app's refresh cookie goes with the session.
+    Ok(HttpResponse::NoContent()
+        .cookie(state.refresh_cookie(String::new(), Duration::zero()))
+        .finish())
 }

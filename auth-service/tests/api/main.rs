@@ -6,6 +6,7 @@ mod helpers;
 
 mod account;
 mod admin;
+mod browser;
 mod errors;
 mod health;
 mod internal;
