@@ -81,16 +81,30 @@ pub async fn run() -> anyhow::Result<()> {
             .filter(|v| !v.is_empty())
             .or_else(|| secrets.get(k).cloned())
     };
-    let auth = Application::build(Settings::from_lookup(lookup)?).await?;
-    let main = main_backend::Application::build(
-        main_backend::configuration::Settings::from_lookup(lookup)?,
-    )
-    .await?;
+    let main_settings = main_backend::configuration::Settings::from_lookup(lookup)?;
+    // The web app is served by the main backend and calls the auth service
+    // from the browser: that origin may use cookie mode, and mail links
+    // lead to its pages. Loopback only, so it works out of the box.
+    let app_url = format!(
+        "http://{}",
+        main_settings.bind.replace("0.0.0.0", "127.0.0.1")
+    );
+    let auth_lookup = |k: &str| {
+        lookup(k).or_else(|| match k {
+            "CORS_ALLOWED_ORIGINS" | "AUTH_APP_URL" => Some(app_url.clone()),
+            "CORS_ALLOW_CREDENTIALS" => Some("true".into()),
+            _ => None,
+        })
+    };
+    let auth = Application::build(Settings::from_lookup(auth_lookup)?).await?;
+    let main = main_backend::Application::build(main_settings).await?;
     eprintln!(
-        "launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db)\n\
+        "launcher: open the web app at http://127.0.0.1:{}/\n\
+         launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db)\n\
          launcher: main backend on http://127.0.0.1:{} (SQLite at data/main.db)\n\
          launcher: mail (verification, reset links) is appended to data/mail.jsonl\n\
          launcher: the internal API key and webhook secret are in {DEV_DIR}/secrets.env",
+        main.port(),
         auth.port(),
         main.port()
     );

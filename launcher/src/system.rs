@@ -205,6 +205,11 @@ impl System {
         })
     }
 
+    /// The scratch directory: logs, secrets, the mail outbox (`mail.jsonl`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn api_key(&self) -> &str {
         self.secrets
             .get("AUTH_SERVICE_API_KEY")

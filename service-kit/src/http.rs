@@ -134,38 +134,6 @@ pub fn key_matches(presented: &str, expected: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    #[test]
-    fn bearer_parsing() {
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer abc"))
-            .to_http_request();
-        assert_eq!(bearer(&req), Some("abc"));
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "bearer  abc "))
-            .to_http_request();
-        assert_eq!(bearer(&req), Some("abc"));
-        for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
-            let req = TestRequest::default()
-                .insert_header((header::AUTHORIZATION, bad))
-                .to_http_request();
-            assert_eq!(bearer(&req), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn key_comparison() {
-        assert!(key_matches("abc", "abc"));
-        assert!(!key_matches("abc", "abd"));
-        assert!(!key_matches("abc", "abcd"));
-        assert!(!key_matches("", "abc"));
-    }
-}
-
 /// The header a browser client sends to ask for the refresh token as an
 /// HttpOnly cookie instead of in the JSON body (auth service). Being a
 /// non-standard header, it makes every cross-origin use of it need a CORS
@@ -197,4 +165,36 @@ pub fn cors(settings: &shared_types::config::CorsSettings) -> actix_cors::Cors {
         cors = cors.supports_credentials();
     }
     cors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn bearer_parsing() {
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "Bearer abc"))
+            .to_http_request();
+        assert_eq!(bearer(&req), Some("abc"));
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "bearer  abc "))
+            .to_http_request();
+        assert_eq!(bearer(&req), Some("abc"));
+        for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
+            let req = TestRequest::default()
+                .insert_header((header::AUTHORIZATION, bad))
+                .to_http_request();
+            assert_eq!(bearer(&req), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(key_matches("abc", "abc"));
+        assert!(!key_matches("abc", "abd"));
+        assert!(!key_matches("abc", "abcd"));
+        assert!(!key_matches("", "abc"));
+    }
 }

@@ -491,7 +491,7 @@ async fn exchange(
             sessions::touch(tx, session.id.0, now, row.expires_at.0).await?;
             events::record(
                 tx,
-                &audit(kind::REFRESH, Some(session.user_id.0), &client, true, None),
+                &audit(kind::REFRESH, Some(session.user_id.0), client, true, None),
             )
             .await?;
             Ok(true)
@@ -538,7 +538,7 @@ async fn exchange(
             &audit(
                 kind::REFRESH_REUSED,
                 Some(session.user_id.0),
-                &client,
+                client,
                 false,
                 None,
             ),

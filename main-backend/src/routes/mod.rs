@@ -6,12 +6,18 @@ mod data;
 mod health;
 mod me;
 mod tasks;
+mod webapp;
 mod webhooks;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(health::live))
+    cfg.route("/", web::get().to(webapp::index))
+        .route("/account/{page}", web::get().to(webapp::account))
+        .route("/app.js", web::get().to(webapp::script))
+        .route("/app.css", web::get().to(webapp::style))
+        .route("/app/config.json", web::get().to(webapp::config))
+        .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .route("/health/sync", web::get().to(health::sync))
         .route("/webhooks/auth", web::post().to(webhooks::receive))

@@ -8,4 +8,5 @@ mod auth_checks;
 mod business;
 mod profile;
 mod sync;
+mod webapp;
 mod webhooks;

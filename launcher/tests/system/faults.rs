@@ -6,112 +6,22 @@
 //! Every test runs on SQLite, or on PostgreSQL when `TEST_DATABASE_URL` is
 //! set (as in the README's test command); the PostgreSQL-only ones (server
 //! restart, replicas) say so and return on SQLite, the SQLite-only one on
-//! PostgreSQL. The tests run one at a time: they measure timeouts, and two
-//! cores shared by several systems would blur them.
-
-// A failed unwrap here is a failed test, with its line number.
-#![allow(clippy::unwrap_used)]
+//! PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use launcher::system::{free_port, Service, System};
+use launcher::system::{free_port, System};
 use serde_json::{json, Value};
 use service_kit::db::{DbPool, DbTime, DbUuid};
 use service_kit::testing::TestDb;
 use uuid::Uuid;
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-const READY: Duration = Duration::from_secs(30);
+use crate::stack::{client, postgres, scratch, Stack, READY, SERIAL};
+
 const PASSWORD: &str = "fault injection password 42";
-
-fn postgres() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-}
-
-/// One auth service and one main backend, each with a database of its own.
-struct Stack {
-    _system: System,
-    auth: Service,
-    main: Service,
-    auth_db: String,
-    main_db: String,
-    client: reqwest::Client,
-    _dbs: Vec<TestDb>,
-}
-
-fn scratch(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("faults-{name}-{}", Uuid::new_v4().simple()))
-}
-
-impl Stack {
-    /// `auth_extra` and `main_extra` add or override environment variables.
-    async fn start(name: &str, auth_extra: &[(&str, &str)], main_extra: &[(&str, &str)]) -> Self {
-        let dir = scratch(name);
-        let system = System::new(&dir).expect("system dir");
-        let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
-        let (main_tdb, main_db) = TestDb::create(&dir, "main").await;
-        Self::on(
-            system,
-            auth_db,
-            main_db,
-            vec![auth_tdb, main_tdb],
-            auth_extra,
-            main_extra,
-        )
-        .await
-    }
-
-    async fn on(
-        system: System,
-        auth_db: String,
-        main_db: String,
-        dbs: Vec<TestDb>,
-        auth_extra: &[(&str, &str)],
-        main_extra: &[(&str, &str)],
-    ) -> Self {
-        let (auth_port, main_port) = (free_port().unwrap(), free_port().unwrap());
-        // Retries start at 100 ms so a restarted receiver is found quickly.
-        let mut auth_env = vec![("AUTH_WEBHOOK_BACKOFF_MS", "100")];
-        auth_env.extend_from_slice(auth_extra);
-        let mut auth = system
-            .auth(
-                "auth",
-                auth_port,
-                &auth_db,
-                &format!("http://127.0.0.1:{main_port}/webhooks/auth"),
-                &auth_env,
-            )
-            .unwrap();
-        auth.ready(READY).await.unwrap();
-        let mut main_env = vec![("SYNC_INTERVAL_SECONDS", "0")];
-        main_env.extend_from_slice(main_extra);
-        let mut main = system
-            .main("main", main_port, &main_db, &auth.url(), &main_env)
-            .unwrap();
-        main.ready(READY).await.unwrap();
-        Self {
-            _system: system,
-            auth,
-            main,
-            auth_db,
-            main_db,
-            client: client(),
-            _dbs: dbs,
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// Registers `email`; `Ok(Some((id, access token)))` on 201, `Ok(None)` on
 /// any other answer, `Err` when no answer came (connection refused or cut).

@@ -1,0 +1,13 @@
+//! Tests of the whole system: the real binaries (`target/<profile>/auth-service`
+//! and `main-backend`, built by `cargo test --workspace`) started as
+//! processes. One binary, run one test at a time (`stack::SERIAL`).
+//!
+//! - `faults`: processes killed, frozen, databases restarted, replicas.
+//! - `browser`: the web app in headless Chromium (WebDriver).
+
+// A failed unwrap here is a failed test, with its line number.
+#![allow(clippy::unwrap_used)]
+
+mod browser;
+mod faults;
+mod stack;

@@ -1,0 +1,111 @@
+//! One auth service and one main backend as real processes, each with a
+//! database of its own: what the fault and browser tests start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use launcher::system::{free_port, Service, System};
+use service_kit::testing::TestDb;
+use uuid::Uuid;
+
+/// The tests of this binary run one at a time: they time timeouts and
+/// drive browsers, and two cores shared by several systems would blur them.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub const READY: Duration = Duration::from_secs(30);
+
+pub fn postgres() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+}
+
+/// One auth service and one main backend, each with a database of its own.
+pub struct Stack {
+    pub system: System,
+    pub auth: Service,
+    pub main: Service,
+    pub auth_db: String,
+    pub main_db: String,
+    pub client: reqwest::Client,
+    pub _dbs: Vec<TestDb>,
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("faults-{name}-{}", Uuid::new_v4().simple()))
+}
+
+impl Stack {
+    /// `auth_extra` and `main_extra` add or override environment variables.
+    pub async fn start(
+        name: &str,
+        auth_extra: &[(&str, &str)],
+        main_extra: &[(&str, &str)],
+    ) -> Self {
+        let dir = scratch(name);
+        let system = System::new(&dir).expect("system dir");
+        let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
+        let (main_tdb, main_db) = TestDb::create(&dir, "main").await;
+        Self::on(
+            system,
+            auth_db,
+            main_db,
+            vec![auth_tdb, main_tdb],
+            auth_extra,
+            main_extra,
+        )
+        .await
+    }
+
+    pub async fn on(
+        system: System,
+        auth_db: String,
+        main_db: String,
+        dbs: Vec<TestDb>,
+        auth_extra: &[(&str, &str)],
+        main_extra: &[(&str, &str)],
+    ) -> Self {
+        let (auth_port, main_port) = (free_port().unwrap(), free_port().unwrap());
+        // Retries start at 100 ms so a restarted receiver is found quickly.
+        // The main backend's web app may use cookie mode, as in development.
+        let app_url = format!("http://127.0.0.1:{main_port}");
+        let mut auth_env = vec![
+            ("AUTH_WEBHOOK_BACKOFF_MS", "100"),
+            ("AUTH_APP_URL", &app_url),
+            ("CORS_ALLOWED_ORIGINS", &app_url),
+            ("CORS_ALLOW_CREDENTIALS", "true"),
+        ];
+        auth_env.extend_from_slice(auth_extra);
+        let mut auth = system
+            .auth(
+                "auth",
+                auth_port,
+                &auth_db,
+                &format!("http://127.0.0.1:{main_port}/webhooks/auth"),
+                &auth_env,
+            )
+            .unwrap();
+        auth.ready(READY).await.unwrap();
+        let mut main_env = vec![("SYNC_INTERVAL_SECONDS", "0")];
+        main_env.extend_from_slice(main_extra);
+        let mut main = system
+            .main("main", main_port, &main_db, &auth.url(), &main_env)
+            .unwrap();
+        main.ready(READY).await.unwrap();
+        Self {
+            system,
+            auth,
+            main,
+            auth_db,
+            main_db,
+            client: client(),
+            _dbs: dbs,
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
