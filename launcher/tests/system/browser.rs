@@ -452,3 +452,66 @@ async fn web_app_sign_up_tasks_reload_verify_logout_everywhere_second_user_and_t
 
     browser.close().await;
 }
+
+/// The page renews its access token before it expires, through the cookie,
+/// with no request failing first: with one-minute tokens the session's
+/// `last_used_at` (moved by each refresh) advances before the minute is up.
+/// About a minute long, so it runs on the SQLite pass only.
+#[tokio::test]
+async fn web_app_refreshes_the_access_token_silently_before_expiry() {
+    if crate::stack::postgres().is_some() {
+        eprintln!("SQLite pass only (a minute of waiting)");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = Stack::start(
+        "browser-refresh",
+        &[("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", "1")],
+        &[],
+    )
+    .await;
+    let (app, auth) = (stack.main.url(), stack.auth.url());
+    let user = unique_email("carol");
+    browser.sign_up(&app, &user).await;
+    let signed_up = Instant::now();
+    let other = api_login(&auth, &user, None).await;
+    let other_token = other["access_token"].as_str().unwrap().to_owned();
+    let browser_session = || async {
+        let sessions: Value = client()
+            .get(format!("{auth}/v1/sessions"))
+            .bearer_auth(&other_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["user_agent"].as_str().unwrap_or("").contains("Chrome"))
+            .cloned()
+            .expect("the browser's session is listed")
+    };
+    let first_use = browser_session().await["last_used_at"].clone();
+    loop {
+        let elapsed = signed_up.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(58),
+            "no refresh within {elapsed:?} of a 60 s token"
+        );
+        if browser_session().await["last_used_at"] != first_use {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Past the first token's expiry the page works on, with the new one.
+    let left = Duration::from_secs(62).saturating_sub(signed_up.elapsed());
+    tokio::time::sleep(left).await;
+    browser.add_task("After the first token expired", "").await;
+    browser.close().await;
+}
