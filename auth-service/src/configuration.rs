@@ -72,6 +72,9 @@ pub struct Settings {
     /// Where and how events are delivered; `None` when `AUTH_WEBHOOK_URL=off`.
     pub webhook: Option<WebhookTarget>,
     pub public_url: String,
+    /// `scheme://host[:port]` of `public_url`: pages of this service may use
+    /// cookie mode without being listed in `CORS_ALLOWED_ORIGINS`.
+    pub public_origin: Option<String>,
     /// Base of the links in mail (`AUTH_APP_URL`).
     pub app_url: String,
     /// The refresh cookie's `Secure` attribute.
@@ -246,6 +249,7 @@ impl Settings {
                 }
             },
             cors: shared_types::config::CorsSettings::from_lookup(&get)?,
+            public_origin: shared_types::config::origin_of(&public_url),
             public_url,
             smtp_url: get("SMTP_URL").map(SecretString::from),
             mail_outbox: get("AUTH_MAIL_OUTBOX")

@@ -126,10 +126,8 @@ impl TokenTransport {
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .unwrap_or("");
-        let own = shared_types::config::origin_of(&state.settings.public_url);
-        if origin.is_empty()
-            || !(state.settings.cors.allows(origin) || own.as_deref() == Some(origin))
-        {
+        let own = state.settings.public_origin.as_deref() == Some(origin);
+        if origin.is_empty() || !(own || state.settings.cors.allows(origin)) {
             return Err(ApiError::forbidden(
                 "origin_not_allowed",
                 "cookie mode needs an Origin header naming this service or one of CORS_ALLOWED_ORIGINS",

@@ -15,7 +15,7 @@ use launcher::system::free_port;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::stack::{client, scratch, Stack, SERIAL};
+use crate::stack::{client, get_json, scratch, Stack, SERIAL};
 
 const WAIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "a long browser passphrase";
@@ -243,14 +243,7 @@ async fn web_app_sign_up_tasks_reload_verify_logout_everywhere_second_user_and_t
     assert!(browser.nav_shown().await);
     let deadline = Instant::now() + WAIT;
     loop {
-        let health: Value = client()
-            .get(format!("{app}/health/sync"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = stack.sync_health().await;
         if health["local_user_count"] == 1 && health["difference"] == 0 {
             break;
         }
@@ -480,15 +473,12 @@ async fn web_app_refreshes_the_access_token_silently_before_expiry() {
     let other = api_login(&auth, &user, None).await;
     let other_token = other["access_token"].as_str().unwrap().to_owned();
     let browser_session = || async {
-        let sessions: Value = client()
-            .get(format!("{auth}/v1/sessions"))
-            .bearer_auth(&other_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let sessions = get_json(
+            &stack.client,
+            &format!("{auth}/v1/sessions"),
+            Some(&other_token),
+        )
+        .await;
         sessions
             .as_array()
             .unwrap()

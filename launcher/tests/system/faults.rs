@@ -19,7 +19,7 @@ use service_kit::db::{DbPool, DbTime, DbUuid};
 use service_kit::testing::TestDb;
 use uuid::Uuid;
 
-use crate::stack::{client, postgres, scratch, Stack, READY, SERIAL};
+use crate::stack::{client, get_json, postgres, scratch, Stack, READY, SERIAL};
 
 const PASSWORD: &str = "fault injection password 42";
 
@@ -154,18 +154,6 @@ async fn outbox_clean(stack_auth_db: &str, main_db: &str, users: usize, leased_b
     );
 }
 
-async fn sync_health(stack: &Stack) -> Value {
-    stack
-        .client
-        .get(format!("{}/health/sync", stack.main.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn auth_killed_during_200_concurrent_registrations_loses_and_duplicates_nothing() {
     let _serial = SERIAL.lock().await;
@@ -206,7 +194,7 @@ async fn auth_killed_during_200_concurrent_registrations_loses_and_duplicates_no
     assert!(created.iter().all(|id| truth.contains_key(id)));
     assert!(truth.len() >= created.len());
     outbox_clean(&stack.auth_db, &stack.main_db, truth.len(), true).await;
-    let health = sync_health(&stack).await;
+    let health = stack.sync_health().await;
     assert_eq!(health["difference"], 0, "{health}");
 }
 
@@ -253,7 +241,7 @@ async fn main_backend_killed_during_a_webhook_burst_catches_up_to_zero_drift() {
     let truth = converged(&stack.auth_db, &stack.main_db, Duration::from_secs(30)).await;
     assert_eq!(truth.len(), 160);
     outbox_clean(&stack.auth_db, &stack.main_db, 160, false).await;
-    let health = sync_health(&stack).await;
+    let health = stack.sync_health().await;
     assert_eq!(health["difference"], 0, "{health}");
     assert_eq!(health["status"], "ok", "{health}");
 }
@@ -671,16 +659,12 @@ async fn postgres_restarted_under_load_both_services_recover_with_503s_and_nothi
     // mirror, and every task answered 201 exists.
     let truth = converged(&stack.auth_db, &stack.main_db, Duration::from_secs(30)).await;
     outbox_clean(&stack.auth_db, &stack.main_db, truth.len(), false).await;
-    let listed: Value = stack
-        .client
-        .get(format!("{main_url}/v1/users/{owner}/tasks?limit=100"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(
+        &stack.client,
+        &format!("{main_url}/v1/users/{owner}/tasks?limit=100"),
+        Some(&token),
+    )
+    .await;
     let mut stored: HashSet<String> = listed["items"]
         .as_array()
         .unwrap()
@@ -689,18 +673,12 @@ async fn postgres_restarted_under_load_both_services_recover_with_503s_and_nothi
         .collect();
     let mut cursor = listed["next_cursor"].clone();
     while let Some(c) = cursor.as_str() {
-        let page: Value = stack
-            .client
-            .get(format!(
-                "{main_url}/v1/users/{owner}/tasks?limit=100&cursor={c}"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &stack.client,
+            &format!("{main_url}/v1/users/{owner}/tasks?limit=100&cursor={c}"),
+            Some(&token),
+        )
+        .await;
         stored.extend(
             page["items"]
                 .as_array()

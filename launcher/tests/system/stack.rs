@@ -103,6 +103,31 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// The main backend's `GET /health/sync`.
+    pub async fn sync_health(&self) -> serde_json::Value {
+        get_json(
+            &self.client,
+            &format!("{}/health/sync", self.main.url()),
+            None,
+        )
+        .await
+    }
+}
+
+/// `GET url` (with a bearer token when given), the body as JSON.
+pub async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let mut req = client.get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
