@@ -6,6 +6,8 @@
 //! | `AUTH_BIND` | `127.0.0.1:8001` | listen address |
 //! | `AUTH_DATABASE_URL` | `sqlite://data/auth.db` | `sqlite://PATH` or `postgres://...` |
 //! | `AUTH_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `AUTH_DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
+//! | `AUTH_DATABASE_DIRECT_URL` | the URL | straight to PostgreSQL, for migrations; required with a pooler |
 //! | `AUTH_JWT_ALGORITHM` | `EdDSA` | or `HS256` |
 //! | `AUTH_JWT_PRIVATE_KEY_FILE` | required for EdDSA | Ed25519 PKCS#8 PEM |
 //! | `AUTH_JWT_SECRET` | required for HS256 | at least 32 bytes |
@@ -61,8 +63,7 @@ pub enum JwtKeySource {
 #[derive(Clone)]
 pub struct Settings {
     pub bind: String,
-    pub database_url: String,
-    pub database_pool_size: Option<u32>,
+    pub database: DatabaseSettings,
     pub jwt_key: JwtKeySource,
     pub access_token_minutes: i64,
     pub refresh_token_days: i64,
@@ -96,7 +97,7 @@ pub struct Settings {
 }
 
 pub use shared_types::config::{check_secret, ConfigError, MIN_SECRET_BYTES};
-use shared_types::config::{err, parse_opt};
+use shared_types::config::{err, parse_opt, DatabaseSettings, DatabaseVars};
 use shared_types::webhook::WebhookKey;
 
 /// The webhook receiver and the retry policy.
@@ -120,10 +121,19 @@ impl std::fmt::Debug for WebhookTarget {
     }
 }
 
-/// `AUTH_DATABASE_URL`, alone: what the command line needs, so that
+/// The database variables, alone: what the command line needs, so that
 /// `service-token create` works without the server's secrets.
-pub fn database_url(get: impl Fn(&str) -> Option<String>) -> String {
-    get("AUTH_DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into())
+pub fn database(get: impl Fn(&str) -> Option<String>) -> Result<DatabaseSettings, ConfigError> {
+    DatabaseSettings::from_lookup(
+        &get,
+        &DatabaseVars {
+            url: "AUTH_DATABASE_URL",
+            direct_url: "AUTH_DATABASE_DIRECT_URL",
+            pooler: "AUTH_DATABASE_POOLER",
+            pool_size: "AUTH_DATABASE_POOL_SIZE",
+        },
+        "sqlite://data/auth.db",
+    )
 }
 
 /// Reads one variable from the process environment; empty counts as unset.
@@ -222,8 +232,7 @@ impl Settings {
             .map_err(|_| err("AUTH_MAIL_FROM", "is not a mail address"))?;
         Ok(Self {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
-            database_url: database_url(&get),
-            database_pool_size: parse_opt(&get, "AUTH_DATABASE_POOL_SIZE", 1, 1000)?,
+            database: database(&get)?,
             jwt_key,
             access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?
                 .unwrap_or(30),
@@ -441,7 +450,7 @@ mod tests {
         ]))
         .expect("valid");
         assert_eq!(s.bind, "127.0.0.1:8001");
-        assert_eq!(s.database_url, "sqlite://data/auth.db");
+        assert_eq!(s.database.url, "sqlite://data/auth.db");
         assert_eq!(s.access_token_minutes, 30);
         assert_eq!(s.refresh_token_days, 7);
         assert_eq!(s.lockout_threshold, 5);

@@ -37,7 +37,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use crate::configuration::Settings;
-use crate::db::{Backend, DbPool};
+use crate::db::DbPool;
 use crate::passwords::PasswordHasher;
 use crate::tokens::TokenKeys;
 
@@ -78,18 +78,12 @@ impl Application {
     /// Migrates, binds `settings.bind` (port 0 picks a free port) and builds
     /// the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let applied = migrate(&settings.database_url).await?;
+        let applied = migrate(settings.database.direct_url()).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
         }
         let keys = Arc::new(TokenKeys::load(&settings)?);
-        let pool_size = settings.database_pool_size.unwrap_or(
-            match db::Backend::of_url(&settings.database_url) {
-                Some(Backend::Sqlite) => 8,
-                _ => 16,
-            },
-        );
-        let db = DbPool::connect(&settings.database_url, pool_size).await?;
+        let db = DbPool::for_settings(&settings.database).await?;
         let hasher = tokio::task::spawn_blocking(|| PasswordHasher::new(0)).await??;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;

@@ -40,14 +40,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let database_url = configuration::database_url(configuration::env_var);
+    // One-off commands connect straight to the server, past any pooler.
+    let database = configuration::database(configuration::env_var)?;
+    let database_url = database.direct_url();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let n = migrate(&database_url).await?;
+            let n = migrate(database_url).await?;
             eprintln!("{n} migration(s) applied");
         }
         Command::ServiceToken(command) => {
-            cli::service_token(&database_url, command, &mut std::io::stdout().lock()).await?;
+            cli::service_token(database_url, command, &mut std::io::stdout().lock()).await?;
         }
         Command::Serve => {
             let app = Application::build(Settings::from_env()?).await?;

@@ -6,6 +6,8 @@
 //! | `MAIN_BIND` | `127.0.0.1:8000` | listen address |
 //! | `DATABASE_URL` | `sqlite://data/main.db` | `sqlite://PATH` or `postgres://...` |
 //! | `MAIN_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
+//! | `DATABASE_DIRECT_URL` | the URL | straight to PostgreSQL, for migrations; required with a pooler |
 //! | `AUTH_SERVICE_URL` | `http://127.0.0.1:8001` | the auth service |
 //! | `AUTH_PUBLIC_URL` | `AUTH_SERVICE_URL` | where browsers reach the auth service (the web app calls it) |
 //! | `CORS_ALLOWED_ORIGINS` | none | origins of browser apps on other origins allowed to call this service |
@@ -24,14 +26,15 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use shared_types::config::{check_secret, err, parse_opt, ConfigError};
+use shared_types::config::{
+    check_secret, err, parse_opt, ConfigError, DatabaseSettings, DatabaseVars,
+};
 use shared_types::webhook::WebhookKey;
 
 #[derive(Clone)]
 pub struct Settings {
     pub bind: String,
-    pub database_url: String,
-    pub database_pool_size: Option<u32>,
+    pub database: DatabaseSettings,
     pub auth_service_url: String,
     /// The auth service as browsers reach it (`AUTH_PUBLIC_URL`).
     pub auth_public_url: String,
@@ -93,8 +96,16 @@ impl Settings {
             parse_opt(&get, "SYNC_INTERVAL_SECONDS", 0u64, 7 * 24 * 3600)?.unwrap_or(300);
         Ok(Self {
             bind: get("MAIN_BIND").unwrap_or_else(|| "127.0.0.1:8000".into()),
-            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/main.db".into()),
-            database_pool_size: parse_opt(&get, "MAIN_DATABASE_POOL_SIZE", 1, 1000)?,
+            database: DatabaseSettings::from_lookup(
+                &get,
+                &DatabaseVars {
+                    url: "DATABASE_URL",
+                    direct_url: "DATABASE_DIRECT_URL",
+                    pooler: "DATABASE_POOLER",
+                    pool_size: "MAIN_DATABASE_POOL_SIZE",
+                },
+                "sqlite://data/main.db",
+            )?,
             auth_service_url,
             auth_public_url,
             cors: shared_types::config::CorsSettings::from_lookup(&get)?,
@@ -150,7 +161,7 @@ mod tests {
         let s =
             settings(&[("AUTH_SERVICE_API_KEY", KEY), ("AUTH_WEBHOOK_SECRET", WH)]).expect("valid");
         assert_eq!(s.bind, "127.0.0.1:8000");
-        assert_eq!(s.database_url, "sqlite://data/main.db");
+        assert_eq!(s.database.url, "sqlite://data/main.db");
         assert_eq!(s.auth_service_url, "http://127.0.0.1:8001");
         assert_eq!(s.validation_ttl, Duration::from_secs(300));
         assert_eq!(s.sync_interval, Some(Duration::from_secs(300)));

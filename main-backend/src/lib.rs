@@ -34,7 +34,7 @@ use shared_types::SyncHealth;
 
 use crate::auth_client::AuthClient;
 use crate::configuration::Settings;
-use crate::db::{Backend, DbPool};
+use crate::db::DbPool;
 use crate::validation::Validator;
 
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
@@ -66,7 +66,7 @@ pub struct Application {
 /// Applies pending migrations (what `main-backend migrate` does).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
     db::run_migrations(
-        &settings.database_url,
+        settings.database.direct_url(),
         POSTGRES_MIGRATIONS,
         SQLITE_MIGRATIONS,
     )
@@ -82,13 +82,7 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
         }
-        let pool_size = settings.database_pool_size.unwrap_or(
-            match db::Backend::of_url(&settings.database_url) {
-                Some(Backend::Sqlite) => 8,
-                _ => 16,
-            },
-        );
-        let db = DbPool::connect(&settings.database_url, pool_size).await?;
+        let db = DbPool::for_settings(&settings.database).await?;
         let auth = AuthClient::new(
             &settings.auth_service_url,
             settings.auth_api_key.clone(),

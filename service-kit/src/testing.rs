@@ -2,7 +2,11 @@
 //!
 //! SQLite by default (a file in the test's temporary directory); with
 //! `TEST_DATABASE_URL=postgres://.../postgres` a fresh PostgreSQL database
-//! per test, created here and dropped when the `TestDb` is dropped.
+//! per test, created here and dropped when the `TestDb` is dropped. With
+//! `TEST_DATABASE_POOLER_URL` too (a transaction-mode PgBouncer in front of
+//! that server, e.g. `postgres://postgres@127.0.0.1:6432/postgres`), the
+//! services under test connect through the pooler ([`TestDb::service_env`]);
+//! the tests themselves and migrations still go straight to the server.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -10,7 +14,20 @@ use uuid::Uuid;
 /// A database of its own for one test, removed when the test ends.
 pub enum TestDb {
     Sqlite,
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+        /// The database's URL through the pooler, when tests run behind one.
+        pooled_url: Option<String>,
+    },
+}
+
+/// `postgres://host/old` with `name` for `old`.
+fn with_database(url: &str, name: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("a test database URL must end in /DBNAME: {url}"),
+    }
 }
 
 impl TestDb {
@@ -28,11 +45,19 @@ impl TestDb {
                     .execute(&mut conn)
                     .await
                     .expect("create database");
-                let url = match admin_url.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("TEST_DATABASE_URL must end in /DBNAME"),
-                };
-                (TestDb::Postgres { admin_url, name }, url)
+                let url = with_database(&admin_url, &name);
+                let pooled_url = std::env::var("TEST_DATABASE_POOLER_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .map(|p| with_database(&p, &name));
+                (
+                    TestDb::Postgres {
+                        admin_url,
+                        name,
+                        pooled_url,
+                    },
+                    url,
+                )
             }
             None => (
                 TestDb::Sqlite,
@@ -42,9 +67,35 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The variables that point a service at this database: `url_var`
+    /// (e.g. `AUTH_DATABASE_URL`) set to `url`, or, behind a pooler, to the
+    /// pooler's URL with the pooler switch and the direct URL beside it
+    /// (`AUTH_DATABASE_POOLER`, `AUTH_DATABASE_DIRECT_URL`).
+    pub fn service_env(&self, url_var: &str, url: &str) -> Vec<(String, String)> {
+        match self {
+            TestDb::Postgres {
+                pooled_url: Some(pooled),
+                ..
+            } => {
+                let stem = url_var.strip_suffix("_URL").unwrap_or(url_var);
+                vec![
+                    (url_var.to_owned(), pooled.clone()),
+                    (format!("{stem}_DIRECT_URL"), url.to_owned()),
+                    (format!("{stem}_POOLER"), "transaction".to_owned()),
+                ]
+            }
+            _ => vec![(url_var.to_owned(), url.to_owned())],
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let TestDb::Postgres { admin_url, name } = self {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
             let (url, name) = (admin_url.clone(), name.clone());
             // Drop runs outside any async context we may block on, so the
             // cleanup gets a thread and a small runtime of its own.

@@ -66,6 +66,89 @@ where
     }
 }
 
+/// How a service reaches PostgreSQL (`*_DATABASE_POOLER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// Straight to the server, or through a session-mode pooler: the
+    /// connection is the application's for as long as it holds it.
+    #[default]
+    None,
+    /// Through a transaction-mode pooler (PgBouncer `pool_mode=transaction`,
+    /// Supavisor port 6543): each transaction may run on another server
+    /// connection, so nothing may outlive one.
+    Transaction,
+}
+
+/// The names of one service's database variables.
+pub struct DatabaseVars {
+    pub url: &'static str,
+    pub direct_url: &'static str,
+    pub pooler: &'static str,
+    pub pool_size: &'static str,
+}
+
+/// Where a service's database is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// What the pool connects to (the pooler's address when there is one).
+    pub url: String,
+    /// A connection straight to the server, for what a transaction-mode
+    /// pooler cannot carry: migrations, which hold a session advisory lock.
+    pub direct_url: Option<String>,
+    pub pooler: Pooler,
+    pub pool_size: Option<u32>,
+}
+
+impl DatabaseSettings {
+    pub fn from_lookup(
+        get: &impl Fn(&str) -> Option<String>,
+        vars: &DatabaseVars,
+        default_url: &str,
+    ) -> Result<Self, ConfigError> {
+        let url = get(vars.url).unwrap_or_else(|| default_url.to_owned());
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let pooler = match get(vars.pooler).as_deref().map(str::trim) {
+            None | Some("") | Some("none") | Some("session") => Pooler::None,
+            Some("transaction") => Pooler::Transaction,
+            Some(other) => {
+                return Err(err(
+                    vars.pooler,
+                    format!("`{other}` is not one of none, session, transaction"),
+                ))
+            }
+        };
+        let direct_url = get(vars.direct_url).filter(|u| !u.trim().is_empty());
+        if let Some(direct) = &direct_url {
+            if !(direct.starts_with("postgres://") || direct.starts_with("postgresql://")) {
+                return Err(err(vars.direct_url, "must be a postgres:// URL"));
+            }
+        }
+        if pooler == Pooler::Transaction {
+            if !postgres {
+                return Err(err(vars.pooler, "a pooler needs a postgres:// URL"));
+            }
+            if direct_url.is_none() {
+                return Err(err(
+                    vars.direct_url,
+                    "required with a transaction-mode pooler: migrations hold a session \
+                     lock, which only a direct connection keeps",
+                ));
+            }
+        }
+        Ok(Self {
+            url,
+            direct_url,
+            pooler,
+            pool_size: parse_opt(get, vars.pool_size, 1, 1000)?,
+        })
+    }
+
+    /// The URL for migrations and other session-bound work.
+    pub fn direct_url(&self) -> &str {
+        self.direct_url.as_deref().unwrap_or(&self.url)
+    }
+}
+
 /// Browser origins allowed to call a service from another origin
 /// (`CORS_ALLOWED_ORIGINS`, comma-separated, e.g. `https://app.example.com`)
 /// and whether such calls may carry cookies (`CORS_ALLOW_CREDENTIALS`, off
@@ -192,5 +275,66 @@ mod cors_tests {
             Some("http://example.com:8080")
         );
         assert_eq!(origin_of("javascript:alert(1)"), None);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const VARS: DatabaseVars = DatabaseVars {
+        url: "DATABASE_URL",
+        direct_url: "DATABASE_DIRECT_URL",
+        pooler: "DATABASE_POOLER",
+        pool_size: "DATABASE_POOL_SIZE",
+    };
+
+    fn database(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DatabaseSettings::from_lookup(&|k| env.get(k).cloned(), &VARS, "sqlite://data/x.db")
+    }
+
+    #[test]
+    fn database_defaults_and_pooler() {
+        let plain = database(&[]).unwrap();
+        assert_eq!(plain.url, "sqlite://data/x.db");
+        assert_eq!(plain.pooler, Pooler::None);
+        assert_eq!(plain.direct_url(), "sqlite://data/x.db");
+
+        let pooled = database(&[
+            ("DATABASE_URL", "postgres://app@pgbouncer:6432/app"),
+            ("DATABASE_DIRECT_URL", "postgres://app@db:5432/app"),
+            ("DATABASE_POOLER", "transaction"),
+        ])
+        .unwrap();
+        assert_eq!(pooled.pooler, Pooler::Transaction);
+        assert_eq!(pooled.direct_url(), "postgres://app@db:5432/app");
+        let session = database(&[("DATABASE_POOLER", "session")]).unwrap();
+        assert_eq!(session.pooler, Pooler::None);
+    }
+
+    #[test]
+    fn database_misconfiguration_names_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (&[("DATABASE_POOLER", "statement")], "DATABASE_POOLER"),
+            (&[("DATABASE_POOLER", "transaction")], "DATABASE_POOLER"),
+            (
+                &[
+                    ("DATABASE_URL", "postgres://app@pgbouncer:6432/app"),
+                    ("DATABASE_POOLER", "transaction"),
+                ],
+                "DATABASE_DIRECT_URL",
+            ),
+            (&[("DATABASE_DIRECT_URL", "mysql://x")], "DATABASE_DIRECT_URL"),
+        ];
+        for (env, var) in cases {
+            let e = database(env).unwrap_err();
+            assert_eq!(e.var, var, "{env:?}: {e}");
+        }
     }
 }

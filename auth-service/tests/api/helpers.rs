@@ -112,6 +112,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         // Delivery is tested across both services (main-backend's tests).
         ("AUTH_WEBHOOK_URL".into(), "off".into()),
     ]);
+    env.extend(db.service_env("AUTH_DATABASE_URL", &database_url));
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());
     }

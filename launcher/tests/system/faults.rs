@@ -708,10 +708,19 @@ async fn two_replicas_of_each_service_share_the_work_once() {
     let ports: Vec<u16> = (0..4).map(|_| free_port().unwrap()).collect();
     let (a1, a2, m1, m2) = (ports[0], ports[1], ports[2], ports[3]);
     let hook = |p: u16| format!("http://127.0.0.1:{p}/webhooks/auth");
-    let mut auth1 = system.auth("auth1", a1, &auth_db, &hook(m1), &[]).unwrap();
+    // Behind a pooler (TEST_DATABASE_POOLER_URL) both processes of each
+    // service share one PgBouncer in transaction mode.
+    let auth_env = auth_tdb.service_env("AUTH_DATABASE_URL", &auth_db);
+    let mut main_env = main_tdb.service_env("DATABASE_URL", &main_db);
+    main_env.push(("SYNC_INTERVAL_SECONDS".into(), "1".into()));
+    let (auth_env, main_env) = (pairs(&auth_env), pairs(&main_env));
+    let mut auth1 = system
+        .auth("auth1", a1, &auth_db, &hook(m1), &auth_env)
+        .unwrap();
     auth1.ready(READY).await.unwrap();
-    let mut auth2 = system.auth("auth2", a2, &auth_db, &hook(m2), &[]).unwrap();
-    let main_env = [("SYNC_INTERVAL_SECONDS", "1")];
+    let mut auth2 = system
+        .auth("auth2", a2, &auth_db, &hook(m2), &auth_env)
+        .unwrap();
     let mut main1 = system
         .main("main1", m1, &main_db, &auth1.url(), &main_env)
         .unwrap();
@@ -821,4 +830,9 @@ async fn two_replicas_of_each_service_share_the_work_once() {
 
 fn reconcile_from_elapsed(from: chrono::DateTime<chrono::Utc>) -> Duration {
     (chrono::Utc::now() - from).to_std().unwrap_or_default()
+}
+
+/// Borrowed `(name, value)` pairs, as `System::auth`/`main` take them.
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }

@@ -74,6 +74,16 @@ impl Stack {
             ("CORS_ALLOWED_ORIGINS", &app_url),
             ("CORS_ALLOW_CREDENTIALS", "true"),
         ];
+        // Behind a pooler (TEST_DATABASE_POOLER_URL) the services connect
+        // through it; `dbs` is [auth, main] when the stack made them.
+        let pooled: Vec<Vec<(String, String)>> = match dbs.as_slice() {
+            [a, m] => vec![
+                a.service_env("AUTH_DATABASE_URL", &auth_db),
+                m.service_env("DATABASE_URL", &main_db),
+            ],
+            _ => vec![Vec::new(), Vec::new()],
+        };
+        auth_env.extend(pooled[0].iter().map(|(k, v)| (k.as_str(), v.as_str())));
         auth_env.extend_from_slice(auth_extra);
         let mut auth = system
             .auth(
@@ -86,6 +96,7 @@ impl Stack {
             .unwrap();
         auth.ready(READY).await.unwrap();
         let mut main_env = vec![("SYNC_INTERVAL_SECONDS", "0")];
+        main_env.extend(pooled[1].iter().map(|(k, v)| (k.as_str(), v.as_str())));
         main_env.extend_from_slice(main_extra);
         let mut main = system
             .main("main", main_port, &main_db, &auth.url(), &main_env)

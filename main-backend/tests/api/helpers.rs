@@ -126,6 +126,8 @@ pub async fn spawn_stack_with(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    auth_env.extend(auth_db.service_env("AUTH_DATABASE_URL", &auth_env["AUTH_DATABASE_URL"]));
+    main_env.extend(main_db.service_env("DATABASE_URL", &main_db_url));
     for (k, v) in auth_overrides {
         auth_env.insert((*k).into(), (*v).into());
     }
@@ -303,7 +305,9 @@ impl Stack {
     pub async fn service_token(&self, scopes: &[&str]) -> String {
         let mut out = Vec::new();
         auth_service::cli::service_token(
-            &self.auth_env["AUTH_DATABASE_URL"],
+            self.auth_env
+                .get("AUTH_DATABASE_DIRECT_URL")
+                .unwrap_or(&self.auth_env["AUTH_DATABASE_URL"]),
             auth_service::cli::TokenCommand::Create {
                 name: format!("test-{}", Uuid::new_v4().simple()),
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),

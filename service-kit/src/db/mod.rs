@@ -4,9 +4,9 @@
 //! How a query is written once: every query function takes `&mut Conn<'_>`
 //! and uses [`run!`] to expand its body once per backend, so the same diesel
 //! expression is type-checked and compiled for PostgreSQL and for SQLite.
-//! Adding a connection kind (for example libpq's `PgConnection` for
-//! transaction-mode poolers) means one more `Conn` variant and one more arm in
-//! `run!`/`begin`/`finish`; no query changes.
+//! Connections through a transaction-mode pooler are their own kind,
+//! [`Conn::PgPooler`]: `run!` puts each query made outside a transaction
+//! into one of its own, so no statement is split across server connections.
 //!
 //! Pools are plain: no role switching, no per-request settings, no JWT claims
 //! on connections. Authentication happens at the HTTP edge only.
@@ -21,10 +21,13 @@ use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection as _;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection, RunError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+pub use shared_types::config::Pooler;
 
 /// SQLite through diesel's sync connection, run on tokio's blocking pool.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, FinishBeforeDrop>;
@@ -112,7 +115,7 @@ pub fn sqlite_path(url: &str) -> &str {
 
 #[derive(Clone)]
 pub enum DbPool {
-    Postgres(Pool<AsyncPgConnection>),
+    Postgres(Pool<AsyncPgConnection>, Pooler),
     Sqlite(Pool<SqliteConn>),
 }
 
@@ -121,13 +124,16 @@ pub enum DbPool {
 // between variants costs nothing worth a heap allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    Postgres(PooledConnection<'static, AsyncPgConnection>),
+    Postgres(PooledConnection<'static, AsyncPgConnection>, Pooler),
     Sqlite(PooledConnection<'static, SqliteConn>),
 }
 
 /// A borrowed connection of either backend: what every query takes.
 pub enum Conn<'a> {
     Pg(&'a mut AsyncPgConnection),
+    /// PostgreSQL through a transaction-mode pooler: statements are never
+    /// cached and every query runs inside a transaction (see [`run!`]).
+    PgPooler(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
 }
 
@@ -146,15 +152,41 @@ impl DbPool {
     /// Builds the pool lazily: the server starts even if the database is
     /// briefly unreachable, and `/health/ready` says so.
     pub async fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
+        Self::connect_with(url, max_size, Pooler::None).await
+    }
+
+    /// The pool a service's database settings describe; by default 16
+    /// connections on PostgreSQL and 8 on SQLite (one writer at a time).
+    pub async fn for_settings(s: &shared_types::config::DatabaseSettings) -> anyhow::Result<Self> {
+        let default = match Backend::of_url(&s.url) {
+            Some(Backend::Sqlite) => 8,
+            _ => 16,
+        };
+        Self::connect_with(&s.url, s.pool_size.unwrap_or(default), s.pooler).await
+    }
+
+    /// Like [`DbPool::connect`], for a database behind `pooler`.
+    pub async fn connect_with(url: &str, max_size: u32, pooler: Pooler) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(5);
         match Backend::of_url(url) {
             Some(Backend::Postgres) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let manager = match pooler {
+                    Pooler::None => AsyncDieselConnectionManager::<AsyncPgConnection>::new(url),
+                    Pooler::Transaction => {
+                        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                        config.custom_setup =
+                            Box::new(|url| Box::pin(pooler_connection(url.to_owned())));
+                        // The default check runs a prepared statement, which
+                        // the pooler may send to another server connection.
+                        config.recycling_method = RecyclingMethod::Fast;
+                        AsyncDieselConnectionManager::new_with_config(url, config)
+                    }
+                };
                 let pool = Pool::builder()
                     .max_size(max_size)
                     .connection_timeout(timeout)
                     .build_unchecked(manager);
-                Ok(Self::Postgres(pool))
+                Ok(Self::Postgres(pool, pooler))
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(url).to_owned();
@@ -182,7 +214,7 @@ impl DbPool {
 
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         Ok(match self {
-            Self::Postgres(p) => PooledConn::Postgres(p.get_owned().await?),
+            Self::Postgres(p, pooler) => PooledConn::Postgres(p.get_owned().await?, *pooler),
             Self::Sqlite(p) => PooledConn::Sqlite(p.get_owned().await?),
         })
     }
@@ -191,14 +223,88 @@ impl DbPool {
 impl PooledConn {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Postgres(c) => Conn::Pg(c),
+            Self::Postgres(c, Pooler::None) => Conn::Pg(c),
+            Self::Postgres(c, Pooler::Transaction) => Conn::PgPooler(c),
             Self::Sqlite(c) => Conn::Sqlite(c),
         }
     }
 }
 
+/// A connection for a transaction-mode pooler (PgBouncer, Supavisor).
+///
+/// diesel-async prepares every statement as a named one and binds it in a
+/// second round trip; between the two the pooler may hand the client to
+/// another server connection, which lacks the statement. Inside a
+/// transaction the pooler keeps one server connection, so: the setup
+/// statements diesel-async sends run inside BEGIN/COMMIT, the statement
+/// cache is off (a cached name would outlive its transaction), and `run!`
+/// wraps each query made outside a transaction in one.
+async fn pooler_connection(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+    use diesel::ConnectionError;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "pooler connection closed");
+        }
+    });
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    conn.batch_execute("COMMIT")
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+    Ok(conn)
+}
+
+#[doc(hidden)]
+pub async fn pg_begin(c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(c).await
+}
+
+/// Commits on `Ok`, rolls back on `Err` (see [`Conn::finish`]).
+#[doc(hidden)]
+pub async fn pg_finish<T, E: From<diesel::result::Error>>(
+    c: &mut AsyncPgConnection,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    type Tm = <AsyncPgConnection as AsyncConnection>::TransactionManager;
+    match result {
+        Ok(value) => {
+            Tm::commit_transaction(c).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            warn_failed_rollback(Tm::rollback_transaction(c).await);
+            Err(e)
+        }
+    }
+}
+
+fn warn_failed_rollback(result: diesel::QueryResult<()>) {
+    if let Err(rb) = result {
+        tracing::warn!(error = %rb, "rollback failed; connection will be discarded");
+    }
+}
+
+/// Whether a pooler connection must open a transaction for one query.
+#[doc(hidden)]
+pub fn needs_own_transaction(c: &mut AsyncPgConnection) -> bool {
+    !matches!(
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
 /// Expands `$body` once per backend with `$c` bound to the concrete
-/// connection, so the query inside is compiled for both.
+/// connection, so the query inside is compiled for both. Through a
+/// transaction-mode pooler, a query outside a transaction gets one of its
+/// own (see `pooler_connection`).
 #[macro_export]
 macro_rules! run {
     ($conn:expr, |$c:ident| $body:expr) => {
@@ -206,6 +312,20 @@ macro_rules! run {
             $crate::db::Conn::Pg($c) => {
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
                 $body
+            }
+            $crate::db::Conn::PgPooler($c) => {
+                let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
+                if $crate::db::needs_own_transaction($c) {
+                    match $crate::db::pg_begin($c).await {
+                        Err(e) => Err(e.into()),
+                        Ok(()) => {
+                            let __result = $body;
+                            $crate::db::pg_finish($c, __result).await
+                        }
+                    }
+                } else {
+                    $body
+                }
             }
             $crate::db::Conn::Sqlite($c) => {
                 let $c: &mut $crate::db::SqliteConn = &mut **$c;
@@ -239,12 +359,7 @@ macro_rules! transaction {
 impl Conn<'_> {
     pub async fn begin(&mut self) -> diesel::QueryResult<()> {
         match self {
-            Conn::Pg(c) => {
-                <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(
-                    &mut **c,
-                )
-                .await
-            }
+            Conn::Pg(c) | Conn::PgPooler(c) => pg_begin(c).await,
             Conn::Sqlite(c) => {
                 c.spawn_blocking(|inner| {
                     diesel::connection::AnsiTransactionManager::begin_transaction_sql(
@@ -263,35 +378,19 @@ impl Conn<'_> {
         &mut self,
         result: Result<T, E>,
     ) -> Result<T, E> {
-        match result {
-            Ok(value) => {
-                match self {
-                    Conn::Pg(c) => {
-                        <AsyncPgConnection as AsyncConnection>::TransactionManager::commit_transaction(&mut **c)
-                            .await?
+        match self {
+            Conn::Pg(c) | Conn::PgPooler(c) => pg_finish(c, result).await,
+            Conn::Sqlite(c) => {
+                type Tm = <SqliteConn as AsyncConnection>::TransactionManager;
+                let rolled_back = match result {
+                    Ok(value) => {
+                        Tm::commit_transaction(&mut **c).await?;
+                        return Ok(value);
                     }
-                    Conn::Sqlite(c) => {
-                        <SqliteConn as AsyncConnection>::TransactionManager::commit_transaction(&mut **c)
-                            .await?
-                    }
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                let rolled_back = match self {
-                    Conn::Pg(c) => {
-                        <AsyncPgConnection as AsyncConnection>::TransactionManager::rollback_transaction(&mut **c)
-                            .await
-                    }
-                    Conn::Sqlite(c) => {
-                        <SqliteConn as AsyncConnection>::TransactionManager::rollback_transaction(&mut **c)
-                            .await
-                    }
+                    Err(e) => (Tm::rollback_transaction(&mut **c).await, e),
                 };
-                if let Err(rb) = rolled_back {
-                    tracing::warn!(error = %rb, "rollback failed; connection will be discarded");
-                }
-                Err(e)
+                warn_failed_rollback(rolled_back.0);
+                Err(rolled_back.1)
             }
         }
     }
