@@ -21,6 +21,7 @@ pub mod domain;
 pub use service_kit::error;
 pub mod extractors;
 pub mod mail;
+pub mod metrics;
 pub mod mfa;
 pub mod passwords;
 pub mod routes;
@@ -57,6 +58,7 @@ pub struct AppState {
     pub usage: service_tokens::Usage,
     /// Wake-up for the mail sender; call after committing queued mail.
     pub mail: webhooks::Wakeup,
+    pub metrics: Arc<metrics::AuthMetrics>,
 }
 
 pub struct Application {
@@ -89,10 +91,12 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let outbox = webhooks::Wakeup::default();
+        let metrics = Arc::new(metrics::AuthMetrics::new());
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = match settings.webhook.clone() {
             Some(target) => {
-                let worker = webhooks::Worker::new(db.clone(), target, outbox.clone())?;
+                let worker =
+                    webhooks::Worker::new(db.clone(), target, outbox.clone(), metrics.clone())?;
                 Some(tokio::spawn(worker.run(stopped)))
             }
             None => {
@@ -125,16 +129,22 @@ impl Application {
             outbox,
             usage,
             mail,
+            metrics,
         });
+        let base_metrics = web::Data::new(state.metrics.base.clone());
         let max_body = state.settings.max_body_bytes;
         let workers = state.settings.workers;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(base_metrics.clone())
+                .wrap(middleware::from_fn(service_kit::metrics::observe_requests))
                 .wrap(service_kit::http::cors(&state.settings.cors))
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
-                .configure(|cfg| routes::configure(cfg, rate_limit.as_ref()))
+                .configure(|cfg| {
+                    routes::configure(cfg, rate_limit.as_ref());
+                })
         });
         let server = match workers {
             Some(n) => server.workers(n),

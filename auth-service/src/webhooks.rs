@@ -94,10 +94,16 @@ pub struct Worker {
     target: WebhookTarget,
     client: reqwest::Client,
     outbox: Wakeup,
+    metrics: std::sync::Arc<crate::metrics::AuthMetrics>,
 }
 
 impl Worker {
-    pub fn new(db: DbPool, target: WebhookTarget, outbox: Wakeup) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DbPool,
+        target: WebhookTarget,
+        outbox: Wakeup,
+        metrics: std::sync::Arc<crate::metrics::AuthMetrics>,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -108,6 +114,7 @@ impl Worker {
             target,
             client,
             outbox,
+            metrics,
         })
     }
 
@@ -170,6 +177,11 @@ impl Worker {
 
     async fn deliver(&self, event: OutboxEvent, lease_ends: std::time::Instant) {
         let outcome = self.send(event.id.0, &event.payload).await;
+        self.metrics.delivery(outcome.as_ref().ok().map(|()| {
+            (Utc::now() - event.created_at.0)
+                .to_std()
+                .unwrap_or_default()
+        }));
         // The database may be away for a moment (a restart, a failover):
         // keep the outcome rather than send the event again after the lease.
         let mut pause = Duration::from_millis(250);

@@ -130,7 +130,7 @@ where
     sample
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -176,14 +176,14 @@ pub fn mib(service: &Service, field: &str) -> f64 {
 }
 
 /// Two fresh databases for one run, and how to drop them afterwards.
-struct Databases {
-    auth: String,
-    main: String,
+pub struct Databases {
+    pub auth: String,
+    pub main: String,
     postgres: Option<(String, Vec<String>)>,
 }
 
 impl Databases {
-    async fn create(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Self> {
+    pub async fn create(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Self> {
         use diesel_async::{AsyncConnection, RunQueryDsl};
         let Some(admin) = postgres else {
             return Ok(Self {
@@ -214,7 +214,7 @@ impl Databases {
         })
     }
 
-    async fn drop_all(&self) {
+    pub async fn drop_all(&self) {
         use diesel_async::{AsyncConnection, RunQueryDsl};
         if let Some((admin, names)) = &self.postgres {
             if let Ok(mut conn) = diesel_async::AsyncPgConnection::establish(admin).await {
@@ -304,6 +304,14 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         },
         secs = args.seconds,
     );
+    // The pooler section comes from `./scripts/bench-pooler`; keep it.
+    let report = match std::fs::read_to_string(&args.out)
+        .ok()
+        .and_then(|old| crate::bench_pooler::section_of(&old).map(str::to_owned))
+    {
+        Some(section) => crate::bench_pooler::replace_section(&report, &section),
+        None => report,
+    };
     std::fs::write(&args.out, &report)?;
     println!("{report}");
     Ok(())

@@ -6,9 +6,11 @@
 //! variables set in the environment win over them.
 //!
 //! `./scripts/bench` builds the release binaries and runs `launcher bench`,
-//! which rewrites BENCHMARKS.md (see `bench.rs`).
+//! which rewrites BENCHMARKS.md (see `bench.rs`); `./scripts/bench-pooler`
+//! runs `launcher bench-pooler`, which rewrites its PgBouncer section.
 
 mod bench;
+mod bench_pooler;
 mod bench_sync;
 
 use launcher::dev;
@@ -19,8 +21,9 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("dev") => dev::run().await,
         Some("bench") => bench::run(&args[1..]).await,
+        Some("bench-pooler") => bench_pooler::run(&args[1..]).await,
         Some(other) => {
-            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N] [--out FILE]`");
+            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N] [--out FILE]` or `bench-pooler --postgres URL --pooler URL [--seconds N]`");
             std::process::exit(2)
         }
     }

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod extractors;
+pub mod metrics;
 pub mod routes;
 pub mod sync;
 pub mod validation;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub sync_health: Mutex<Option<(std::time::Instant, SyncHealth)>>,
     /// `PATCH /v1/me` calls refused for touching an auth-owned field.
     pub auth_owned_attempts: AtomicU64,
+    pub metrics: Arc<metrics::MainMetrics>,
 }
 
 pub struct Application {
@@ -88,7 +90,12 @@ impl Application {
             settings.auth_api_key.clone(),
             settings.auth_timeout,
         )?;
-        let validator = Arc::new(Validator::new(auth.clone(), settings.validation_ttl));
+        let metrics = Arc::new(metrics::MainMetrics::new());
+        let validator = Arc::new(Validator::new(
+            auth.clone(),
+            settings.validation_ttl,
+            metrics.clone(),
+        ));
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("MAIN_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -106,6 +113,7 @@ impl Application {
                 db.clone(),
                 auth.clone(),
                 validator.clone(),
+                metrics.clone(),
                 instance.clone(),
                 interval,
                 stop,
@@ -120,17 +128,23 @@ impl Application {
             instance,
             sync_health: Mutex::new(None),
             auth_owned_attempts: AtomicU64::new(0),
+            metrics,
         });
+        let base_metrics = web::Data::new(state.metrics.base.clone());
         let max_body = state.settings.max_body_bytes;
         let http_workers = state.settings.workers;
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(base_metrics.clone())
+                .wrap(middleware::from_fn(service_kit::metrics::observe_requests))
                 .wrap(service_kit::http::cors(&app_state.settings.cors))
                 .wrap(middleware::from_fn(telemetry::request_span))
                 .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
-                .configure(routes::configure)
+                .configure(|cfg| {
+                    routes::configure(cfg);
+                })
         });
         let server = match http_workers {
             Some(n) => server.workers(n),

@@ -28,6 +28,8 @@ use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
 use crate::db::mirror::MirrorUser;
+use crate::metrics::MainMetrics;
+use shared_types::Introspection;
 
 /// Clock difference tolerated between replicas when comparing a
 /// revocation's time with the time an answer was fetched.
@@ -101,14 +103,17 @@ pub struct Validator {
     profiles: moka::sync::Cache<Uuid, Arc<MirrorUser>>,
     /// Recent revocations by user, kept for one TTL (no cached answer is older).
     recent: RwLock<HashMap<Uuid, Vec<Revoked>>>,
+    metrics: Arc<MainMetrics>,
 }
 
 impl Validator {
-    pub fn new(auth: AuthClient, ttl: Duration) -> Self {
+    pub fn new(auth: AuthClient, ttl: Duration, metrics: Arc<MainMetrics>) -> Self {
+        let evictions = metrics.clone();
         let cache = Cache::builder()
             .max_capacity(MAX_ENTRIES)
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
+            .eviction_listener(move |_, _, cause| evictions.eviction(cause))
             .build();
         let profiles = moka::sync::Cache::builder()
             .max_capacity(MAX_ENTRIES)
@@ -120,17 +125,39 @@ impl Validator {
             cache,
             profiles,
             recent: RwLock::new(HashMap::new()),
+            metrics,
         }
+    }
+
+    /// Counts one call to the auth service's introspection by its result.
+    fn counted(
+        &self,
+        answer: Result<Introspection, AuthUnavailable>,
+    ) -> Result<Introspection, AuthUnavailable> {
+        self.metrics.introspection(match &answer {
+            Ok(a) if a.active => "active",
+            Ok(_) => "inactive",
+            Err(_) => "error",
+        });
+        answer
     }
 
     /// `Ok(None)`: the token is not live. `Err`: nobody could say (503).
     pub async fn validate(&self, token: &str) -> Result<Option<Principal>, AuthUnavailable> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Concurrent misses share one call; only the caller that makes it
+        // counts as a miss.
+        let missed = std::sync::atomic::AtomicBool::new(false);
         let checked = self
             .cache
-            .try_get_with(key, self.introspect(token))
+            .try_get_with(key, async {
+                missed.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.introspect(token).await
+            })
             .await
             .map_err(|e| AuthUnavailable(e.0.clone()))?;
+        self.metrics
+            .cache(!missed.load(std::sync::atomic::Ordering::Relaxed));
         match checked.principal {
             Some(p) if self.revoked_since(&p, checked.fetched_at) => {
                 self.cache.invalidate(&key).await;
@@ -149,7 +176,7 @@ impl Validator {
         &self,
         token: &str,
     ) -> Result<Option<ServicePrincipal>, AuthUnavailable> {
-        let answer = self.auth.introspect(token).await?;
+        let answer = self.counted(self.auth.introspect(token).await)?;
         let live = answer.active
             && answer.token_type.as_deref() == Some("service")
             && answer.exp.is_none_or(|exp| exp > Utc::now().timestamp());
@@ -170,7 +197,7 @@ impl Validator {
 
     async fn introspect(&self, token: &str) -> Result<Arc<Checked>, AuthUnavailable> {
         let fetched_at = Utc::now();
-        let answer = self.auth.introspect(token).await?;
+        let answer = self.counted(self.auth.introspect(token).await)?;
         let now = Utc::now().timestamp();
         let principal = match (answer.active, answer.token_type.as_deref()) {
             (true, Some("access")) => match (answer.sub, answer.sid, answer.exp) {

@@ -21,6 +21,60 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig, max_body: usize) {
     .default_service(web::to(error::not_found));
 }
 
+/// Registers routes and keeps a list of them: `configure` returns it, so a
+/// test can hold the router's routes against the OpenAPI document.
+pub struct Routes<'a> {
+    cfg: &'a mut web::ServiceConfig,
+    table: Vec<(&'static str, &'static str)>,
+}
+
+macro_rules! method {
+    ($name:ident, $upper:literal) => {
+        pub fn $name<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
+        where
+            F: actix_web::Handler<Args>,
+            Args: actix_web::FromRequest + 'static,
+            F::Output: actix_web::Responder + 'static,
+        {
+            self.table.push(($upper, path));
+            self.cfg.route(path, web::$name().to(handler));
+            self
+        }
+    };
+}
+
+impl<'a> Routes<'a> {
+    pub fn new(cfg: &'a mut web::ServiceConfig) -> Self {
+        Self {
+            cfg,
+            table: Vec::new(),
+        }
+    }
+
+    method!(get, "GET");
+    method!(post, "POST");
+    method!(put, "PUT");
+    method!(patch, "PATCH");
+    method!(delete, "DELETE");
+
+    /// A resource built by hand (to wrap it in a middleware), serving `method`.
+    pub fn resource(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        resource: impl actix_web::dev::HttpServiceFactory + 'static,
+    ) -> &mut Self {
+        self.table.push((method, path));
+        self.cfg.service(resource);
+        self
+    }
+
+    /// Every `(METHOD, path)` registered, in order.
+    pub fn table(self) -> Vec<(&'static str, &'static str)> {
+        self.table
+    }
+}
+
 /// A JSON body whose shape errors name the field at fault: `web::Json`
 /// says "invalid type: string, expected a boolean" without saying where;
 /// this says "completed: invalid type ...". Syntax errors are 400, shape

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

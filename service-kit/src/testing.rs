@@ -182,3 +182,39 @@ pub fn secrets_key() -> String {
         .collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// A Prometheus text exposition as `series → value`, where a series is
+/// written as exposed (`name{label="value",...}`). Panics on a line that is
+/// not a comment, a blank or `series value`: the test then fails on a
+/// malformed exposition.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not `series value`: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'),
+            "bad metric name in {line}"
+        );
+        assert!(
+            name_end == series.len() || series.ends_with('}'),
+            "unterminated labels in {line}"
+        );
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        out.insert(series.to_owned(), value);
+    }
+    out
+}

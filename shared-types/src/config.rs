@@ -330,7 +330,10 @@ mod tests {
                 ],
                 "DATABASE_DIRECT_URL",
             ),
-            (&[("DATABASE_DIRECT_URL", "mysql://x")], "DATABASE_DIRECT_URL"),
+            (
+                &[("DATABASE_DIRECT_URL", "mysql://x")],
+                "DATABASE_DIRECT_URL",
+            ),
         ];
         for (env, var) in cases {
             let e = database(env).unwrap_err();

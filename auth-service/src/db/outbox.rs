@@ -36,6 +36,8 @@ pub struct OutboxEvent {
     pub id: DbUuid,
     pub payload: String,
     pub attempts: i32,
+    /// When the change was committed: delivery latency counts from here.
+    pub created_at: DbTime,
 }
 
 /// Writes one event; call it inside the transaction making the change.

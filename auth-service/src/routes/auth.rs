@@ -18,6 +18,7 @@ use crate::db::{self, Conn};
 use crate::domain::{Email, FullName, NewPassword};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo, TokenTransport};
+use crate::metrics::LoginOutcome;
 use crate::tokens::{hash_token, random_token};
 use crate::AppState;
 use service_kit::transaction;
@@ -280,6 +281,7 @@ impl Attempt<'_> {
             let record = |kind, detail| audit(kind, user_id, self.client, false, Some(detail));
             events::record(tx, &record(kind::LOGIN_FAILED, detail)).await?;
             if let Some(locked) = locked {
+                state.metrics.lockout();
                 let what = match locked {
                     lockouts::Locked::Pair => "this email from this address",
                     lockouts::Locked::Email => "this email from every address",
@@ -304,6 +306,27 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let had_code = body.totp_code.is_some();
+    let result = sign_in(&state, client, transport, body).await;
+    let outcome = match &result {
+        Ok(_) => LoginOutcome::Success,
+        Err(e) => match e.code {
+            "too_many_attempts" => LoginOutcome::LockedOut,
+            "account_locked" => LoginOutcome::AccountLocked,
+            "mfa_required" if !had_code => LoginOutcome::MfaRequired,
+            _ => LoginOutcome::Failure,
+        },
+    };
+    state.metrics.login(outcome);
+    result
+}
+
+async fn sign_in(
+    state: &AppState,
+    client: ClientInfo,
+    transport: TokenTransport,
+    body: LoginRequest,
+) -> Result<HttpResponse, ApiError> {
     // A malformed email can't match an account, but it is still counted and
     // still pays for a hash, so that its answer looks like any other failure.
     let email = Email::parse(&body.email).ok();
@@ -362,7 +385,7 @@ pub async fn login(
     let known_id = user.as_ref().map(|u| u.id.0);
     let Some(user) = user.filter(|_| matches) else {
         attempt
-            .failed(&state, conn, known_id, "invalid credentials")
+            .failed(state, conn, known_id, "invalid credentials")
             .await?;
         return Err(ApiError::unauthorized(
             "invalid_credentials",
@@ -395,7 +418,7 @@ pub async fn login(
         };
         if !state.second_factor_ok(conn, user.id.0, code).await? {
             attempt
-                .failed(&state, conn, Some(user.id.0), "invalid second factor")
+                .failed(state, conn, Some(user.id.0), "invalid second factor")
                 .await?;
             return Err(ApiError::unauthorized(
                 "mfa_required",

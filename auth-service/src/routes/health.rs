@@ -18,6 +18,11 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "database": "ok"})))
 }
 
+/// Prometheus text format; see `crate::metrics` for what is counted.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.render(&state.db).await
+}
+
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "public, max-age=300"))

@@ -26,9 +26,12 @@ pub async fn introspect(
 ) -> Result<web::Json<Introspection>, ApiError> {
     if service_tokens::looks_like(&body.token) {
         let client = ClientInfo::of(&req);
-        return introspect_service_token(&state, &client, &body.token).await;
+        let answer = introspect_service_token(&state, &client, &body.token).await?;
+        state.metrics.introspection("service", answer.active);
+        return Ok(answer);
     }
     let Some(claims) = state.keys.verify_access(&body.token) else {
+        state.metrics.introspection("user", false);
         return Ok(web::Json(Introspection::inactive()));
     };
     let mut pooled = state.db.get().await?;
@@ -51,6 +54,7 @@ pub async fn introspect(
         }
         _ => Introspection::inactive(),
     };
+    state.metrics.introspection("user", answer.active);
     Ok(web::Json(answer))
 }
 

@@ -11,6 +11,7 @@ mod mfa;
 
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::web;
+use service_kit::http::Routes;
 
 use crate::extractors::ClientAddress;
 
@@ -18,7 +19,11 @@ use crate::extractors::ClientAddress;
 pub type RateLimit =
     GovernorConfig<ClientAddress, actix_governor::governor::middleware::NoOpMiddleware>;
 
-pub fn configure(cfg: &mut web::ServiceConfig, limit: Option<&RateLimit>) {
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    limit: Option<&RateLimit>,
+) -> Vec<(&'static str, &'static str)> {
+    let mut r = Routes::new(cfg);
     // Endpoints anyone can call without a credential: each call costs a
     // password hash or probes tokens, so they share one limit per address.
     let limited = [
@@ -41,74 +46,43 @@ pub fn configure(cfg: &mut web::ServiceConfig, limit: Option<&RateLimit>) {
     for (path, route) in limited {
         let resource = web::resource(path).route(route);
         match limit {
-            Some(limit) => cfg.service(resource.wrap(Governor::new(limit))),
-            None => cfg.service(resource),
+            Some(limit) => r.resource("POST", path, resource.wrap(Governor::new(limit))),
+            None => r.resource("POST", path, resource),
         };
     }
-    cfg.route("/health/live", web::get().to(health::live))
-        .route("/health/ready", web::get().to(health::ready))
-        .route("/.well-known/jwks.json", web::get().to(health::jwks))
-        .route("/v1/token/refresh", web::post().to(auth::refresh))
-        .route(
-            "/v1/password/change",
-            web::post().to(account::change_password),
-        )
-        .route(
-            "/v1/email/verify/request",
-            web::post().to(account::request_verification),
-        )
-        .route("/v1/email/change", web::post().to(account::change_email))
-        .route("/v1/mfa/totp/setup", web::post().to(mfa::setup))
-        .route("/v1/mfa/totp/enable", web::post().to(mfa::enable))
-        .route("/v1/mfa/totp/disable", web::post().to(mfa::disable))
-        .route("/v1/logout", web::post().to(auth::logout))
-        .route("/v1/logout/all", web::post().to(auth::logout_all))
-        .route("/v1/sessions", web::get().to(me::list_sessions))
-        .route("/v1/sessions/{id}", web::delete().to(me::delete_session))
-        .route("/v1/me", web::get().to(me::me))
-        .route(
-            "/internal/v1/introspect",
-            web::post().to(internal::introspect),
-        )
-        // `count` before `{id}`, or "count" would be parsed as an id.
-        .route(
-            "/internal/v1/users/count",
-            web::get().to(internal::count_users),
-        )
-        .route("/internal/v1/users", web::get().to(internal::list_users))
-        .route("/internal/v1/users/{id}", web::get().to(internal::get_user))
-        .route(
-            "/internal/v1/webhooks/stats",
-            web::get().to(internal::webhook_stats),
-        )
-        .route(
-            "/internal/v1/webhooks/redeliver",
-            web::post().to(internal::redeliver),
-        )
-        .route(
-            "/admin/v1/service-tokens",
-            web::post().to(admin::create_token),
-        )
-        .route(
-            "/admin/v1/service-tokens",
-            web::get().to(admin::list_tokens),
-        )
-        .route(
-            "/admin/v1/service-tokens/revoke-all",
-            web::post().to(admin::revoke_all_tokens),
-        )
-        .route(
-            "/admin/v1/service-tokens/{id}",
-            web::delete().to(admin::revoke_token),
-        )
-        .route(
-            "/admin/v1/users/{id}/lock",
-            web::post().to(admin::lock_user),
-        )
-        .route(
-            "/admin/v1/users/{id}/unlock",
-            web::post().to(admin::unlock_user),
-        )
-        .route("/admin/v1/users/{id}", web::delete().to(admin::delete_user))
-        .route("/admin/v1/audit", web::get().to(admin::audit));
+    r.get("/health/live", health::live);
+    r.get("/health/ready", health::ready);
+    r.get("/metrics", health::metrics);
+    r.get("/.well-known/jwks.json", health::jwks);
+    r.post("/v1/token/refresh", auth::refresh);
+    r.post("/v1/password/change", account::change_password);
+    r.post("/v1/email/verify/request", account::request_verification);
+    r.post("/v1/email/change", account::change_email);
+    r.post("/v1/mfa/totp/setup", mfa::setup);
+    r.post("/v1/mfa/totp/enable", mfa::enable);
+    r.post("/v1/mfa/totp/disable", mfa::disable);
+    r.post("/v1/logout", auth::logout);
+    r.post("/v1/logout/all", auth::logout_all);
+    r.get("/v1/sessions", me::list_sessions);
+    r.delete("/v1/sessions/{id}", me::delete_session);
+    r.get("/v1/me", me::me);
+    r.post("/internal/v1/introspect", internal::introspect);
+    // `count` before `{id}`, or "count" would be parsed as an id.
+    r.get("/internal/v1/users/count", internal::count_users);
+    r.get("/internal/v1/users", internal::list_users);
+    r.get("/internal/v1/users/{id}", internal::get_user);
+    r.get("/internal/v1/webhooks/stats", internal::webhook_stats);
+    r.post("/internal/v1/webhooks/redeliver", internal::redeliver);
+    r.post("/admin/v1/service-tokens", admin::create_token);
+    r.get("/admin/v1/service-tokens", admin::list_tokens);
+    r.post(
+        "/admin/v1/service-tokens/revoke-all",
+        admin::revoke_all_tokens,
+    );
+    r.delete("/admin/v1/service-tokens/{id}", admin::revoke_token);
+    r.post("/admin/v1/users/{id}/lock", admin::lock_user);
+    r.post("/admin/v1/users/{id}/unlock", admin::unlock_user);
+    r.delete("/admin/v1/users/{id}", admin::delete_user);
+    r.get("/admin/v1/audit", admin::audit);
+    r.table()
 }

@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn live_and_ready_return_200_with_a_request_id() {
@@ -107,4 +107,95 @@ async fn jwks_is_empty_for_hs256() {
         jsonwebtoken::Algorithm::HS256
     );
     assert_eq!(app.me_status(&tokens.access_token).await, StatusCode::OK);
+}
+
+/// The exposition parses, and its counters move with what was done:
+/// requests by route pattern and status, sign-ins by outcome, a lockout,
+/// introspections, and the pool's size.
+#[tokio::test]
+async fn metrics_parse_and_count_what_happened() {
+    use service_kit::testing::parse_metrics;
+    let app = spawn_app_with(&[("AUTH_LOCKOUT_THRESHOLD", "2")]).await;
+    let scrape = || async {
+        let res = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::OK);
+        let kind = res.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        parse_metrics(&res.text().await.expect("body"))
+    };
+    let before = scrape().await;
+    let get =
+        |m: &std::collections::HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+
+    let email = crate::helpers::email();
+    let tokens = app.register(&email).await.tokens;
+    app.login(&email).await;
+    // Two wrong passwords lock the pair out; the third attempt is refused
+    // before any password is checked.
+    for _ in 0..3 {
+        app.try_login(&email, "wrong password 123", None, None)
+            .await;
+    }
+    let answer = app.introspect(&tokens.access_token).await;
+    assert_eq!(answer["active"], true);
+    app.introspect("not-a-token").await;
+    app.client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("request");
+
+    let after = scrape().await;
+    let moved = |k: &str| get(&after, k) - get(&before, k);
+    assert_eq!(
+        moved(r#"auth_login_attempts_total{outcome="success"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"auth_login_attempts_total{outcome="failure"}"#),
+        2.0
+    );
+    assert_eq!(
+        moved(r#"auth_login_attempts_total{outcome="locked_out"}"#),
+        1.0
+    );
+    assert_eq!(moved("auth_lockouts_total"), 1.0);
+    assert_eq!(
+        moved(r#"auth_introspections_total{active="true",kind="user"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"auth_introspections_total{active="false",kind="user"}"#),
+        1.0
+    );
+    // Routes by pattern, unknown paths pooled under one label.
+    assert_eq!(
+        moved(r#"http_requests_total{method="POST",route="/v1/login",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"http_requests_total{method="POST",route="/v1/login",status="429"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"http_requests_total{method="GET",route="unmatched",status="404"}"#),
+        1.0
+    );
+    assert!(
+        moved(
+            r#"http_request_duration_seconds_count{method="POST",route="/v1/register",status="201"}"#
+        ) >= 1.0
+    );
+    assert_eq!(get(&after, r#"db_pool_connections{state="max"}"#), 4.0);
+    assert!(get(&after, r#"db_pool_connections{state="open"}"#) >= 1.0);
+    // Webhooks are off in this app: nothing is delivered, the backlog grows.
+    assert!(get(&after, r#"auth_outbox_events{status="pending"}"#) >= 1.0);
 }

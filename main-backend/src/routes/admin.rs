@@ -22,6 +22,7 @@ pub async fn sync(
         db: &state.db,
         auth: &state.auth,
         validator: &state.validator,
+        metrics: &state.metrics,
         instance: &state.instance,
     };
     match reconciler.run("manual").await {

@@ -36,6 +36,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// 503 when `degraded` (drift past the threshold, or failed webhooks) or
 /// `failing` (the auth service cannot be reached). Computed at most once a
 /// second per replica: anyone may call it.
+/// Prometheus text format; see `crate::metrics` for what is counted.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.base.render(&state.db)
+}
+
 pub async fn sync(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cached = {
         let guard = state.sync_health.lock().unwrap_or_else(|e| e.into_inner());

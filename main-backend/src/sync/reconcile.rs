@@ -52,6 +52,7 @@ pub struct Reconciler<'a> {
     pub db: &'a DbPool,
     pub auth: &'a AuthClient,
     pub validator: &'a Validator,
+    pub metrics: &'a crate::metrics::MainMetrics,
     /// This process's lease holder id.
     pub instance: &'a str,
 }
@@ -94,6 +95,8 @@ impl Reconciler<'_> {
         let clock = Instant::now();
         let result = self.pages().await;
         let duration_ms = clock.elapsed().as_millis() as i64;
+        self.metrics
+            .reconciled(result.as_ref().ok(), clock.elapsed().as_secs_f64());
         let report = result.map(|r| SyncReport { duration_ms, ..r });
         let counts = report.as_ref().copied().unwrap_or_default();
         let row = SyncRun {
@@ -194,6 +197,7 @@ pub async fn periodic(
     db: DbPool,
     auth: AuthClient,
     validator: std::sync::Arc<Validator>,
+    metrics: std::sync::Arc<crate::metrics::MainMetrics>,
     instance: String,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -208,6 +212,7 @@ pub async fn periodic(
             db: &db,
             auth: &auth,
             validator: &validator,
+            metrics: &metrics,
             instance: &instance,
         };
         // Outcomes are logged and recorded by `run`; `Busy` means another

@@ -103,25 +103,7 @@ async fn reconciliation_alone_brings_drift_to_zero() {
     }
     assert_eq!(stack.mirror_count().await, 0);
     // A mirror row whose user the auth service never had: reconciliation removes it.
-    let stray = uuid::Uuid::now_v7();
-    {
-        let db = stack.main_db().await;
-        let mut c = db.get().await.expect("conn");
-        let record = shared_types::UserRecord {
-            id: stray,
-            email: "ghost@example.com".into(),
-            email_verified: false,
-            full_name: None,
-            mfa_enabled: false,
-            account_locked: false,
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-            version: 1,
-        };
-        main_backend::db::mirror::apply_records(&mut c.conn(), &[record])
-            .await
-            .expect("insert");
-    }
+    let stray = insert_stray(&stack).await;
     let report = stack.sync_now().await;
     assert_eq!(report["created"], 5, "{report}");
     assert_eq!(report["deleted"], 1, "{report}");
@@ -286,4 +268,102 @@ async fn account_changes_in_the_auth_service_reach_the_mirror_and_keep_business_
     let mirrored = stack.mirror_user(id).await.expect("mirrored");
     assert_eq!(mirrored.plan_tier, "pro", "business fields untouched");
     assert_eq!(mirrored.email, new_address);
+}
+
+/// Both services' `/metrics` parse and move: the auth service counts the
+/// webhook it delivered (and its latency); the main backend counts token
+/// cache misses and hits, the introspection behind the miss, and the
+/// reconciliation with the drift it fixed.
+#[tokio::test]
+async fn metrics_follow_sync_and_validation() {
+    use service_kit::testing::parse_metrics;
+    let stack = spawn_stack().await;
+    let scrape = |base: String| {
+        let client = stack.client.clone();
+        async move {
+            let res = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status(), StatusCode::OK);
+            parse_metrics(&res.text().await.expect("body"))
+        }
+    };
+    let get =
+        |m: &std::collections::HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let main_before = scrape(stack.main_url.clone()).await;
+
+    let reg = stack.register(&unique_email()).await;
+    let id = reg.user.id;
+    eventually(Duration::from_secs(5), || async {
+        stack.mirror_user(id).await.is_some()
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            stack.me(&reg.tokens.access_token).await.status(),
+            StatusCode::OK
+        );
+    }
+    // Drift for reconciliation to fix: a mirror row the auth service never had.
+    insert_stray(&stack).await;
+    let report = stack.sync_now().await;
+    assert_eq!(report["deleted"], 1, "{report}");
+
+    let auth = scrape(stack.auth_url.clone()).await;
+    assert!(
+        get(
+            &auth,
+            r#"auth_webhook_deliveries_total{result="delivered"}"#
+        ) >= 1.0
+    );
+    assert!(get(&auth, "auth_webhook_delivery_latency_seconds_count") >= 1.0);
+    assert_eq!(get(&auth, r#"auth_outbox_events{status="pending"}"#), 0.0);
+
+    let main = scrape(stack.main_url.clone()).await;
+    let moved = |k: &str| get(&main, k) - get(&main_before, k);
+    assert_eq!(
+        moved(r#"main_token_cache_requests_total{result="miss"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"main_token_cache_requests_total{result="hit"}"#),
+        2.0
+    );
+    // The user token's miss, and the manual sync's service token (never cached).
+    assert_eq!(moved(r#"main_introspections_total{result="active"}"#), 2.0);
+    assert_eq!(moved(r#"main_reconcile_runs_total{status="ok"}"#), 1.0);
+    assert_eq!(moved(r#"main_reconcile_drift_total{kind="deleted"}"#), 1.0);
+    assert_eq!(get(&main, "main_reconcile_last_drift"), 1.0);
+    assert_eq!(moved("main_reconcile_duration_seconds_count"), 1.0);
+    assert_eq!(
+        moved(r#"http_requests_total{method="GET",route="/v1/me",status="200"}"#),
+        3.0
+    );
+}
+
+/// A mirror row whose user the auth service never had: drift that
+/// reconciliation removes.
+async fn insert_stray(stack: &Stack) -> uuid::Uuid {
+    let stray = uuid::Uuid::now_v7();
+    {
+        let db = stack.main_db().await;
+        let mut c = db.get().await.expect("conn");
+        let record = shared_types::UserRecord {
+            id: stray,
+            email: "ghost@example.com".into(),
+            email_verified: false,
+            full_name: None,
+            mfa_enabled: false,
+            account_locked: false,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            version: 1,
+        };
+        main_backend::db::mirror::apply_records(&mut c.conn(), &[record])
+            .await
+            .expect("insert");
+    }
+    stray
 }

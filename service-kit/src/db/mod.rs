@@ -115,8 +115,9 @@ pub fn sqlite_path(url: &str) -> &str {
 
 #[derive(Clone)]
 pub enum DbPool {
-    Postgres(Pool<AsyncPgConnection>, Pooler),
-    Sqlite(Pool<SqliteConn>),
+    /// The pool, how it reaches the server, and its configured size.
+    Postgres(Pool<AsyncPgConnection>, Pooler, u32),
+    Sqlite(Pool<SqliteConn>, u32),
 }
 
 /// A connection checked out of the pool; `conn()` gives the query handle.
@@ -186,7 +187,7 @@ impl DbPool {
                     .max_size(max_size)
                     .connection_timeout(timeout)
                     .build_unchecked(manager);
-                Ok(Self::Postgres(pool, pooler))
+                Ok(Self::Postgres(pool, pooler, max_size))
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(url).to_owned();
@@ -206,7 +207,7 @@ impl DbPool {
                     .max_size(max_size)
                     .connection_timeout(timeout)
                     .build_unchecked(manager);
-                Ok(Self::Sqlite(pool))
+                Ok(Self::Sqlite(pool, max_size))
             }
             None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
         }
@@ -214,9 +215,31 @@ impl DbPool {
 
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         Ok(match self {
-            Self::Postgres(p, pooler) => PooledConn::Postgres(p.get_owned().await?, *pooler),
-            Self::Sqlite(p) => PooledConn::Sqlite(p.get_owned().await?),
+            Self::Postgres(p, pooler, _) => PooledConn::Postgres(p.get_owned().await?, *pooler),
+            Self::Sqlite(p, _) => PooledConn::Sqlite(p.get_owned().await?),
         })
+    }
+}
+
+/// How many connections a pool holds and uses, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+}
+
+impl DbPool {
+    pub fn usage(&self) -> PoolUsage {
+        let (state, max) = match self {
+            Self::Postgres(p, _, max) => (p.state(), *max),
+            Self::Sqlite(p, max) => (p.state(), *max),
+        };
+        PoolUsage {
+            max,
+            open: state.connections,
+            idle: state.idle_connections,
+        }
     }
 }
 
@@ -295,8 +318,10 @@ fn warn_failed_rollback(result: diesel::QueryResult<()>) {
 #[doc(hidden)]
 pub fn needs_own_transaction(c: &mut AsyncPgConnection) -> bool {
     !matches!(
-        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(c)
-            .transaction_depth(),
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
+            c
+        )
+        .transaction_depth(),
         Ok(Some(_))
     )
 }

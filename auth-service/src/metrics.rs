@@ -1,0 +1,122 @@
+//! The auth service's own metrics, beside the request and pool metrics
+//! every app has (`service_kit::metrics`): sign-ins by outcome, lockouts,
+//! introspections, webhook deliveries and the outbox's backlog.
+
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
+use service_kit::metrics::{Metrics, LATENCY_BUCKETS};
+
+use crate::db::{outbox, DbPool};
+
+pub struct AuthMetrics {
+    pub base: Metrics,
+    logins: IntCounterVec,
+    lockouts: IntCounter,
+    introspections: IntCounterVec,
+    deliveries: IntCounterVec,
+    delivery_latency: Histogram,
+    outbox: IntGaugeVec,
+}
+
+/// How a sign-in ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginOutcome {
+    Success,
+    /// Wrong email or password, or a wrong second factor.
+    Failure,
+    /// Refused by a lockout before any password was checked.
+    LockedOut,
+    /// An administrator locked the account.
+    AccountLocked,
+    /// The password was right and a second factor is needed.
+    MfaRequired,
+}
+
+impl AuthMetrics {
+    pub fn new() -> Self {
+        let base = Metrics::new();
+        Self {
+            logins: base.counter_vec(
+                "auth_login_attempts_total",
+                "Sign-in attempts by outcome: success, failure, locked_out, account_locked, mfa_required",
+                &["outcome"],
+            ),
+            lockouts: base.counter(
+                "auth_lockouts_total",
+                "Lockouts started by repeated failed sign-ins",
+            ),
+            introspections: base.counter_vec(
+                "auth_introspections_total",
+                "Token introspections by token kind (user, service) and answer (active, inactive)",
+                &["kind", "active"],
+            ),
+            deliveries: base.counter_vec(
+                "auth_webhook_deliveries_total",
+                "Webhook delivery attempts by result: delivered, failed (will retry or gave up)",
+                &["result"],
+            ),
+            delivery_latency: base.histogram(
+                "auth_webhook_delivery_latency_seconds",
+                "From the change's commit to the receiver's 2xx",
+                LATENCY_BUCKETS,
+            ),
+            outbox: base.gauge_vec(
+                "auth_outbox_events",
+                "Webhook outbox events by status (pending, failed), read at scrape time",
+                &["status"],
+            ),
+            base,
+        }
+    }
+
+    pub fn login(&self, outcome: LoginOutcome) {
+        let label = match outcome {
+            LoginOutcome::Success => "success",
+            LoginOutcome::Failure => "failure",
+            LoginOutcome::LockedOut => "locked_out",
+            LoginOutcome::AccountLocked => "account_locked",
+            LoginOutcome::MfaRequired => "mfa_required",
+        };
+        self.logins.with_label_values(&[label]).inc();
+    }
+
+    pub fn lockout(&self) {
+        self.lockouts.inc();
+    }
+
+    pub fn introspection(&self, kind: &str, active: bool) {
+        let active = if active { "true" } else { "false" };
+        self.introspections.with_label_values(&[kind, active]).inc();
+    }
+
+    /// One attempt's result; `latency` (since commit) when it was delivered.
+    pub fn delivery(&self, latency: Option<std::time::Duration>) {
+        match latency {
+            Some(d) => {
+                self.deliveries.with_label_values(&["delivered"]).inc();
+                self.delivery_latency.observe(d.as_secs_f64());
+            }
+            None => self.deliveries.with_label_values(&["failed"]).inc(),
+        }
+    }
+
+    /// The exposition, with the outbox backlog read now. A database that
+    /// can't be reached leaves the backlog at its last value; the pool
+    /// gauges and `/health/ready` say why.
+    pub async fn render(&self, db: &DbPool) -> actix_web::HttpResponse {
+        if let Ok(mut pooled) = db.get().await {
+            if let Ok(stats) = outbox::stats(&mut pooled.conn()).await {
+                self.outbox
+                    .with_label_values(&["pending"])
+                    .set(stats.pending);
+                self.outbox.with_label_values(&["failed"]).set(stats.failed);
+            }
+        }
+        self.base.render(db)
+    }
+}
+
+impl Default for AuthMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,110 @@
+//! The main backend's own metrics, beside the request and pool metrics
+//! every app has (`service_kit::metrics`): calls to the auth service's
+//! introspection, the token cache in front of it, and reconciliation.
+
+use prometheus::{Histogram, IntCounterVec, IntGauge};
+use service_kit::metrics::Metrics;
+
+pub struct MainMetrics {
+    pub base: Metrics,
+    introspections: IntCounterVec,
+    cache: IntCounterVec,
+    evictions: IntCounterVec,
+    reconcile_runs: IntCounterVec,
+    reconcile_seconds: Histogram,
+    reconcile_drift: IntCounterVec,
+    last_drift: IntGauge,
+}
+
+impl MainMetrics {
+    pub fn new() -> Self {
+        let base = Metrics::new();
+        let last_drift = prometheus::IntGauge::new(
+            "main_reconcile_last_drift",
+            "Mirror rows the last successful reconciliation had to fix (created + updated + deleted)",
+        );
+        Self {
+            introspections: base.counter_vec(
+                "main_introspections_total",
+                "Calls to the auth service's introspection by result: active, inactive, error",
+                &["result"],
+            ),
+            cache: base.counter_vec(
+                "main_token_cache_requests_total",
+                "User-token validations by cache result: hit, miss (a miss calls the auth service)",
+                &["result"],
+            ),
+            evictions: base.counter_vec(
+                "main_token_cache_evictions_total",
+                "Entries leaving the token cache by cause: expired, explicit (revocation), replaced, size",
+                &["cause"],
+            ),
+            reconcile_runs: base.counter_vec(
+                "main_reconcile_runs_total",
+                "Reconciliations by status: ok, failed",
+                &["status"],
+            ),
+            reconcile_seconds: base.histogram(
+                "main_reconcile_duration_seconds",
+                "Time one reconciliation took",
+                &[0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+            ),
+            reconcile_drift: base.counter_vec(
+                "main_reconcile_drift_total",
+                "Mirror rows reconciliation fixed, by kind: created, updated, deleted",
+                &["kind"],
+            ),
+            last_drift: {
+                #[allow(clippy::expect_used)]
+                let gauge = last_drift.expect("valid metric");
+                base.register(gauge)
+            },
+            base,
+        }
+    }
+
+    pub fn introspection(&self, result: &str) {
+        self.introspections.with_label_values(&[result]).inc();
+    }
+
+    pub fn cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache.with_label_values(&[result]).inc();
+    }
+
+    pub fn eviction(&self, cause: moka::notification::RemovalCause) {
+        use moka::notification::RemovalCause;
+        let cause = match cause {
+            RemovalCause::Expired => "expired",
+            RemovalCause::Explicit => "explicit",
+            RemovalCause::Replaced => "replaced",
+            RemovalCause::Size => "size",
+        };
+        self.evictions.with_label_values(&[cause]).inc();
+    }
+
+    pub fn reconciled(&self, report: Option<&shared_types::SyncReport>, seconds: f64) {
+        self.reconcile_seconds.observe(seconds);
+        let Some(r) = report else {
+            self.reconcile_runs.with_label_values(&["failed"]).inc();
+            return;
+        };
+        self.reconcile_runs.with_label_values(&["ok"]).inc();
+        for (kind, n) in [
+            ("created", r.created),
+            ("updated", r.updated),
+            ("deleted", r.deleted),
+        ] {
+            self.reconcile_drift
+                .with_label_values(&[kind])
+                .inc_by(u64::try_from(n).unwrap_or(0));
+        }
+        self.last_drift.set(r.created + r.updated + r.deleted);
+    }
+}
+
+impl Default for MainMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
