@@ -10,6 +10,7 @@
 //! | `AUTH_DATABASE_DIRECT_URL` | the URL | straight to PostgreSQL, for migrations; required with a pooler |
 //! | `AUTH_JWT_ALGORITHM` | `EdDSA` | or `HS256` |
 //! | `AUTH_JWT_PRIVATE_KEY_FILE` | required for EdDSA | Ed25519 PKCS#8 PEM |
+//! | `AUTH_JWT_PREVIOUS_KEY_FILES` | none | comma-separated PEMs of retired EdDSA keys: their tokens still verify |
 //! | `AUTH_JWT_SECRET` | required for HS256 | at least 32 bytes |
 //! | `JWT_ACCESS_TOKEN_EXPIRE_MINUTES` | 30 | |
 //! | `JWT_REFRESH_TOKEN_EXPIRE_DAYS` | 7 | |
@@ -65,6 +66,9 @@ pub struct Settings {
     pub bind: String,
     pub database: DatabaseSettings,
     pub jwt_key: JwtKeySource,
+    /// Retired EdDSA signing keys (PEM files): tokens they signed verify
+    /// until they expire, and the JWKS lists them; nothing new is signed.
+    pub previous_jwt_keys: Vec<PathBuf>,
     pub access_token_minutes: i64,
     pub refresh_token_days: i64,
     pub issuer: String,
@@ -177,6 +181,21 @@ impl Settings {
                 JwtKeySource::HmacSecret(secret.into())
             }
         };
+        let previous_jwt_keys: Vec<PathBuf> = get("AUTH_JWT_PREVIOUS_KEY_FILES")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !previous_jwt_keys.is_empty() && algorithm != JwtAlgorithm::EdDSA {
+            return Err(err(
+                "AUTH_JWT_PREVIOUS_KEY_FILES",
+                "only for EdDSA keys (an HS256 secret is rotated by changing it)",
+            ));
+        }
         let service_api_key =
             get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
         check_secret("AUTH_SERVICE_API_KEY", &service_api_key)?;
@@ -234,6 +253,7 @@ impl Settings {
             bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
             database: database(&get)?,
             jwt_key,
+            previous_jwt_keys,
             access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?
                 .unwrap_or(30),
             refresh_token_days: parse_opt(&get, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365)?

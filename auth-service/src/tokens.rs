@@ -42,6 +42,8 @@ pub struct TokenKeys {
     kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Retired keys by `kid`: verify only.
+    previous: Vec<(String, DecodingKey)>,
     validation: Validation,
     jwks: serde_json::Value,
     successor_key: SecretBox<[u8; 32]>,
@@ -51,6 +53,19 @@ pub struct TokenKeys {
 }
 
 const SUCCESSOR_LABEL: &[u8] = b"auth-service refresh-token successor v1";
+
+/// The `kid` and public key (base64url) of an Ed25519 PKCS#8 PEM file.
+fn ed25519_public(path: &std::path::Path, var: &str) -> anyhow::Result<(String, String)> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{var}: cannot read {}: {e}", path.display()))?;
+    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{var}: not an Ed25519 PKCS#8 PEM key: {e}"))?;
+    let public = signing.verifying_key().to_bytes();
+    Ok((
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]),
+        URL_SAFE_NO_PAD.encode(public),
+    ))
+}
 
 impl TokenKeys {
     pub fn load(settings: &Settings) -> anyhow::Result<Self> {
@@ -99,6 +114,17 @@ impl TokenKeys {
                 )
             }
         };
+        let mut previous = Vec::new();
+        let mut jwks = jwks;
+        for path in &settings.previous_jwt_keys {
+            let (kid, x) = ed25519_public(path, "AUTH_JWT_PREVIOUS_KEY_FILES")?;
+            if let Some(keys) = jwks["keys"].as_array_mut() {
+                keys.push(serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"
+                }));
+            }
+            previous.push((kid, DecodingKey::from_ed_components(&x)?));
+        }
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -113,6 +139,7 @@ impl TokenKeys {
             kid,
             encoding,
             decoding,
+            previous,
             validation,
             jwks,
             successor_key,
@@ -153,10 +180,16 @@ impl TokenKeys {
     /// nothing of revocation: callers check the session in the database.
     pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != self.algorithm || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != self.algorithm {
             return None;
         }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let kid = header.kid?;
+        let key = if kid == self.kid {
+            &self.decoding
+        } else {
+            &self.previous.iter().find(|(k, _)| *k == kid)?.1
+        };
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .ok()
             .map(|d| d.claims)
     }

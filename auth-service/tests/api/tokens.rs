@@ -149,3 +149,96 @@ async fn token_of_a_revoked_session_is_refused_before_it_expires() {
         .await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
+
+/// Key rotation: a process signing with a new key and listing the old one
+/// in `AUTH_JWT_PREVIOUS_KEY_FILES` still accepts the old key's tokens, signs
+/// new ones with the new `kid` and publishes both in the JWKS; a process
+/// that knows only the old key refuses the new key's tokens.
+#[tokio::test]
+async fn rotated_signing_key_keeps_old_tokens_valid() {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let app = spawn_app().await;
+    let address = email();
+    let old_token = app.register(&address).await.tokens.access_token;
+
+    let new_key = app.dir.join("jwt-new.pem");
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::write(
+        &new_key,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
+    let auth_service::configuration::JwtKeySource::Ed25519PemFile(old_key) =
+        app.settings.jwt_key.clone()
+    else {
+        panic!("the test app signs with EdDSA");
+    };
+    let mut settings = app.settings.clone();
+    settings.jwt_key = auth_service::configuration::JwtKeySource::Ed25519PemFile(new_key);
+    settings.previous_jwt_keys = vec![old_key];
+    let rotated = auth_service::Application::build(settings)
+        .await
+        .expect("rotated app builds");
+    let rotated_url = format!("http://127.0.0.1:{}", rotated.port());
+    tokio::spawn(rotated.run_until_stopped());
+
+    let me = |base: String, token: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .get(format!("{base}/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    assert_eq!(
+        me(rotated_url.clone(), old_token.clone()).await,
+        StatusCode::OK
+    );
+    let res = app
+        .client
+        .post(format!("{rotated_url}/v1/login"))
+        .json(&json!({"email": address, "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.expect("json");
+    let new_token = body["access_token"].as_str().expect("token").to_owned();
+    let kid = |t: &str| {
+        jsonwebtoken::decode_header(t)
+            .expect("header")
+            .kid
+            .expect("kid")
+    };
+    assert_ne!(kid(&new_token), kid(&old_token));
+    assert_eq!(
+        me(rotated_url.clone(), new_token.clone()).await,
+        StatusCode::OK
+    );
+    // The process that knows only the old key refuses the new one's tokens.
+    assert_eq!(
+        me(app.address.clone(), new_token.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let jwks: serde_json::Value = app
+        .client
+        .get(format!("{rotated_url}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(kids, [kid(&new_token), kid(&old_token)]);
+}
