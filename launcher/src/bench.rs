@@ -130,6 +130,16 @@ where
     sample
 }
 
+/// `git describe` of the tree being measured.
+pub fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -290,12 +300,7 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
          - Backend: {backend}; both services as separate release processes on loopback; the load generator shares the machine\n\
          - Load: bounded, {secs}s per phase, from one process (reqwest, keep-alive)\n\n{body}",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        commit = std::process::Command::new("git")
-            .args(["describe", "--always", "--dirty"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default(),
+        commit = commit(),
         machine = machine(),
         backend = if args.postgres.is_some() {
             "PostgreSQL"

@@ -299,12 +299,7 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
          {SECTION_END}",
         secs = args.seconds,
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        commit = std::process::Command::new("git")
-            .args(["describe", "--always", "--dirty"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default(),
+        commit = crate::bench::commit(),
         machine = crate::bench::machine(),
         half = half.as_secs_f64(),
         verdict = ok(headline >= 0.8),
