@@ -69,6 +69,21 @@ impl<'a> Routes<'a> {
         self
     }
 
+    /// A service that registers several routes at once, listed as `routes`.
+    pub(crate) fn register(
+        &mut self,
+        routes: &[(&'static str, &'static str)],
+        service: impl actix_web::dev::HttpServiceFactory + 'static,
+    ) {
+        self.table.extend_from_slice(routes);
+        self.cfg.service(service);
+    }
+
+    /// A route whose table entry a `register` call already made.
+    pub(crate) fn route_unlisted(&mut self, path: &str, route: actix_web::Route) {
+        self.cfg.route(path, route);
+    }
+
     /// Every `(METHOD, path)` registered, in order.
     pub fn table(self) -> Vec<(&'static str, &'static str)> {
         self.table

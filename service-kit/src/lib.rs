@@ -6,6 +6,7 @@
 
 pub mod crypto;
 pub mod db;
+pub mod docs;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -218,3 +218,75 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     }
     out
 }
+
+/// What an OpenAPI document says it serves, as `(METHOD, path)`, sorted.
+pub fn documented_operations(doc: &utoipa::openapi::OpenApi) -> Vec<(String, String)> {
+    let value = serde_json::to_value(doc).expect("the document serializes");
+    let mut ops = Vec::new();
+    if let Some(paths) = value["paths"].as_object() {
+        for (path, item) in paths {
+            for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+                if item.get(method).is_some() {
+                    ops.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    ops.sort();
+    ops
+}
+
+/// The router's routes, as `(METHOD, path)`, sorted, without the
+/// documentation's own (`/openapi.json`, `/docs`).
+pub fn routed_operations(table: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut ops: Vec<(String, String)> = table
+        .iter()
+        .filter(|r| !crate::docs::DOC_ROUTES.contains(r))
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    ops.sort();
+    ops
+}
+
+/// Checks a served OpenAPI document: version 3.1, every operation has a
+/// response, and every `$ref` names a component that exists.
+pub fn check_openapi_json(doc: &serde_json::Value) {
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        "OpenAPI 3.1: {}",
+        doc["openapi"]
+    );
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(doc, &mut found);
+    for r in found {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local references: {r}"));
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(!paths.is_empty());
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object();
+            assert!(
+                responses.is_some_and(|r| !r.is_empty()),
+                "{method} {path} documents no response"
+            );
+        }
+    }
+}

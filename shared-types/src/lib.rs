@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// `tokens` in the contract: the answer to register, login and refresh.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -25,7 +25,7 @@ pub struct TokenPair {
 }
 
 /// `user` in the contract: the public view returned by registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicUser {
     pub id: Uuid,
     pub email: String,
@@ -35,14 +35,14 @@ pub struct PublicUser {
 }
 
 /// Answer to `POST /v1/register`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     pub user: PublicUser,
     pub tokens: TokenPair,
 }
 
 /// Answer to the auth service's `GET /v1/me`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuthMe {
     pub id: Uuid,
     pub email: String,
@@ -53,7 +53,7 @@ pub struct AuthMe {
 }
 
 /// One entry of `GET /v1/sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -67,7 +67,7 @@ pub struct SessionInfo {
 ///
 /// `version` grows by at least one on every change to an auth-owned field, so a
 /// receiver can drop stale or reordered updates by comparing versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRecord {
     pub id: Uuid,
     pub email: String,
@@ -81,7 +81,7 @@ pub struct UserRecord {
 }
 
 /// Answer to `GET /internal/v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserPage {
     pub users: Vec<UserRecord>,
     /// Pass as `after` to get the next page; `None` at the end.
@@ -89,13 +89,13 @@ pub struct UserPage {
 }
 
 /// Answer to `GET /internal/v1/users/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserCount {
     pub count: i64,
 }
 
 /// Body of `POST /internal/v1/introspect`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectRequest {
     pub token: String,
@@ -103,7 +103,7 @@ pub struct IntrospectRequest {
 
 /// RFC 7662 introspection answer. Inactive answers carry `active: false` only,
 /// so a caller learns nothing about why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct Introspection {
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,7 +134,7 @@ impl Introspection {
 }
 
 /// Standard Webhooks event body: `{type, timestamp, data}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookEvent {
     #[serde(rename = "type")]
     pub kind: String,
@@ -151,14 +151,14 @@ pub mod event_types {
 }
 
 /// `data` of a `session.revoked` event; empty `session_ids` means every session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionRevoked {
     pub user_id: Uuid,
     pub session_ids: Vec<Uuid>,
 }
 
 /// `GET /internal/v1/webhooks/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookStats {
     pub pending: i64,
     pub failed: i64,
@@ -169,20 +169,20 @@ pub struct WebhookStats {
 }
 
 /// `POST /internal/v1/webhooks/redeliver`: the given failed events, or all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeliverRequest {
     #[serde(default)]
     pub event_ids: Option<Vec<Uuid>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Requeued {
     pub requeued: usize,
 }
 
 /// The main backend's `GET /v1/me`: mirror fields plus business fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: Uuid,
     pub email: String,
@@ -199,7 +199,7 @@ pub struct Profile {
 }
 
 /// Result of a full reconciliation (`POST /admin/v1/sync`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub created: i64,
     pub updated: i64,
@@ -209,7 +209,7 @@ pub struct SyncReport {
 }
 
 /// `GET /health/sync` on the main backend: counts only, never ids.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncHealth {
     /// `ok`, `degraded` or `failing`.
     pub status: String,
@@ -224,7 +224,7 @@ pub struct SyncHealth {
     pub webhooks: WebhookBacklog,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastReconcile {
     /// `ok` or `failed`.
     pub status: String,
@@ -239,7 +239,7 @@ pub struct LastReconcile {
 }
 
 /// The auth service's outbox as seen from the main backend (null when unreachable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookBacklog {
     pub pending: Option<i64>,
     pub failed: Option<i64>,
@@ -248,14 +248,14 @@ pub struct WebhookBacklog {
 /// RFC 9457 problem details with the contract's stable `code`.
 /// A page of a long list: `next_cursor` goes into `?cursor=` for the next
 /// page and is null on the last one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// A task on the main backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub title: String,
@@ -266,7 +266,7 @@ pub struct Task {
 }
 
 /// One of a user's secrets, as listed: never its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretInfo {
     pub name: String,
     /// At most the last 4 characters, and only of values of 16 or more.
@@ -275,7 +275,7 @@ pub struct SecretInfo {
 }
 
 /// An agent session: a unit of work an agent did for the user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentSession {
     pub id: Uuid,
     pub title: String,
@@ -286,7 +286,7 @@ pub struct AgentSession {
 }
 
 /// One call of a tool, for the user's own usage history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolUsage {
     pub id: Uuid,
     pub agent_session_id: Option<Uuid>,
@@ -298,7 +298,7 @@ pub struct ToolUsage {
 }
 
 /// A document of the user's corpus.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CorpusItem {
     pub id: Uuid,
     pub title: String,
@@ -313,7 +313,7 @@ pub struct CorpusItem {
 pub const SERVICE_TOKEN_PREFIX: &str = "ast_";
 
 /// Body of `POST /admin/v1/service-tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceToken {
     pub name: String,
@@ -324,7 +324,7 @@ pub struct CreateServiceToken {
 
 /// Answer to `POST /admin/v1/service-tokens`: the only time `token` is shown.
 /// No `Debug`: it holds the token.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedServiceToken {
     pub id: Uuid,
     pub name: String,
@@ -334,7 +334,7 @@ pub struct CreatedServiceToken {
 }
 
 /// One row of `GET /admin/v1/service-tokens` (never the token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceTokenInfo {
     pub id: Uuid,
     pub name: String,
@@ -347,13 +347,13 @@ pub struct ServiceTokenInfo {
 }
 
 /// Answer to `POST /admin/v1/service-tokens/revoke-all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevokedCount {
     pub revoked: u64,
 }
 
 /// One row of `GET /admin/v1/audit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub kind: String,
@@ -368,7 +368,7 @@ pub struct AuditEvent {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -404,7 +404,7 @@ mod tests {
 }
 
 /// `POST /v1/mfa/totp/setup`: the secret is shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TotpSetup {
     /// Base32, for typing into an authenticator app.
     pub secret: String,
@@ -413,7 +413,7 @@ pub struct TotpSetup {
 }
 
 /// `POST /v1/mfa/totp/enable`: single-use codes, shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }

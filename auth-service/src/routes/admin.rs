@@ -46,6 +46,7 @@ fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
     }
 }
 
+#[utoipa::path(post, path = "/admin/v1/service-tokens", tag = "admin", request_body = CreateServiceToken, responses((status = 201, description = "The token, shown once", body = CreatedServiceToken), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn create_token(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -69,6 +70,7 @@ pub async fn create_token(
     }))
 }
 
+#[utoipa::path(get, path = "/admin/v1/service-tokens", tag = "admin", responses((status = 200, description = "Every token, never the secret", body = Vec<ServiceTokenInfo>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn list_tokens(
     _caller: AdminCaller,
     state: web::Data<AppState>,
@@ -78,6 +80,7 @@ pub async fn list_tokens(
     Ok(web::Json(rows.iter().map(info).collect()))
 }
 
+#[utoipa::path(delete, path = "/admin/v1/service-tokens/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn revoke_token(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -105,6 +108,7 @@ pub async fn revoke_token(
 
 /// The emergency switch. Every token stops working at the commit, on every
 /// replica, since each check reads the row.
+#[utoipa::path(post, path = "/admin/v1/service-tokens/revoke-all", tag = "admin", responses((status = 200, description = "How many were revoked", body = RevokedCount), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn revoke_all_tokens(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -164,6 +168,7 @@ async fn set_locked(
 
 /// Locks an account: its sessions are revoked and its tokens stop
 /// introspecting as active at once; login answers 403 `account_locked`.
+#[utoipa::path(post, path = "/admin/v1/users/{id}/lock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Locked; sessions revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn lock_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -172,6 +177,7 @@ pub async fn lock_user(
     set_locked(caller, state, path.into_inner(), true).await
 }
 
+#[utoipa::path(post, path = "/admin/v1/users/{id}/unlock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Unlocked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn unlock_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -180,6 +186,7 @@ pub async fn unlock_user(
     set_locked(caller, state, path.into_inner(), false).await
 }
 
+#[utoipa::path(delete, path = "/admin/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn delete_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -207,7 +214,8 @@ pub async fn delete_user(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     user_id: Option<Uuid>,
@@ -215,6 +223,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit events, newest first", body = Vec<AuditEvent>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn audit(
     _caller: AdminCaller,
     state: web::Data<AppState>,

@@ -25,7 +25,7 @@ use service_kit::transaction;
 
 // Request bodies derive no `Debug`: they hold passwords and tokens.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -34,7 +34,7 @@ pub struct RegisterRequest {
     full_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
@@ -43,7 +43,7 @@ pub struct LoginRequest {
     totp_code: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
@@ -190,6 +190,7 @@ impl AppState {
     }
 }
 
+#[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 201, description = "Account and first session", body = RegisterResponse), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
 pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -299,6 +300,7 @@ impl Attempt<'_> {
 /// emails alike), the password (an unknown email verifies a dummy hash, so
 /// both cost the same), the administrator's lock, then the second factor
 /// when TOTP is on. A wrong password or code counts toward the locks.
+#[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = LoginRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 200, description = "A new session", body = TokenPair), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -442,6 +444,7 @@ async fn sign_in(
 
 /// `POST /v1/token/refresh`: the refresh token comes from the JSON body,
 /// or in cookie mode from the cookie (the body is then ignored).
+#[utoipa::path(post, path = "/v1/token/refresh", tag = "auth", request_body = RefreshRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the refresh token is read from the cookie and the body ignored")), responses((status = 200, description = "The next token pair; the presented refresh token is spent", body = TokenPair), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
 pub async fn refresh(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -578,6 +581,7 @@ async fn exchange(
 }
 
 /// Ends the caller's current session (`/v1/logout`).
+#[utoipa::path(post, path = "/v1/logout", tag = "auth", responses((status = 204, description = "This session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -587,6 +591,7 @@ pub async fn logout(
 }
 
 /// Ends every session of the caller (`/v1/logout/all`).
+#[utoipa::path(post, path = "/v1/logout/all", tag = "auth", responses((status = 204, description = "Every session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn logout_all(
     state: web::Data<AppState>,
     client: ClientInfo,

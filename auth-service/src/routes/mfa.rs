@@ -16,13 +16,13 @@ use crate::tokens::hash_token;
 use crate::AppState;
 use service_kit::transaction;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     code: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisableRequest {
     password: String,
@@ -75,6 +75,7 @@ impl AppState {
 
 /// `POST /v1/mfa/totp/setup`: a new secret, shown this once; it does
 /// nothing until `enable` proves an app holds it.
+#[utoipa::path(post, path = "/v1/mfa/totp/setup", tag = "mfa", responses((status = 200, description = "A new secret, shown once", body = TotpSetup), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn setup(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,
@@ -105,6 +106,7 @@ pub async fn setup(
 
 /// `POST /v1/mfa/totp/enable`: a valid code turns TOTP on and returns ten
 /// single-use recovery codes (only their hashes are kept).
+#[utoipa::path(post, path = "/v1/mfa/totp/enable", tag = "mfa", request_body = EnableRequest, responses((status = 200, description = "On; recovery codes, shown once", body = RecoveryCodes), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn enable(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -159,6 +161,7 @@ pub async fn enable(
 
 /// `POST /v1/mfa/totp/disable`: needs the password and a code (or a
 /// recovery code), so a stolen session alone cannot remove the factor.
+#[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", request_body = DisableRequest, responses((status = 204, description = "Off"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn disable(
     state: web::Data<AppState>,
     client: ClientInfo,
