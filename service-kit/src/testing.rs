@@ -252,7 +252,9 @@ pub fn routed_operations(table: &[(&str, &str)]) -> Vec<(String, String)> {
 /// response, and every `$ref` names a component that exists.
 pub fn check_openapi_json(doc: &serde_json::Value) {
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
         "OpenAPI 3.1: {}",
         doc["openapi"]
     );

@@ -11,8 +11,8 @@ mod mfa;
 
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::web;
-use service_kit::http::Routes;
 use service_kit::docs::SecuritySchemes;
+use service_kit::http::Routes;
 use utoipa::OpenApi;
 
 use crate::extractors::ClientAddress;

@@ -208,7 +208,8 @@ async fn openapi_covers_every_route_and_docs_are_served() {
     use service_kit::testing::{check_openapi_json, documented_operations, routed_operations};
     use utoipa::OpenApi;
     let mut table = Vec::new();
-    let _ = actix_web::App::new().configure(|cfg| table = auth_service::routes::configure(cfg, None));
+    let _ =
+        actix_web::App::new().configure(|cfg| table = auth_service::routes::configure(cfg, None));
     let documented = documented_operations(&auth_service::routes::ApiDoc::openapi());
     let routed = routed_operations(&table);
     assert!(routed.len() > 30, "{routed:?}");
@@ -221,9 +222,19 @@ async fn openapi_covers_every_route_and_docs_are_served() {
     let doc: serde_json::Value = app.get_json("/openapi.json").await;
     check_openapi_json(&doc);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    let res = app.client.get(app.url("/docs")).send().await.expect("request");
+    let res = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
-    let res = app.client.get(app.url("/docs/")).send().await.expect("request");
+    let res = app
+        .client
+        .get(app.url("/docs/"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), StatusCode::OK);
     let page = res.text().await.expect("page");
     assert!(page.contains("swagger-ui"), "{page}");
@@ -233,5 +244,9 @@ async fn openapi_covers_every_route_and_docs_are_served() {
         .send()
         .await
         .expect("request");
-    assert_eq!(res.status(), StatusCode::OK, "the UI's script comes from the binary");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the UI's script comes from the binary"
+    );
 }

@@ -12,7 +12,7 @@ const MAX_JSON_BYTES: usize = 16 * 1024;
 const MAX_PERMISSIONS: usize = 256;
 
 /// The raw body; unknown fields (including every auth-owned one) are 422.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminPatchBody {
     role: Option<String>,

@@ -51,7 +51,8 @@ pub fn json_object(field: &str, value: Option<Value>) -> Result<String, ApiError
 }
 
 /// `?limit=&cursor=` of every paged list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     limit: Option<i64>,
@@ -113,7 +114,7 @@ pub fn page<R, T>(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTaskBody {
     title: String,
@@ -147,11 +148,13 @@ impl NewTask {
 }
 
 /// `PATCH`: absent fields stay; `description: null` clears it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatchBody {
     title: Option<String>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     completed: Option<bool>,
 }
@@ -209,9 +212,10 @@ pub fn secret_name(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Body of `PUT /v1/me/secrets/{name}`; no `Debug`: it holds the value.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretBody {
+    #[schema(value_type = String)]
     pub value: secrecy::SecretString,
 }
 
@@ -227,7 +231,7 @@ pub fn secret_hint(value: &str) -> Result<Option<String>, ApiError> {
 
 pub const SESSION_STATUSES: &[&str] = &["active", "completed", "failed", "cancelled"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgentSessionBody {
     title: String,
@@ -259,7 +263,7 @@ impl NewAgentSession {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToolUsageBody {
     tool_name: String,
@@ -305,7 +309,7 @@ impl NewToolUsage {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCorpusBody {
     title: String,

@@ -40,6 +40,18 @@ const ADMIN_OWNED: &[&str] = &[
     "tool_permissions",
 ];
 
+/// What `PATCH /v1/me` takes, for the OpenAPI document: the handler reads
+/// the body as a JSON object so it can name an auth-owned field's endpoint
+/// (422 `auth_owned_field`) or an admin-owned field (403).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProfilePatchBody {
+    /// `null` clears it.
+    full_name: Option<String>,
+    /// An https URL; `null` clears it.
+    picture: Option<String>,
+}
+
 /// A validated profile change; `Some(None)` clears a field.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ProfilePatch {

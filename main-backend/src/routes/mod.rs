@@ -10,7 +10,43 @@ mod webapp;
 mod webhooks;
 
 use actix_web::web;
+use service_kit::docs::SecuritySchemes;
 use service_kit::http::Routes;
+use utoipa::OpenApi;
+
+/// The OpenAPI document: every handler's `#[utoipa::path]`, listed here.
+/// A test holds it against the table `configure` returns.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "main-backend",
+        description = "Business data beside a read-only mirror of the auth service's users. \
+                       Every bearer token is confirmed by the auth service. Errors are RFC 9457 \
+                       problem details with a stable `code`."
+    ),
+    paths(
+        webapp::index, webapp::account, webapp::script, webapp::style, webapp::config,
+        health::live, health::ready, health::sync, health::metrics,
+        webhooks::receive,
+        me::get, me::patch,
+        data::get_settings, data::put_settings, data::list_secrets, data::put_secret,
+        data::delete_secret, data::list_agent_sessions, data::create_agent_session,
+        data::list_tool_usage, data::create_tool_usage, data::list_corpus, data::create_corpus,
+        tasks::list, tasks::create, tasks::get, tasks::patch, tasks::delete,
+        admin::sync, admin::patch_user,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "profile", description = "The caller's profile"),
+        (name = "tasks", description = "The caller's tasks"),
+        (name = "data", description = "The caller's settings, secrets and activity"),
+        (name = "admin", description = "For administrators and operators"),
+        (name = "webhooks", description = "Events from the auth service (Standard Webhooks)"),
+        (name = "health", description = "Probes, sync health, metrics"),
+        (name = "web app", description = "The browser app served here"),
+    )
+)]
+pub struct ApiDoc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) -> Vec<(&'static str, &'static str)> {
     let mut r = Routes::new(cfg);
@@ -44,5 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) -> Vec<(&'static str, &'static st
     r.post("/v1/corpus", data::create_corpus);
     r.post("/admin/v1/sync", admin::sync);
     r.patch("/admin/v1/users/{id}", admin::patch_user);
+    static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+        std::sync::LazyLock::new(ApiDoc::openapi);
+    r.docs(DOC.clone());
     r.table()
 }
