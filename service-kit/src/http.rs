@@ -21,11 +21,15 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig, max_body: usize) {
     .default_service(web::to(error::not_found));
 }
 
-/// Registers routes and keeps a list of them: `configure` returns it, so a
-/// test can hold the router's routes against the OpenAPI document.
+/// Registers routes and keeps a list of them: `table` registers them and
+/// returns the list, so a test can hold the router's routes against the
+/// OpenAPI document. All methods of one path share one resource, which
+/// answers any other method with 405 and an `Allow` header.
 pub struct Routes<'a> {
     cfg: &'a mut web::ServiceConfig,
     table: Vec<(&'static str, &'static str)>,
+    /// Paths in first-registration order, with their methods' routes.
+    pending: Vec<(&'static str, Vec<(&'static str, actix_web::Route)>)>,
 }
 
 macro_rules! method {
@@ -36,9 +40,7 @@ macro_rules! method {
             Args: actix_web::FromRequest + 'static,
             F::Output: actix_web::Responder + 'static,
         {
-            self.table.push(($upper, path));
-            self.cfg.route(path, web::$name().to(handler));
-            self
+            self.add($upper, path, web::$name().to(handler))
         }
     };
 }
@@ -48,6 +50,7 @@ impl<'a> Routes<'a> {
         Self {
             cfg,
             table: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -57,7 +60,22 @@ impl<'a> Routes<'a> {
     method!(patch, "PATCH");
     method!(delete, "DELETE");
 
-    /// A resource built by hand (to wrap it in a middleware), serving `method`.
+    fn add(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        route: actix_web::Route,
+    ) -> &mut Self {
+        self.table.push((method, path));
+        match self.pending.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, routes)) => routes.push((method, route)),
+            None => self.pending.push((path, vec![(method, route)])),
+        }
+        self
+    }
+
+    /// A resource built by hand (to wrap it in a middleware) that serves
+    /// only `method`; give it `method_not_allowed(method)` as its default.
     pub fn resource(
         &mut self,
         method: &'static str,
@@ -84,10 +102,42 @@ impl<'a> Routes<'a> {
         self.cfg.route(path, route);
     }
 
-    /// Every `(METHOD, path)` registered, in order.
-    pub fn table(self) -> Vec<(&'static str, &'static str)> {
+    /// Registers what is pending; returns every `(METHOD, path)`, in order.
+    pub fn table(mut self) -> Vec<(&'static str, &'static str)> {
+        for (path, routes) in std::mem::take(&mut self.pending) {
+            let allow = routes
+                .iter()
+                .map(|(m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut resource = web::resource(path);
+            for (_, route) in routes {
+                resource = resource.route(route);
+            }
+            self.cfg
+                .service(resource.default_service(method_not_allowed(allow)));
+        }
         self.table
     }
+}
+
+/// A 405 problem naming the methods a path serves (`Allow`, RFC 9110).
+pub fn method_not_allowed(allow: impl Into<String>) -> actix_web::Route {
+    let allow = allow.into();
+    web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut res = actix_web::ResponseError::error_response(&ApiError::new(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this path serves {allow}"),
+            ));
+            if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(header::ALLOW, value);
+            }
+            res
+        }
+    })
 }
 
 /// A JSON body whose shape errors name the field at fault: `web::Json`

@@ -68,7 +68,9 @@ impl WebhookKey {
             .trim()
             .parse()
             .map_err(|_| VerifyError::Timestamp)?;
-        if (now - ts).abs() > TOLERANCE_SECONDS {
+        // `abs_diff`: a timestamp near i64::MIN or MAX must not overflow
+        // (a panic in debug builds, a wrapped difference that passes in release).
+        if now.abs_diff(ts) > TOLERANCE_SECONDS.unsigned_abs() {
             return Err(VerifyError::Timestamp);
         }
         let expected = self.mac(id, ts, body).finalize().into_bytes();
@@ -143,6 +145,13 @@ mod tests {
             key.verify(ID, "soon", SIGNATURE, BODY, TS),
             Err(VerifyError::Timestamp)
         );
+        // Found by schemathesis: extreme timestamps are refused, not overflowed.
+        for extreme in [i64::MIN, i64::MAX] {
+            assert_eq!(
+                key.verify(ID, &extreme.to_string(), SIGNATURE, BODY, TS),
+                Err(VerifyError::Timestamp)
+            );
+        }
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub fn configure(
         ),
     ];
     for (path, route) in limited {
-        let resource = web::resource(path).route(route);
+        let resource = web::resource(path)
+            .route(route)
+            .default_service(service_kit::http::method_not_allowed("POST"));
         match limit {
             Some(limit) => r.resource("POST", path, resource.wrap(Governor::new(limit))),
             None => r.resource("POST", path, resource),

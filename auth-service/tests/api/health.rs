@@ -250,3 +250,32 @@ async fn openapi_covers_every_route_and_docs_are_served() {
         "the UI's script comes from the binary"
     );
 }
+
+/// A path that exists answers another method with 405, an `Allow` header
+/// and a problem, not 404: rate-limited and plain routes alike.
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/v1/login", "POST"),
+        (reqwest::Method::DELETE, "/v1/me", "GET"),
+        (
+            reqwest::Method::PUT,
+            "/admin/v1/service-tokens",
+            "POST, GET",
+        ),
+    ] {
+        let res = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            res.headers().get("allow").map(|v| v.to_str().unwrap_or("")),
+            Some(allow),
+            "{method} {path}"
+        );
+        assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    }
+}
