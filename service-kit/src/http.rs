@@ -187,28 +187,55 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
                 )
                 .into());
             }
-            let bytes = bytes.await?;
-            let mut de = serde_json::Deserializer::from_slice(&bytes);
-            let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let api = if inner.is_data() {
-                    let detail = if path == "." {
-                        inner.to_string()
-                    } else {
-                        format!("{path}: {inner}")
-                    };
-                    ApiError::validation("validation_failed", detail)
+            let bytes = bytes.await.map_err(|e| {
+                let status = e.as_response_error().status_code();
+                if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "payload_too_large", "the request body is too large")
                 } else {
-                    ApiError::bad_request(format!("malformed JSON: {inner}"))
-                };
-                actix_web::Error::from(api)
+                    ApiError::bad_request(format!("could not read the body: {e}"))
+                }
             })?;
-            de.end()
-                .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-            Ok(Json(value))
+            Ok(Json(parse_json_object(&bytes)?))
         })
     }
+}
+
+/// Parses a request body that must be a JSON object into `T`. serde reads
+/// a struct from a JSON array too (`["a@b.c", "pw"]` as `{email, password}`),
+/// which no schema of ours allows, so another top-level value is 422 before
+/// serde sees it. Syntax errors are 400; shape errors 422, naming the field.
+pub fn parse_json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(
+        first,
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    ) {
+        // Only a JSON value's start; if the rest is not JSON, say that instead.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return Err(ApiError::validation(
+                "validation_failed",
+                "the body must be a JSON object",
+            ));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let detail = if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            };
+            ApiError::validation("validation_failed", detail)
+        } else {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 /// The body of a bearer-token extractor: the app's state and the bearer

@@ -154,7 +154,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
-    body: web::Json<ChangePassword>,
+    body: service_kit::http::Json<ChangePassword>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new_password = NewPassword::parse(body.new_password)?;
@@ -215,7 +215,7 @@ pub async fn change_password(
 pub async fn forgot_password(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<Forgot>,
+    body: service_kit::http::Json<Forgot>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&body.into_inner().email)?;
     let state = state.into_inner();
@@ -265,7 +265,7 @@ async fn send_reset(state: &AppState, email: &Email) -> Result<(), ApiError> {
 pub async fn reset_password(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<Reset>,
+    body: service_kit::http::Json<Reset>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new_password = NewPassword::parse(body.new_password)?;
@@ -324,7 +324,7 @@ pub async fn request_verification(
 pub async fn verify_email(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<TokenBody>,
+    body: service_kit::http::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token_hash = hash_token(&body.into_inner().token);
     let mut pooled = state.db.get().await?;
@@ -364,7 +364,7 @@ pub async fn change_email(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
-    body: web::Json<ChangeEmail>,
+    body: service_kit::http::Json<ChangeEmail>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new_email = Email::parse(&body.new_email)?;
@@ -448,7 +448,7 @@ fn email_taken() -> ApiError {
 pub async fn confirm_email_change(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<TokenBody>,
+    body: service_kit::http::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token_hash = hash_token(&body.into_inner().token);
     let mut pooled = state.db.get().await?;

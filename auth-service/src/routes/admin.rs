@@ -50,7 +50,7 @@ fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
 pub async fn create_token(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
-    body: web::Json<CreateServiceToken>,
+    body: service_kit::http::Json<CreateServiceToken>,
 ) -> Result<HttpResponse, ApiError> {
     let spec = TokenSpec::parse(&body.name, &body.scopes, body.expires_in_days)?;
     let mut pooled = state.db.get().await?;

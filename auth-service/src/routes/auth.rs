@@ -195,7 +195,7 @@ pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
     transport: TokenTransport,
-    body: web::Json<RegisterRequest>,
+    body: service_kit::http::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
@@ -305,7 +305,7 @@ pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
     transport: TokenTransport,
-    body: web::Json<LoginRequest>,
+    body: service_kit::http::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let had_code = body.totp_code.is_some();
@@ -454,7 +454,7 @@ pub async fn refresh(
 ) -> actix_web::Result<HttpResponse> {
     let presented = match transport {
         TokenTransport::Body => {
-            web::Json::<RefreshRequest>::from_request(&req, &mut payload.into_inner())
+            service_kit::http::Json::<RefreshRequest>::from_request(&req, &mut payload.into_inner())
                 .await?
                 .into_inner()
                 .refresh_token

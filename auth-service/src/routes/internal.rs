@@ -23,7 +23,7 @@ pub async fn introspect(
     _caller: InternalCaller,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<IntrospectRequest>,
+    body: service_kit::http::Json<IntrospectRequest>,
 ) -> Result<web::Json<Introspection>, ApiError> {
     if service_tokens::looks_like(&body.token) {
         let client = ClientInfo::of(&req);
@@ -178,13 +178,7 @@ pub async fn redeliver(
     let request: RedeliverRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedeliverRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::validation("validation_failed", e.to_string())
-            } else {
-                ApiError::bad_request(format!("malformed JSON: {e}"))
-            }
-        })?
+        service_kit::http::parse_json_object(&body)?
     };
     let ids = request.event_ids;
     if ids.as_ref().is_some_and(|ids| ids.len() > 10_000) {

@@ -111,7 +111,7 @@ pub async fn enable(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
-    body: web::Json<EnableRequest>,
+    body: service_kit::http::Json<EnableRequest>,
 ) -> Result<web::Json<RecoveryCodes>, ApiError> {
     let user_id = auth.user.id.0;
     let invalid = |detail: &str| {
@@ -166,7 +166,7 @@ pub async fn disable(
     state: web::Data<AppState>,
     client: ClientInfo,
     auth: AuthenticatedUser,
-    body: web::Json<DisableRequest>,
+    body: service_kit::http::Json<DisableRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = &auth.user;

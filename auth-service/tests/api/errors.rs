@@ -87,3 +87,39 @@ async fn bad_uuid_in_path_returns_400() {
         .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
 }
+
+/// serde would read a struct from a JSON array (`[email, password]`); no
+/// body of ours is anything but an object, so every other JSON value is 422.
+/// Found by schemathesis on `/internal/v1/webhooks/redeliver`, where `[]`
+/// meant "requeue every failed event".
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_422() {
+    let app = spawn_app().await;
+    for body in [
+        r#"["someone@example.com", "a long enough password"]"#,
+        "[]",
+        "42",
+        "\"x\"",
+        "null",
+    ] {
+        let res = app
+            .client
+            .post(app.url("/v1/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let res = app
+        .client
+        .post(app.url("/internal/v1/webhooks/redeliver"))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .expect("request");
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}

@@ -344,7 +344,8 @@ async fn invalid_bodies_are_422_naming_the_field() {
             Method::PUT,
             "/v1/me/settings".into(),
             json!(["not", "an", "object"]),
-            "preferences",
+            // Every JSON body must be an object (service_kit::http::parse_json_object).
+            "must be a JSON object",
         ),
         (
             Method::PUT,
