@@ -248,6 +248,18 @@ pub fn routed_operations(table: &[(&str, &str)]) -> Vec<(String, String)> {
     ops
 }
 
+/// Asserts that `doc` lists exactly the routes of `table` (the router's,
+/// from `routes::configure`), the documentation's own routes aside.
+pub fn assert_documents_routes(table: &[(&str, &str)], doc: &utoipa::openapi::OpenApi) {
+    let documented = documented_operations(doc);
+    let routed = routed_operations(table);
+    assert!(routed.len() > 10, "the table holds the routes: {routed:?}");
+    let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
+    let extra: Vec<_> = documented.iter().filter(|d| !routed.contains(d)).collect();
+    assert!(missing.is_empty(), "routes the document lacks: {missing:?}");
+    assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+}
+
 /// Checks a served OpenAPI document: version 3.1, every operation has a
 /// response, and every `$ref` names a component that exists.
 pub fn check_openapi_json(doc: &serde_json::Value) {

@@ -123,17 +123,11 @@ async fn config_names_the_auth_service_as_browsers_reach_it() {
 /// the binary.
 #[tokio::test]
 async fn openapi_covers_every_route_and_docs_are_served() {
-    use service_kit::testing::{check_openapi_json, documented_operations, routed_operations};
+    use service_kit::testing::{assert_documents_routes, check_openapi_json};
     use utoipa::OpenApi;
     let mut table = Vec::new();
     let _ = actix_web::App::new().configure(|cfg| table = main_backend::routes::configure(cfg));
-    let documented = documented_operations(&main_backend::routes::ApiDoc::openapi());
-    let routed = routed_operations(&table);
-    assert!(routed.len() > 25, "{routed:?}");
-    let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
-    let extra: Vec<_> = documented.iter().filter(|d| !routed.contains(d)).collect();
-    assert!(missing.is_empty(), "routes the document lacks: {missing:?}");
-    assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    assert_documents_routes(&table, &main_backend::routes::ApiDoc::openapi());
 
     let stack = spawn_stack().await;
     let doc: serde_json::Value = stack
