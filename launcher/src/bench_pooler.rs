@@ -293,9 +293,8 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
            alternates direct/pooled twice ({half:.1} s each), {tasks} clients, keep-alive; figures are the means.\n\n\
          | workload | direct | through PgBouncer | ratio |\n|---|---|---|---|\n{rows}\n\
          Authenticated requests that touch the database (the first row) through the pooler run at\n\
-         **{headline:.2}×** of direct (goal ≥ 0.80 {verdict}). Through the pooler each query outside a\n\
-         transaction costs BEGIN, Parse/Describe, Bind/Execute and COMMIT: four round trips instead of\n\
-         two (see README, Production).\n\
+         **{headline:.2}×** of direct (goal ≥ 0.80 {verdict}). Through the pooler each statement is sent\n\
+         unnamed, parse to execute in one round trip (`vendor/diesel-async`, see README, Production).\n\
          {SECTION_END}",
         secs = args.seconds,
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),

@@ -5,8 +5,9 @@
 //! and uses [`run!`] to expand its body once per backend, so the same diesel
 //! expression is type-checked and compiled for PostgreSQL and for SQLite.
 //! Connections through a transaction-mode pooler are their own kind,
-//! [`Conn::PgPooler`]: `run!` puts each query made outside a transaction
-//! into one of its own, so no statement is split across server connections.
+//! [`Conn::PgPooler`]: their statements are sent unnamed, in one round trip
+//! (see `pooler_connection`), so no statement is split across server
+//! connections.
 //!
 //! Pools are plain: no role switching, no per-request settings, no JWT claims
 //! on connections. Authentication happens at the HTTP edge only.
@@ -132,8 +133,8 @@ pub enum PooledConn {
 /// A borrowed connection of either backend: what every query takes.
 pub enum Conn<'a> {
     Pg(&'a mut AsyncPgConnection),
-    /// PostgreSQL through a transaction-mode pooler: statements are never
-    /// cached and every query runs inside a transaction (see [`run!`]).
+    /// PostgreSQL through a transaction-mode pooler: statements are sent
+    /// unnamed, never cached (see `pooler_connection`).
     PgPooler(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
 }
@@ -257,11 +258,11 @@ impl PooledConn {
 ///
 /// diesel-async prepares every statement as a named one and binds it in a
 /// second round trip; between the two the pooler may hand the client to
-/// another server connection, which lacks the statement. Inside a
-/// transaction the pooler keeps one server connection, so: the setup
-/// statements diesel-async sends run inside BEGIN/COMMIT, the statement
-/// cache is off (a cached name would outlive its transaction), and `run!`
-/// wraps each query made outside a transaction in one.
+/// another server connection, which lacks the statement. With the
+/// statement cache off, our patched diesel-async (`vendor/diesel-async`)
+/// sends each statement unnamed, parse to execute in one round trip, which
+/// the pooler keeps on one server connection. Its own setup statements run
+/// before the cache is turned off, so they run inside BEGIN/COMMIT.
 async fn pooler_connection(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
     use diesel::ConnectionError;
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -314,22 +315,8 @@ fn warn_failed_rollback(result: diesel::QueryResult<()>) {
     }
 }
 
-/// Whether a pooler connection must open a transaction for one query.
-#[doc(hidden)]
-pub fn needs_own_transaction(c: &mut AsyncPgConnection) -> bool {
-    !matches!(
-        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
-            c
-        )
-        .transaction_depth(),
-        Ok(Some(_))
-    )
-}
-
 /// Expands `$body` once per backend with `$c` bound to the concrete
-/// connection, so the query inside is compiled for both. Through a
-/// transaction-mode pooler, a query outside a transaction gets one of its
-/// own (see `pooler_connection`).
+/// connection, so the query inside is compiled for both.
 #[macro_export]
 macro_rules! run {
     ($conn:expr, |$c:ident| $body:expr) => {
@@ -340,17 +327,7 @@ macro_rules! run {
             }
             $crate::db::Conn::PgPooler($c) => {
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
-                if $crate::db::needs_own_transaction($c) {
-                    match $crate::db::pg_begin($c).await {
-                        Err(e) => Err(e.into()),
-                        Ok(()) => {
-                            let __result = $body;
-                            $crate::db::pg_finish($c, __result).await
-                        }
-                    }
-                } else {
-                    $body
-                }
+                $body
             }
             $crate::db::Conn::Sqlite($c) => {
                 let $c: &mut $crate::db::SqliteConn = &mut **$c;
