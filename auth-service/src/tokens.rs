@@ -54,48 +54,54 @@ pub struct TokenKeys {
 
 const SUCCESSOR_LABEL: &[u8] = b"auth-service refresh-token successor v1";
 
-/// The `kid` and public key (base64url) of an Ed25519 PKCS#8 PEM file.
-fn ed25519_public(path: &std::path::Path, var: &str) -> anyhow::Result<(String, String)> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{var}: cannot read {}: {e}", path.display()))?;
-    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-        .map_err(|e| anyhow::anyhow!("{var}: not an Ed25519 PKCS#8 PEM key: {e}"))?;
-    let public = signing.verifying_key().to_bytes();
-    Ok((
-        URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]),
-        URL_SAFE_NO_PAD.encode(public),
-    ))
+/// An Ed25519 PKCS#8 PEM file, read: the PEM, the key, its `kid` (a
+/// truncated hash of the public key) and its public key in base64url.
+struct Ed25519File {
+    pem: String,
+    signing: ed25519_dalek::SigningKey,
+    kid: String,
+    x: String,
+}
+
+impl Ed25519File {
+    /// `var` names the variable that pointed here, for the error.
+    fn read(path: &std::path::Path, var: &str) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{var}: cannot read {}: {e}", path.display()))?;
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{var}: not an Ed25519 PKCS#8 PEM key: {e}"))?;
+        let public = signing.verifying_key().to_bytes();
+        Ok(Self {
+            kid: URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]),
+            x: URL_SAFE_NO_PAD.encode(public),
+            pem,
+            signing,
+        })
+    }
+
+    fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA", "use": "sig"
+        })
+    }
 }
 
 impl TokenKeys {
     pub fn load(settings: &Settings) -> anyhow::Result<Self> {
         let (algorithm, kid, encoding, decoding, jwks, key_material) = match &settings.jwt_key {
             JwtKeySource::Ed25519PemFile(path) => {
-                let pem = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!(
-                        "AUTH_JWT_PRIVATE_KEY_FILE: cannot read {}: {e}",
-                        path.display()
-                    )
-                })?;
-                let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-                    anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: not an Ed25519 PKCS#8 PEM key: {e}")
-                })?;
-                let public = signing.verifying_key().to_bytes();
-                let x = URL_SAFE_NO_PAD.encode(public);
-                let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
-                let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
+                let key = Ed25519File::read(path, "AUTH_JWT_PRIVATE_KEY_FILE")?;
+                let encoding = EncodingKey::from_ed_pem(key.pem.as_bytes())
                     .map_err(|e| anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: {e}"))?;
-                let decoding = DecodingKey::from_ed_components(&x)?;
-                let jwks = serde_json::json!({"keys": [{
-                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"
-                }]});
+                let decoding = DecodingKey::from_ed_components(&key.x)?;
+                let jwks = serde_json::json!({"keys": [key.jwk()]});
                 (
                     Algorithm::EdDSA,
-                    kid,
+                    key.kid,
                     encoding,
                     decoding,
                     jwks,
-                    signing.to_bytes().to_vec(),
+                    key.signing.to_bytes().to_vec(),
                 )
             }
             JwtKeySource::HmacSecret(secret) => {
@@ -117,13 +123,11 @@ impl TokenKeys {
         let mut previous = Vec::new();
         let mut jwks = jwks;
         for path in &settings.previous_jwt_keys {
-            let (kid, x) = ed25519_public(path, "AUTH_JWT_PREVIOUS_KEY_FILES")?;
+            let key = Ed25519File::read(path, "AUTH_JWT_PREVIOUS_KEY_FILES")?;
             if let Some(keys) = jwks["keys"].as_array_mut() {
-                keys.push(serde_json::json!({
-                    "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"
-                }));
+                keys.push(key.jwk());
             }
-            previous.push((kid, DecodingKey::from_ed_components(&x)?));
+            previous.push((key.kid.clone(), DecodingKey::from_ed_components(&key.x)?));
         }
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&settings.issuer]);

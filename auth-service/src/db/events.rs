@@ -77,7 +77,7 @@ pub async fn record_many(conn: &mut Conn<'_>, batch: &[AuthEvent]) -> QueryResul
         return Ok(());
     }
     match conn {
-        Conn::Pg(c) | Conn::PgPooler(c) => {
+        Conn::Pg(c) => {
             // PostgreSQL takes at most 65535 bind parameters per statement.
             for chunk in batch.chunks(4096) {
                 diesel::insert_into(authentication_events::table)

@@ -39,9 +39,7 @@ macro_rules! claim_due {
                 .select($t::id)
                 .limit($limit);
             let ids: Vec<DbUuid> = match tx {
-                $crate::db::Conn::Pg(c) | $crate::db::Conn::PgPooler(c) => {
-                    due.for_update().skip_locked().load(&mut **c).await?
-                }
+                $crate::db::Conn::Pg(c) => due.for_update().skip_locked().load(&mut **c).await?,
                 $crate::db::Conn::Sqlite(c) => due.load(&mut **c).await?,
             };
             if ids.is_empty() {

@@ -141,7 +141,7 @@ pub async fn apply_records(conn: &mut Conn<'_>, records: &[UserRecord]) -> Query
         // dominate a large reconciliation); row by row on SQLite, where
         // diesel has no multi-row insert and a statement costs microseconds.
         let inserted: Vec<DbUuid> = match conn {
-            Conn::Pg(c) | Conn::PgPooler(c) => {
+            Conn::Pg(c) => {
                 diesel::insert_into(ub::table)
                     .values(&rows)
                     .on_conflict(ub::id)

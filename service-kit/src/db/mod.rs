@@ -4,10 +4,9 @@
 //! How a query is written once: every query function takes `&mut Conn<'_>`
 //! and uses [`run!`] to expand its body once per backend, so the same diesel
 //! expression is type-checked and compiled for PostgreSQL and for SQLite.
-//! Connections through a transaction-mode pooler are their own kind,
-//! [`Conn::PgPooler`]: their statements are sent unnamed, in one round trip
-//! (see `pooler_connection`), so no statement is split across server
-//! connections.
+//! Connections through a transaction-mode pooler differ only in how they
+//! are set up (see `pooler_connection`): their statements are sent unnamed,
+//! in one round trip, so no statement is split across server connections.
 //!
 //! Pools are plain: no role switching, no per-request settings, no JWT claims
 //! on connections. Authentication happens at the HTTP edge only.
@@ -116,8 +115,8 @@ pub fn sqlite_path(url: &str) -> &str {
 
 #[derive(Clone)]
 pub enum DbPool {
-    /// The pool, how it reaches the server, and its configured size.
-    Postgres(Pool<AsyncPgConnection>, Pooler, u32),
+    /// The pool and its configured size (bb8 does not report it).
+    Postgres(Pool<AsyncPgConnection>, u32),
     Sqlite(Pool<SqliteConn>, u32),
 }
 
@@ -126,16 +125,13 @@ pub enum DbPool {
 // between variants costs nothing worth a heap allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    Postgres(PooledConnection<'static, AsyncPgConnection>, Pooler),
+    Postgres(PooledConnection<'static, AsyncPgConnection>),
     Sqlite(PooledConnection<'static, SqliteConn>),
 }
 
 /// A borrowed connection of either backend: what every query takes.
 pub enum Conn<'a> {
     Pg(&'a mut AsyncPgConnection),
-    /// PostgreSQL through a transaction-mode pooler: statements are sent
-    /// unnamed, never cached (see `pooler_connection`).
-    PgPooler(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
 }
 
@@ -188,7 +184,7 @@ impl DbPool {
                     .max_size(max_size)
                     .connection_timeout(timeout)
                     .build_unchecked(manager);
-                Ok(Self::Postgres(pool, pooler, max_size))
+                Ok(Self::Postgres(pool, max_size))
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(url).to_owned();
@@ -216,7 +212,7 @@ impl DbPool {
 
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         Ok(match self {
-            Self::Postgres(p, pooler, _) => PooledConn::Postgres(p.get_owned().await?, *pooler),
+            Self::Postgres(p, _) => PooledConn::Postgres(p.get_owned().await?),
             Self::Sqlite(p, _) => PooledConn::Sqlite(p.get_owned().await?),
         })
     }
@@ -233,7 +229,7 @@ pub struct PoolUsage {
 impl DbPool {
     pub fn usage(&self) -> PoolUsage {
         let (state, max) = match self {
-            Self::Postgres(p, _, max) => (p.state(), *max),
+            Self::Postgres(p, max) => (p.state(), *max),
             Self::Sqlite(p, max) => (p.state(), *max),
         };
         PoolUsage {
@@ -247,8 +243,7 @@ impl DbPool {
 impl PooledConn {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Postgres(c, Pooler::None) => Conn::Pg(c),
-            Self::Postgres(c, Pooler::Transaction) => Conn::PgPooler(c),
+            Self::Postgres(c) => Conn::Pg(c),
             Self::Sqlite(c) => Conn::Sqlite(c),
         }
     }
@@ -285,14 +280,12 @@ async fn pooler_connection(url: String) -> diesel::ConnectionResult<AsyncPgConne
     Ok(conn)
 }
 
-#[doc(hidden)]
-pub async fn pg_begin(c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+async fn pg_begin(c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(c).await
 }
 
 /// Commits on `Ok`, rolls back on `Err` (see [`Conn::finish`]).
-#[doc(hidden)]
-pub async fn pg_finish<T, E: From<diesel::result::Error>>(
+async fn pg_finish<T, E: From<diesel::result::Error>>(
     c: &mut AsyncPgConnection,
     result: Result<T, E>,
 ) -> Result<T, E> {
@@ -322,10 +315,6 @@ macro_rules! run {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::db::Conn::Pg($c) => {
-                let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
-                $body
-            }
-            $crate::db::Conn::PgPooler($c) => {
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut **$c;
                 $body
             }
@@ -361,7 +350,7 @@ macro_rules! transaction {
 impl Conn<'_> {
     pub async fn begin(&mut self) -> diesel::QueryResult<()> {
         match self {
-            Conn::Pg(c) | Conn::PgPooler(c) => pg_begin(c).await,
+            Conn::Pg(c) => pg_begin(c).await,
             Conn::Sqlite(c) => {
                 c.spawn_blocking(|inner| {
                     diesel::connection::AnsiTransactionManager::begin_transaction_sql(
@@ -381,7 +370,7 @@ impl Conn<'_> {
         result: Result<T, E>,
     ) -> Result<T, E> {
         match self {
-            Conn::Pg(c) | Conn::PgPooler(c) => pg_finish(c, result).await,
+            Conn::Pg(c) => pg_finish(c, result).await,
             Conn::Sqlite(c) => {
                 type Tm = <SqliteConn as AsyncConnection>::TransactionManager;
                 let rolled_back = match result {
