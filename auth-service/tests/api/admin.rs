@@ -390,7 +390,7 @@ async fn usage_is_counted_exactly_and_survives_a_graceful_stop() {
         .iter()
         .find(|r| r.id.0.to_string() == id.as_str().expect("id"))
         .expect("row");
-    assert_eq!(row.use_count, 64);
+    assert_eq!(row.use_count, 64, "{}", usage_warnings());
     let events =
         auth_service::db::events::list(&mut pooled.conn(), None, Some("service_token_used"), 1000)
             .await
@@ -404,6 +404,15 @@ async fn usage_is_counted_exactly_and_survives_a_graceful_stop() {
     let failed = mine.iter().find(|e| !e.success).expect("refused use");
     assert_eq!(failed.endpoint.as_deref(), Some("GET /admin/v1/audit"));
     assert!(mine.iter().all(|e| e.ip.as_deref() == Some("127.0.0.1")));
+}
+
+/// What the usage flusher logged, for a failing assertion to show.
+fn usage_warnings() -> String {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains("usage"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]

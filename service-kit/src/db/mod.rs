@@ -20,7 +20,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection as _;
-use diesel_async::pooled_connection::bb8::{Pool, PooledConnection, RunError};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -34,6 +34,12 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, FinishBeforeDrop>;
 
 /// Runs SQLite work on tokio's blocking pool, like diesel-async's own
 /// spawner, but safe on actix's single-threaded workers.
+///
+/// The work goes to the blocking pool of the runtime that runs the query,
+/// not of the one that opened the connection: pooled connections move
+/// between actix's worker runtimes and the main one, and a worker's runtime
+/// ends at shutdown while the main one still writes (its handle is kept
+/// only for a query started outside any runtime).
 ///
 /// A request future can be dropped mid-query (the client went away, or a
 /// sibling extractor failed). The query must then still finish before the
@@ -52,7 +58,8 @@ impl diesel_async::sync_connection_wrapper::SpawnBlocking for FinishBeforeDrop {
         R: Send + 'static,
     {
         use futures::TryFutureExt;
-        Box::pin(JoinOnDrop(self.0.spawn_blocking(task)).map_err(Box::from))
+        let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.0.clone());
+        Box::pin(JoinOnDrop(runtime.spawn_blocking(task)).map_err(Box::from))
     }
 
     fn get_runtime() -> Self {
@@ -115,9 +122,8 @@ pub fn sqlite_path(url: &str) -> &str {
 
 #[derive(Clone)]
 pub enum DbPool {
-    /// The pool and its configured size (bb8 does not report it).
-    Postgres(Pool<AsyncPgConnection>, u32),
-    Sqlite(Pool<SqliteConn>, u32),
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
 }
 
 /// A connection checked out of the pool; `conn()` gives the query handle.
@@ -125,8 +131,8 @@ pub enum DbPool {
 // between variants costs nothing worth a heap allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    Postgres(PooledConnection<'static, AsyncPgConnection>),
-    Sqlite(PooledConnection<'static, SqliteConn>),
+    Postgres(Object<AsyncPgConnection>),
+    Sqlite(Object<SqliteConn>),
 }
 
 /// A borrowed connection of either backend: what every query takes.
@@ -140,10 +146,33 @@ pub enum Conn<'a> {
 #[error("database unavailable: {0}")]
 pub struct PoolError(String);
 
-impl From<RunError> for PoolError {
-    fn from(e: RunError) -> Self {
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for PoolError {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         PoolError(e.to_string())
     }
+}
+
+/// How long a caller waits for a free connection, for a new one to open,
+/// or for an idle one to answer its check, before the request fails (503).
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool that opens connections lazily, inside the caller's own future:
+/// nothing is spawned, so whichever runtime asks (an actix worker, or the
+/// main runtime at shutdown) a connection is either opened or not counted.
+/// Each checkout checks the connection first (`RecyclingMethod`), so one
+/// whose server went away, or whose runtime ended, is replaced.
+fn build_pool<C>(manager: AsyncDieselConnectionManager<C>, max_size: u32) -> anyhow::Result<Pool<C>>
+where
+    AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
+{
+    Pool::builder(manager)
+        .max_size(max_size as usize)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| anyhow::anyhow!("database pool: {e}"))
 }
 
 impl DbPool {
@@ -165,7 +194,6 @@ impl DbPool {
 
     /// Like [`DbPool::connect`], for a database behind `pooler`.
     pub async fn connect_with(url: &str, max_size: u32, pooler: Pooler) -> anyhow::Result<Self> {
-        let timeout = Duration::from_secs(5);
         match Backend::of_url(url) {
             Some(Backend::Postgres) => {
                 let manager = match pooler {
@@ -180,11 +208,7 @@ impl DbPool {
                         AsyncDieselConnectionManager::new_with_config(url, config)
                     }
                 };
-                let pool = Pool::builder()
-                    .max_size(max_size)
-                    .connection_timeout(timeout)
-                    .build_unchecked(manager);
-                Ok(Self::Postgres(pool, max_size))
+                Ok(Self::Postgres(build_pool(manager, max_size)?))
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(url).to_owned();
@@ -200,11 +224,7 @@ impl DbPool {
                     })
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(path, config);
-                let pool = Pool::builder()
-                    .max_size(max_size)
-                    .connection_timeout(timeout)
-                    .build_unchecked(manager);
-                Ok(Self::Sqlite(pool, max_size))
+                Ok(Self::Sqlite(build_pool(manager, max_size)?))
             }
             None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
         }
@@ -212,8 +232,8 @@ impl DbPool {
 
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         Ok(match self {
-            Self::Postgres(p, _) => PooledConn::Postgres(p.get_owned().await?),
-            Self::Sqlite(p, _) => PooledConn::Sqlite(p.get_owned().await?),
+            Self::Postgres(p) => PooledConn::Postgres(p.get().await?),
+            Self::Sqlite(p) => PooledConn::Sqlite(p.get().await?),
         })
     }
 }
@@ -228,14 +248,15 @@ pub struct PoolUsage {
 
 impl DbPool {
     pub fn usage(&self) -> PoolUsage {
-        let (state, max) = match self {
-            Self::Postgres(p, max) => (p.state(), *max),
-            Self::Sqlite(p, max) => (p.state(), *max),
+        let status = match self {
+            Self::Postgres(p) => p.status(),
+            Self::Sqlite(p) => p.status(),
         };
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         PoolUsage {
-            max,
-            open: state.connections,
-            idle: state.idle_connections,
+            max: count(status.max_size),
+            open: count(status.size),
+            idle: count(status.available),
         }
     }
 }
@@ -462,4 +483,81 @@ pub async fn run_migrations(
         }
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// actix runs each HTTP worker on its own runtime, and those runtimes
+    /// end before the main one writes what was buffered at shutdown. The
+    /// pool must come through that: bb8 opened connections in tasks
+    /// spawned on the caller's runtime, so a worker that stopped while one
+    /// was being opened left the pool counting a connection that never
+    /// came, and the shutdown flush waited for it until it timed out
+    /// (usage counts were lost). SQLite connections also ran their queries
+    /// on the blocking pool of the runtime that opened them.
+    #[test]
+    fn the_pool_outlives_the_runtimes_that_used_it() {
+        let dir = std::env::temp_dir().join(format!("kit-db-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db", dir.display());
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
+        let main = runtime();
+        let pool = main.block_on(DbPool::connect(&url, 1)).expect("pool");
+        // A worker opens the only connection and uses it...
+        let worker_pool = pool.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let mut pooled = worker_pool.get().await.expect("conn");
+                run!(&mut pooled.conn(), |c| {
+                    diesel_async::SimpleAsyncConnection::batch_execute(
+                        c,
+                        "CREATE TABLE t (x INTEGER)",
+                    )
+                    .await
+                })
+                .expect("create");
+            });
+        })
+        .join()
+        .expect("worker thread");
+        // ...another asks for one and stops while it is being opened.
+        let worker_pool = pool.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let mut getting = std::pin::pin!(async {
+                    let first = worker_pool.get().await;
+                    let second = worker_pool.get().await;
+                    (first.is_ok(), second.is_ok())
+                });
+                let _ = futures::poll!(getting.as_mut());
+                let _ = futures::poll!(getting.as_mut());
+            });
+        })
+        .join()
+        .expect("worker thread");
+        main.block_on(async {
+            let mut pooled = pool
+                .get()
+                .await
+                .expect("a connection after the workers ended");
+            let conn = &mut pooled.conn();
+            transaction!(conn, |tx| -> diesel::result::Error {
+                run!(tx, |c| {
+                    diesel_async::SimpleAsyncConnection::batch_execute(
+                        c,
+                        "INSERT INTO t VALUES (1)",
+                    )
+                    .await
+                })
+            })
+            .expect("written after the workers' runtimes ended");
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
