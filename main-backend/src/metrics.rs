@@ -19,10 +19,6 @@ pub struct MainMetrics {
 impl MainMetrics {
     pub fn new() -> Self {
         let base = Metrics::new();
-        let last_drift = prometheus::IntGauge::new(
-            "main_reconcile_last_drift",
-            "Mirror rows the last successful reconciliation had to fix (created + updated + deleted)",
-        );
         Self {
             introspections: base.counter_vec(
                 "main_introspections_total",
@@ -54,11 +50,10 @@ impl MainMetrics {
                 "Mirror rows reconciliation fixed, by kind: created, updated, deleted",
                 &["kind"],
             ),
-            last_drift: {
-                #[allow(clippy::expect_used)]
-                let gauge = last_drift.expect("valid metric");
-                base.register(gauge)
-            },
+            last_drift: base.gauge(
+                "main_reconcile_last_drift",
+                "Mirror rows the last successful reconciliation had to fix (created + updated + deleted)",
+            ),
             base,
         }
     }

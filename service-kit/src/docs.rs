@@ -23,11 +23,11 @@ impl utoipa::Modify for SecuritySchemes {
         user.description = Some("A user's access token from the auth service".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(user));
         let mut service = Http::new(HttpAuthScheme::Bearer);
-        service.description = Some(
-            "A service token (`svc_...`) with the route's scope; the auth service's \
-             internal routes also take AUTH_SERVICE_API_KEY"
-                .into(),
-        );
+        service.description = Some(format!(
+            "A service token (`{}...`) with the route's scope; the auth service's \
+             internal routes also take AUTH_SERVICE_API_KEY",
+            shared_types::SERVICE_TOKEN_PREFIX
+        ));
         components.add_security_scheme("service", SecurityScheme::Http(service));
     }
 }

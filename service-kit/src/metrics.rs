@@ -15,8 +15,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::db::DbPool;
@@ -110,9 +110,11 @@ impl Metrics {
         )
     }
 
-    /// Registers a metric built elsewhere.
-    pub fn register<T: prometheus::core::Collector + Clone + 'static>(&self, metric: T) -> T {
-        registered(&self.registry, metric)
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        registered(
+            &self.registry,
+            IntGauge::new(name, help).expect("valid metric"),
+        )
     }
 
     pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
@@ -144,9 +146,8 @@ impl Metrics {
             .body(out)
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let status = status.to_string();
-        let labels = [method, route, status.as_str()];
+    fn observe(&self, method: &str, route: &str, status: &str, seconds: f64) {
+        let labels = [method, route, status];
         self.requests.with_label_values(&labels).inc();
         self.latency.with_label_values(&labels).observe(seconds);
     }
@@ -181,7 +182,7 @@ pub async fn observe_requests(
     metrics.observe(
         method.as_str(),
         route.as_deref().unwrap_or("unmatched"),
-        status.as_u16(),
+        status.as_str(),
         started.elapsed().as_secs_f64(),
     );
     res

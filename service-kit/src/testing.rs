@@ -187,7 +187,7 @@ pub fn secrets_key() -> String {
 /// written as exposed (`name{label="value",...}`). Panics on a line that is
 /// not a comment, a blank or `series value`: the test then fails on a
 /// malformed exposition.
-pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+pub fn parse_metrics(text: &str) -> Metrics {
     let mut out = std::collections::HashMap::new();
     for line in text.lines() {
         if line.is_empty() || line.starts_with('#') {
@@ -216,7 +216,23 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
         };
         out.insert(series.to_owned(), value);
     }
-    out
+    Metrics(out)
+}
+
+/// A parsed exposition: each series as written to its value.
+pub struct Metrics(pub std::collections::HashMap<String, f64>);
+
+impl Metrics {
+    /// The series' value; 0 when it is absent (a labelled counter appears
+    /// only once it has been counted).
+    pub fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// How far the series moved since `before`.
+    pub fn since(&self, before: &Metrics, series: &str) -> f64 {
+        self.get(series) - before.get(series)
+    }
 }
 
 /// What an OpenAPI document says it serves, as `(METHOD, path)`, sorted.

@@ -132,8 +132,6 @@ async fn metrics_parse_and_count_what_happened() {
         parse_metrics(&res.text().await.expect("body"))
     };
     let before = scrape().await;
-    let get =
-        |m: &std::collections::HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
 
     let email = crate::helpers::email();
     let tokens = app.register(&email).await.tokens;
@@ -154,7 +152,7 @@ async fn metrics_parse_and_count_what_happened() {
         .expect("request");
 
     let after = scrape().await;
-    let moved = |k: &str| get(&after, k) - get(&before, k);
+    let moved = |k: &str| after.since(&before, k);
     assert_eq!(
         moved(r#"auth_login_attempts_total{outcome="success"}"#),
         1.0
@@ -194,10 +192,10 @@ async fn metrics_parse_and_count_what_happened() {
             r#"http_request_duration_seconds_count{method="POST",route="/v1/register",status="201"}"#
         ) >= 1.0
     );
-    assert_eq!(get(&after, r#"db_pool_connections{state="max"}"#), 4.0);
-    assert!(get(&after, r#"db_pool_connections{state="open"}"#) >= 1.0);
+    assert_eq!(after.get(r#"db_pool_connections{state="max"}"#), 4.0);
+    assert!(after.get(r#"db_pool_connections{state="open"}"#) >= 1.0);
     // Webhooks are off in this app: nothing is delivered, the backlog grows.
-    assert!(get(&after, r#"auth_outbox_events{status="pending"}"#) >= 1.0);
+    assert!(after.get(r#"auth_outbox_events{status="pending"}"#) >= 1.0);
 }
 
 /// The OpenAPI document lists exactly the router's routes, is served as

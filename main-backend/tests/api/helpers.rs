@@ -268,6 +268,15 @@ impl Stack {
         req.send().await.expect("auth request")
     }
 
+    /// `GET base + path` with no credentials.
+    pub async fn get(&self, base: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn main_get(&self, base: &str, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(format!("{base}{path}"))

@@ -279,19 +279,13 @@ async fn metrics_follow_sync_and_validation() {
     use service_kit::testing::parse_metrics;
     let stack = spawn_stack().await;
     let scrape = |base: String| {
-        let client = stack.client.clone();
+        let stack = &stack;
         async move {
-            let res = client
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .expect("request");
+            let res = stack.get(&base, "/metrics").await;
             assert_eq!(res.status(), StatusCode::OK);
             parse_metrics(&res.text().await.expect("body"))
         }
     };
-    let get =
-        |m: &std::collections::HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
     let main_before = scrape(stack.main_url.clone()).await;
 
     let reg = stack.register(&unique_email()).await;
@@ -312,17 +306,12 @@ async fn metrics_follow_sync_and_validation() {
     assert_eq!(report["deleted"], 1, "{report}");
 
     let auth = scrape(stack.auth_url.clone()).await;
-    assert!(
-        get(
-            &auth,
-            r#"auth_webhook_deliveries_total{result="delivered"}"#
-        ) >= 1.0
-    );
-    assert!(get(&auth, "auth_webhook_delivery_latency_seconds_count") >= 1.0);
-    assert_eq!(get(&auth, r#"auth_outbox_events{status="pending"}"#), 0.0);
+    assert!(auth.get(r#"auth_webhook_deliveries_total{result="delivered"}"#) >= 1.0);
+    assert!(auth.get("auth_webhook_delivery_latency_seconds_count") >= 1.0);
+    assert_eq!(auth.get(r#"auth_outbox_events{status="pending"}"#), 0.0);
 
     let main = scrape(stack.main_url.clone()).await;
-    let moved = |k: &str| get(&main, k) - get(&main_before, k);
+    let moved = |k: &str| main.since(&main_before, k);
     assert_eq!(
         moved(r#"main_token_cache_requests_total{result="miss"}"#),
         1.0
@@ -335,7 +324,7 @@ async fn metrics_follow_sync_and_validation() {
     assert_eq!(moved(r#"main_introspections_total{result="active"}"#), 2.0);
     assert_eq!(moved(r#"main_reconcile_runs_total{status="ok"}"#), 1.0);
     assert_eq!(moved(r#"main_reconcile_drift_total{kind="deleted"}"#), 1.0);
-    assert_eq!(get(&main, "main_reconcile_last_drift"), 1.0);
+    assert_eq!(main.get("main_reconcile_last_drift"), 1.0);
     assert_eq!(moved("main_reconcile_duration_seconds_count"), 1.0);
     assert_eq!(
         moved(r#"http_requests_total{method="GET",route="/v1/me",status="200"}"#),

@@ -60,21 +60,15 @@ async fn the_mail_link_pages_are_the_app_and_other_account_paths_are_404() {
     let stack = spawn_stack().await;
     for page in ["verify-email", "reset-password", "confirm-email"] {
         let res = stack
-            .client
-            .get(format!("{}/account/{page}?token=abc", stack.main_url))
-            .send()
-            .await
-            .unwrap();
+            .get(&stack.main_url, &format!("/account/{page}?token=abc"))
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "{page}");
         assert_eq!(res.headers()["referrer-policy"], "no-referrer");
         assert!(res.text().await.unwrap().contains("/app.js"));
     }
     let res = stack
-        .client
-        .get(format!("{}/account/delete-everything", stack.main_url))
-        .send()
-        .await
-        .unwrap();
+        .get(&stack.main_url, "/account/delete-everything")
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
@@ -83,29 +77,16 @@ async fn the_mail_link_pages_are_the_app_and_other_account_paths_are_404() {
 async fn config_names_the_auth_service_as_browsers_reach_it() {
     let stack = spawn_stack().await;
     let config: Value = stack
-        .client
-        .get(format!("{}/app/config.json", stack.main_url))
-        .send()
+        .get(&stack.main_url, "/app/config.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(config["auth_url"], stack.auth_url.as_str());
 
     let public = spawn_stack_with(&[], &[("AUTH_PUBLIC_URL", "https://auth.example.com/")]).await;
-    let res = public
-        .client
-        .get(format!("{}/app/config.json", public.main_url))
-        .send()
-        .await
-        .unwrap();
-    let csp_page = public
-        .client
-        .get(format!("{}/", public.main_url))
-        .send()
-        .await
-        .unwrap();
+    let res = public.get(&public.main_url, "/app/config.json").await;
+    let csp_page = public.get(&public.main_url, "/").await;
     let config: Value = res.json().await.unwrap();
     assert_eq!(config["auth_url"], "https://auth.example.com");
     let csp = csp_page.headers()["content-security-policy"]
@@ -131,22 +112,14 @@ async fn openapi_covers_every_route_and_docs_are_served() {
 
     let stack = spawn_stack().await;
     let doc: serde_json::Value = stack
-        .client
-        .get(format!("{}/openapi.json", stack.main_url))
-        .send()
+        .get(&stack.main_url, "/openapi.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     check_openapi_json(&doc);
     assert!(doc["components"]["securitySchemes"]["service"].is_object());
-    let res = stack
-        .client
-        .get(format!("{}/docs/", stack.main_url))
-        .send()
-        .await
-        .unwrap();
+    let res = stack.get(&stack.main_url, "/docs/").await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("swagger-ui"));
 }
