@@ -19,7 +19,7 @@ use service_kit::db::{DbPool, DbTime, DbUuid};
 use service_kit::testing::TestDb;
 use uuid::Uuid;
 
-use crate::stack::{client, get_json, postgres, scratch, Stack, READY, SERIAL};
+use crate::stack::{client, get_json, postgres, scratch, Scratch, Stack, READY, SERIAL};
 
 const PASSWORD: &str = "fault injection password 42";
 
@@ -702,6 +702,7 @@ async fn two_replicas_of_each_service_share_the_work_once() {
     };
     let _serial = SERIAL.lock().await;
     let dir = scratch("replicas");
+    let _scratch = Scratch(dir.clone());
     let system = System::new(&dir).unwrap();
     let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
     let (main_tdb, main_db) = TestDb::create(&dir, "main").await;

@@ -28,10 +28,25 @@ pub struct Stack {
     pub main_db: String,
     pub client: reqwest::Client,
     pub _dbs: Vec<TestDb>,
+    /// Last, so it is dropped after the services.
+    _scratch: Scratch,
 }
 
 pub fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("faults-{name}-{}", Uuid::new_v4().simple()))
+}
+
+/// Removes a system's directory (databases, logs, mail) when dropped,
+/// unless the test failed: then it stays for a look. Held after the
+/// processes that write there, so they have stopped first.
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Stack {
@@ -103,6 +118,7 @@ impl Stack {
             .unwrap();
         main.ready(READY).await.unwrap();
         Self {
+            _scratch: Scratch(system.dir().to_owned()),
             system,
             auth,
             main,
