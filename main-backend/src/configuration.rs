@@ -18,6 +18,7 @@
 //! | `VALIDATION_CACHE_TTL_SECONDS` | 300 | longest a token check is reused |
 //! | `SYNC_INTERVAL_SECONDS` | 300 | periodic reconciliation; 0 turns it off |
 //! | `SYNC_ALERT_THRESHOLD` | 10 | user-count drift that makes `/health/sync` degraded |
+//! | `SYNC_MAX_DELETES` | the larger of 10 and 1 % of the mirror | most mirror rows one reconciliation may remove; a run that would remove more removes none (`mass_delete_refused`) |
 //! | `AUTH_TIMEOUT_MS` | 2000 | longest wait for the auth service |
 //! | `REVOCATION_POLL_MS` | 250 | how often each replica reads new revocations |
 //! | `MAIN_MAX_BODY_BYTES` | 65536 | request body limit |
@@ -46,6 +47,8 @@ pub struct Settings {
     /// `None`: no periodic reconciliation (manual `POST /admin/v1/sync` only).
     pub sync_interval: Option<Duration>,
     pub sync_alert_threshold: i64,
+    /// `None`: the larger of 10 and 1 % of the mirror, judged per run.
+    pub sync_max_deletes: Option<i64>,
     pub auth_timeout: Duration,
     pub revocation_poll: Duration,
     pub max_body_bytes: usize,
@@ -118,6 +121,7 @@ impl Settings {
             sync_interval: (sync_interval > 0).then(|| Duration::from_secs(sync_interval)),
             sync_alert_threshold: parse_opt(&get, "SYNC_ALERT_THRESHOLD", 0, i64::MAX)?
                 .unwrap_or(10),
+            sync_max_deletes: parse_opt(&get, "SYNC_MAX_DELETES", 0, i64::MAX)?,
             auth_timeout: Duration::from_millis(
                 parse_opt(&get, "AUTH_TIMEOUT_MS", 10, 60_000)?.unwrap_or(2000),
             ),

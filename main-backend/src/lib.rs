@@ -25,7 +25,6 @@ pub mod validation;
 pub use service_kit::{error, telemetry};
 
 use std::net::TcpListener;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Server;
@@ -53,7 +52,6 @@ pub struct AppState {
     /// The last `/health/sync` answer and when it was computed.
     pub sync_health: Mutex<Option<(std::time::Instant, SyncHealth)>>,
     /// `PATCH /v1/me` calls refused for touching an auth-owned field.
-    pub auth_owned_attempts: AtomicU64,
     pub metrics: Arc<metrics::MainMetrics>,
 }
 
@@ -116,6 +114,7 @@ impl Application {
                 metrics.clone(),
                 instance.clone(),
                 interval,
+                settings.sync_max_deletes,
                 stop,
             )));
         }
@@ -127,7 +126,6 @@ impl Application {
             validator,
             instance,
             sync_health: Mutex::new(None),
-            auth_owned_attempts: AtomicU64::new(0),
             metrics,
         });
         let base_metrics = web::Data::new(state.metrics.base.clone());

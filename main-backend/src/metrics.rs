@@ -14,6 +14,7 @@ pub struct MainMetrics {
     reconcile_seconds: Histogram,
     reconcile_drift: IntCounterVec,
     last_drift: IntGauge,
+    auth_owned_attempts: IntCounterVec,
 }
 
 impl MainMetrics {
@@ -47,15 +48,32 @@ impl MainMetrics {
             ),
             reconcile_drift: base.counter_vec(
                 "main_reconcile_drift_total",
-                "Mirror rows reconciliation fixed, by kind: created, updated, deleted",
+                "Mirror rows reconciliation fixed, by kind: created, updated, deleted, rewound (versions that went backwards: a restored auth database)",
                 &["kind"],
             ),
             last_drift: base.gauge(
                 "main_reconcile_last_drift",
                 "Mirror rows the last successful reconciliation had to fix (created + updated + deleted)",
             ),
+            auth_owned_attempts: base.counter_vec(
+                "main_auth_owned_field_attempts_total",
+                "PATCH /v1/me requests refused for naming an auth-owned field, by field (its canonical name)",
+                &["field"],
+            ),
             base,
         }
+    }
+
+    /// Mirror rows moved back to older versions (a restored auth database).
+    pub fn rewound(&self, rows: i64) {
+        self.reconcile_drift
+            .with_label_values(&["rewound"])
+            .inc_by(u64::try_from(rows).unwrap_or(0));
+    }
+
+    /// `field` is one of `domain::profile::AUTH_OWNED`'s names: a fixed set.
+    pub fn auth_owned_attempt(&self, field: &'static str) {
+        self.auth_owned_attempts.with_label_values(&[field]).inc();
     }
 
     pub fn introspection(&self, result: &str) {

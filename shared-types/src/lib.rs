@@ -235,6 +235,9 @@ pub struct LastReconcile {
     pub deleted: i64,
     pub unchanged: i64,
     pub duration_ms: Option<i64>,
+    /// A stable code when the run failed: `auth_unavailable`,
+    /// `database_unavailable`, `mass_delete_refused`, `sync_in_progress`
+    /// (never database or network text).
     pub error: Option<String>,
 }
 

@@ -205,6 +205,86 @@ async fn update_auth_fields(conn: &mut Conn<'_>, r: &UserRecord, now: DbTime) ->
     Ok(n == 1)
 }
 
+/// After the auth database was restored to an earlier point, its versions
+/// are lower than the mirror's, and `apply_records` (newer only) would
+/// ignore the truth for good. A reconciliation page is a full answer at
+/// `fetched_at`: a mirror row with a higher version that nothing wrote
+/// since then (so no webhook raced the page) can only mean the auth
+/// service went back in time, and the mirror follows it down. The same for
+/// a user the mirror saw deleted before the page and the auth service
+/// lists again: the tombstone goes and the row comes back (its business
+/// data went with the deletion). Returns the ids moved back. Call inside
+/// the transaction that applied the page.
+pub async fn rewind_records(
+    conn: &mut Conn<'_>,
+    records: &[UserRecord],
+    fetched_at: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let before = DbTime(fetched_at);
+    let ids: Vec<DbUuid> = records.iter().map(|r| DbUuid(r.id)).collect();
+    let ahead: HashMap<Uuid, i64> = run!(conn, |c| ub::table
+        .filter(ub::id.eq_any(&ids))
+        .filter(ub::synced_at.lt(before))
+        .select((ub::id, ub::auth_version))
+        .load::<(DbUuid, i64)>(c)
+        .await)?
+    .into_iter()
+    .map(|(id, v)| (id.0, v))
+    .collect();
+    let buried: HashMap<Uuid, i64> = run!(conn, |c| tomb::table
+        .filter(tomb::id.eq_any(&ids))
+        .filter(tomb::deleted_at.lt(before))
+        .select((tomb::id, tomb::version))
+        .load::<(DbUuid, i64)>(c)
+        .await)?
+    .into_iter()
+    .map(|(id, v)| (id.0, v))
+    .collect();
+    let now = DbTime(super::now());
+    let mut moved = Vec::new();
+    for r in records {
+        if let Some(&local) = ahead.get(&r.id).filter(|v| **v > r.version) {
+            // Compare-and-set: a webhook that wrote meanwhile wins.
+            let n = run!(conn, |c| diesel::update(
+                ub::table
+                    .filter(ub::id.eq(DbUuid(r.id)))
+                    .filter(ub::auth_version.eq(local))
+                    .filter(ub::synced_at.lt(before))
+            )
+            .set((
+                ub::email.eq(&r.email),
+                ub::email_verified.eq(r.email_verified),
+                ub::mfa_enabled.eq(r.mfa_enabled),
+                ub::account_locked.eq(r.account_locked),
+                ub::auth_version.eq(r.version),
+                ub::auth_updated_at.eq(DbTime(r.updated_at)),
+                ub::updated_at.eq(now),
+                ub::synced_at.eq(now),
+            ))
+            .execute(c)
+            .await)?;
+            if n == 1 {
+                moved.push(r.id);
+            }
+        } else if buried.get(&r.id).is_some_and(|v| *v >= r.version) {
+            let n = run!(conn, |c| diesel::delete(
+                tomb::table
+                    .filter(tomb::id.eq(DbUuid(r.id)))
+                    .filter(tomb::deleted_at.lt(before))
+            )
+            .execute(c)
+            .await)?;
+            if n == 1 && apply_records(conn, std::slice::from_ref(r)).await?.created == 1 {
+                moved.push(r.id);
+            }
+        }
+    }
+    Ok(moved)
+}
+
 /// Removes users and leaves tombstones at `version`, so older events for
 /// them are refused later. Returns how many mirror rows were deleted.
 pub async fn delete_users(conn: &mut Conn<'_>, users: &[(Uuid, i64)]) -> QueryResult<i64> {
@@ -282,6 +362,31 @@ pub async fn stale_in_range(
             .await)?,
     };
     Ok(rows.into_iter().map(|(id, v)| (id.0, v)).collect())
+}
+
+/// Those of `users` whose rows were last synced before `synced_before`:
+/// a row written since (a webhook re-created or updated it) is not judged
+/// by an answer older than it.
+pub async fn still_stale(
+    conn: &mut Conn<'_>,
+    users: &[(Uuid, i64)],
+    synced_before: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<Vec<(Uuid, i64)>> {
+    let mut out = Vec::with_capacity(users.len());
+    for chunk in users.chunks(500) {
+        let ids: Vec<DbUuid> = chunk.iter().map(|(id, _)| DbUuid(*id)).collect();
+        let stale: HashSet<Uuid> = run!(conn, |c| ub::table
+            .filter(ub::id.eq_any(&ids))
+            .filter(ub::synced_at.lt(DbTime(synced_before)))
+            .select(ub::id)
+            .load::<DbUuid>(c)
+            .await)?
+        .into_iter()
+        .map(|id| id.0)
+        .collect();
+        out.extend(chunk.iter().filter(|(id, _)| stale.contains(id)).copied());
+    }
+    Ok(out)
 }
 
 /// Changes the profile fields a user may edit (main-owned only).

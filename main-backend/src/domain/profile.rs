@@ -5,31 +5,61 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// Auth-owned fields and where to change them.
-const AUTH_OWNED: &[(&str, &str)] = &[
-    ("email", "POST /v1/email/change on the auth service"),
+const EMAIL_CHANGE: &str = "POST /v1/email/change on the auth service";
+const PASSWORD_CHANGE: &str = "POST /v1/password/change on the auth service";
+const MFA: &str = "POST /v1/mfa/totp/enable or /disable on the auth service";
+const SIGN_IN_STATE: &str = "nothing: the auth service keeps it (a password reset lifts lockouts)";
+
+/// Auth-owned fields and where to change them: the contract's names, and
+/// the names other schemas (the seed's included) use for the same data, so
+/// a client ported from one of them is told instead of getting
+/// `validation_failed`. Matched ignoring case, `_` and `-`.
+pub const AUTH_OWNED: &[(&str, &str)] = &[
+    ("email", EMAIL_CHANGE),
     (
         "email_verified",
         "POST /v1/email/verify on the auth service",
     ),
-    ("password", "POST /v1/password/change on the auth service"),
-    (
-        "current_password",
-        "POST /v1/password/change on the auth service",
-    ),
-    (
-        "new_password",
-        "POST /v1/password/change on the auth service",
-    ),
-    (
-        "mfa_enabled",
-        "POST /v1/mfa/totp/enable or /disable on the auth service",
-    ),
+    ("password", PASSWORD_CHANGE),
+    ("current_password", PASSWORD_CHANGE),
+    ("new_password", PASSWORD_CHANGE),
+    ("hashed_password", PASSWORD_CHANGE),
+    ("password_hash", PASSWORD_CHANGE),
+    ("password_changed_at", PASSWORD_CHANGE),
+    ("mfa_enabled", MFA),
+    ("mfa_secret", MFA),
+    ("totp_secret", MFA),
+    ("recovery_codes", MFA),
+    ("last_login", SIGN_IN_STATE),
+    ("failed_login_count", SIGN_IN_STATE),
+    ("failed_login_attempts", SIGN_IN_STATE),
+    ("locked_until", SIGN_IN_STATE),
     (
         "account_locked",
         "POST /admin/v1/users/{id}/lock or /unlock on the auth service",
     ),
+    (
+        "refresh_token",
+        "POST /v1/token/refresh on the auth service",
+    ),
 ];
+
+/// `hashedPassword`, `Hashed-Password` and `hashed_password` are one name.
+fn normalized(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The auth-owned field (its canonical name) and its endpoint, if `key` is one.
+fn auth_owned(key: &str) -> Option<(&'static str, &'static str)> {
+    let key = normalized(key);
+    AUTH_OWNED
+        .iter()
+        .find(|(field, _)| normalized(field) == key)
+        .copied()
+}
 
 /// Fields only an administrator sets (`PATCH /admin/v1/users/{id}`).
 const ADMIN_OWNED: &[&str] = &[
@@ -59,20 +89,27 @@ pub struct ProfilePatch {
     pub picture: Option<Option<String>>,
 }
 
-/// Why a patch was refused; `AuthOwned` is counted and logged by the caller.
+/// Why a patch was refused; `AuthOwned` is counted (by `field`, one of
+/// `AUTH_OWNED`'s names, never the caller's spelling) and logged by the caller.
 #[derive(Debug)]
 pub enum PatchError {
-    AuthOwned(ApiError),
+    AuthOwned {
+        field: &'static str,
+        error: ApiError,
+    },
     Other(ApiError),
 }
 
 impl ProfilePatch {
     pub fn parse(body: &Map<String, Value>) -> Result<Self, PatchError> {
-        if let Some((field, endpoint)) = AUTH_OWNED.iter().find(|(f, _)| body.contains_key(*f)) {
-            return Err(PatchError::AuthOwned(ApiError::validation(
-                "auth_owned_field",
-                format!("`{field}` belongs to the auth service; use {endpoint}"),
-            )));
+        if let Some((field, endpoint)) = body.keys().find_map(|k| auth_owned(k)) {
+            return Err(PatchError::AuthOwned {
+                field,
+                error: ApiError::validation(
+                    "auth_owned_field",
+                    format!("`{field}` belongs to the auth service; to change it: {endpoint}"),
+                ),
+            });
         }
         if let Some(field) = ADMIN_OWNED.iter().find(|f| body.contains_key(**f)) {
             return Err(PatchError::Other(ApiError::forbidden(
@@ -170,19 +207,33 @@ mod tests {
 
     #[test]
     fn auth_owned_fields_name_the_endpoint() {
-        for field in [
-            "email",
-            "password",
-            "email_verified",
-            "mfa_enabled",
-            "account_locked",
+        // The contract's list, and other spellings of the same names.
+        for (sent, canonical) in [
+            ("email", "email"),
+            ("password", "password"),
+            ("hashed_password", "hashed_password"),
+            ("email_verified", "email_verified"),
+            ("mfa_enabled", "mfa_enabled"),
+            ("mfa_secret", "mfa_secret"),
+            ("last_login", "last_login"),
+            ("password_changed_at", "password_changed_at"),
+            ("failed_login_count", "failed_login_count"),
+            ("account_locked", "account_locked"),
+            ("hashedPassword", "hashed_password"),
+            ("MFA-Secret", "mfa_secret"),
+            ("lastLogin", "last_login"),
         ] {
-            match parse(json!({ field: "x", "full_name": "A" })) {
-                Err(PatchError::AuthOwned(e)) => {
-                    assert_eq!(e.code, "auth_owned_field");
-                    assert!(e.detail.contains(field) && e.detail.contains("auth service"));
+            match parse(json!({ sent: "x", "full_name": "A" })) {
+                Err(PatchError::AuthOwned { field, error }) => {
+                    assert_eq!(field, canonical);
+                    assert_eq!(error.code, "auth_owned_field");
+                    assert!(
+                        error.detail.contains(canonical) && error.detail.contains("auth service"),
+                        "{}",
+                        error.detail
+                    );
                 }
-                other => panic!("{field}: {other:?}"),
+                other => panic!("{sent}: {other:?}"),
             }
         }
     }

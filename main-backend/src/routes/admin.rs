@@ -13,29 +13,66 @@ use crate::sync::reconcile::{ReconcileError, Reconciler};
 use crate::AppState;
 use service_kit::http::Json;
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SyncQuery {
+    /// Confirms that removing more mirror rows than `SYNC_MAX_DELETES` is
+    /// real (scope `admin` only): the users and their business data go.
+    #[serde(default)]
+    allow_mass_delete: bool,
+}
+
 /// Runs a full reconciliation now and reports what it changed.
-#[utoipa::path(post, path = "/admin/v1/sync", tag = "admin", responses((status = 200, description = "What the reconciliation changed", body = SyncReport), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/sync", tag = "admin", params(SyncQuery), responses((status = 200, description = "What the reconciliation changed", body = SyncReport), (status = "4XX", description = "Problem details (RFC 9457); `code` says which; 409 `mass_delete_refused` when the run would remove more than `SYNC_MAX_DELETES` users", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn sync(
-    _caller: OpsCaller,
+    caller: OpsCaller,
     state: web::Data<AppState>,
+    query: web::Query<SyncQuery>,
 ) -> Result<web::Json<SyncReport>, ApiError> {
+    let allow_mass_delete = query.allow_mass_delete;
+    if allow_mass_delete && !caller.0.has_any(&["admin"]) {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "allow_mass_delete needs a service token with scope admin",
+        ));
+    }
     let reconciler = Reconciler {
         db: &state.db,
         auth: &state.auth,
         validator: &state.validator,
         metrics: &state.metrics,
         instance: &state.instance,
+        max_deletes: state.settings.sync_max_deletes,
+        allow_mass_delete,
     };
-    match reconciler.run("manual").await {
+    let trigger = if allow_mass_delete {
+        "manual_mass_delete"
+    } else {
+        "manual"
+    };
+    match reconciler.run(trigger).await {
         Ok(report) => Ok(web::Json(report)),
         Err(ReconcileError::Busy) => Err(ApiError::conflict(
             "sync_in_progress",
             "a reconciliation is already running; try again when it ends",
         )),
         Err(ReconcileError::Auth(e)) => Err(crate::sync::auth_unavailable(e)),
-        Err(ReconcileError::Db(e)) => Err(ApiError::unavailable(format!(
-            "reconciliation failed on the database: {e}"
-        ))),
+        // The cause was logged by the run; the caller gets no database text.
+        Err(ReconcileError::Db(_)) => Err(ApiError::unavailable(
+            "reconciliation failed on the database; retry shortly",
+        )),
+        Err(ReconcileError::MassDeleteRefused {
+            would_remove,
+            limit,
+        }) => Err(ApiError::conflict(
+            "mass_delete_refused",
+            format!(
+                "the auth service's answer would remove {would_remove} users (limit {limit}, \
+                 SYNC_MAX_DELETES); nothing was removed. Check AUTH_SERVICE_URL and the auth \
+                 database; if the removal is real, repeat with ?allow_mass_delete=true"
+            ),
+        )),
     }
 }
 

@@ -83,7 +83,12 @@ async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
     let difference = auth_count.map(|n| (n - local).abs());
     let threshold = state.settings.sync_alert_threshold;
     let failed = stats.as_ref().map_or(0, |s| s.failed);
-    let status = if !auth_reachable {
+    // A refused mass removal waits for an operator: failing until a run
+    // succeeds (the answer changed, or someone confirmed it).
+    let refused = last
+        .as_ref()
+        .is_some_and(|r| r.error.as_deref() == Some("mass_delete_refused"));
+    let status = if !auth_reachable || refused {
         "failing"
     } else if difference.is_some_and(|d| d > threshold) || failed > 0 {
         "degraded"
@@ -108,7 +113,15 @@ async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
             deleted: r.deleted,
             unchanged: r.unchanged,
             duration_ms: r.duration_ms,
-            error: r.error,
+            // Stable codes only: a row written before codes were stored
+            // (free text) shows as `reconcile_failed`.
+            error: r.error.map(|e| {
+                if crate::sync::reconcile::ERROR_CODES.contains(&e.as_str()) {
+                    e
+                } else {
+                    "reconcile_failed".to_owned()
+                }
+            }),
         }),
         webhooks: WebhookBacklog {
             pending: stats.as_ref().map(|s| s.pending),

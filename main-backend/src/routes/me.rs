@@ -47,12 +47,10 @@ pub async fn patch(
 ) -> Result<web::Json<Profile>, ApiError> {
     let patch = match ProfilePatch::parse(&body) {
         Ok(p) => p,
-        Err(PatchError::AuthOwned(e)) => {
-            state
-                .auth_owned_attempts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(user_id = %auth.user.id.0, detail = %e.detail, "attempt to change an auth-owned field through the main backend");
-            return Err(e);
+        Err(PatchError::AuthOwned { field, error }) => {
+            state.metrics.auth_owned_attempt(field);
+            tracing::warn!(user_id = %auth.user.id.0, field, "attempt to change an auth-owned field through the main backend");
+            return Err(error);
         }
         Err(PatchError::Other(e)) => return Err(e),
     };

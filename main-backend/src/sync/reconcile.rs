@@ -6,6 +6,18 @@
 //! Each page is compared with the mirror's rows in the same id range, in
 //! one transaction per page, so memory and lock time stay bounded whatever
 //! the number of users.
+//!
+//! Removals are the one destructive step (the cascade takes the user's
+//! tasks, secrets and corpus), and an empty or partial answer from a
+//! misconfigured auth service (a wrong URL, a fresh database after a lost
+//! volume) looks exactly like "everyone was deleted". So a run only
+//! collects what it would remove while it applies the rest, and removes it
+//! at the end when it is no more than `SYNC_MAX_DELETES` (default: the
+//! larger of 10 and 1 % of the mirror). Over that it removes nothing, is
+//! recorded as failed with `mass_delete_refused`, and `/health/sync` says
+//! `failing` until an operator confirms with `allow_mass_delete` or the
+//! answer changes. The auth service's own user count is checked first,
+//! so an obviously empty answer is refused before a single page is read.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -34,7 +46,30 @@ pub enum ReconcileError {
     Auth(#[from] AuthUnavailable),
     #[error("database: {0}")]
     Db(String),
+    #[error("would remove {would_remove} mirror rows, more than the limit of {limit}")]
+    MassDeleteRefused { would_remove: i64, limit: i64 },
 }
+
+impl ReconcileError {
+    /// The stable code recorded in `sync_runs` and shown by `/health/sync`;
+    /// the detail (database or network text) goes to the log only.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Busy => "sync_in_progress",
+            Self::Auth(_) => "auth_unavailable",
+            Self::Db(_) => "database_unavailable",
+            Self::MassDeleteRefused { .. } => "mass_delete_refused",
+        }
+    }
+}
+
+/// The codes `ReconcileError::code` gives: only these leave the service.
+pub const ERROR_CODES: [&str; 4] = [
+    "sync_in_progress",
+    "auth_unavailable",
+    "database_unavailable",
+    "mass_delete_refused",
+];
 
 impl From<diesel::result::Error> for ReconcileError {
     fn from(e: diesel::result::Error) -> Self {
@@ -48,6 +83,9 @@ impl From<service_kit::db::PoolError> for ReconcileError {
     }
 }
 
+/// Mirror rows (id, version) one page proved gone, with when it was fetched.
+type Doomed = (chrono::DateTime<chrono::Utc>, Vec<(Uuid, i64)>);
+
 pub struct Reconciler<'a> {
     pub db: &'a DbPool,
     pub auth: &'a AuthClient,
@@ -55,12 +93,24 @@ pub struct Reconciler<'a> {
     pub metrics: &'a crate::metrics::MainMetrics,
     /// This process's lease holder id.
     pub instance: &'a str,
+    /// `SYNC_MAX_DELETES`; `None`: the larger of 10 and 1 % of the mirror.
+    pub max_deletes: Option<i64>,
+    /// An operator confirmed that a removal over the limit is real.
+    pub allow_mass_delete: bool,
 }
 
 impl Reconciler<'_> {
     /// Runs one reconciliation now, unless another replica is running one.
     pub async fn run(&self, trigger: &str) -> Result<SyncReport, ReconcileError> {
         self.run_unless_recent(trigger, None).await
+    }
+
+    /// The most rows this run may remove from a mirror of `mirror_rows`.
+    fn delete_limit(&self, mirror_rows: i64) -> i64 {
+        if self.allow_mass_delete {
+            return i64::MAX;
+        }
+        self.max_deletes.unwrap_or((mirror_rows / 100).max(10))
     }
 
     /// As `run`, but also skips (`Busy`) when any replica started one less
@@ -110,7 +160,7 @@ impl Reconciler<'_> {
             deleted: counts.deleted,
             unchanged: counts.unchanged,
             duration_ms: Some(duration_ms),
-            error: report.as_ref().err().map(ToString::to_string),
+            error: report.as_ref().err().map(|e| e.code().to_owned()),
         };
         if let Ok(mut pooled) = self.db.get().await {
             let conn = &mut pooled.conn();
@@ -129,13 +179,38 @@ impl Reconciler<'_> {
                 duration_ms,
                 "reconciliation finished"
             ),
-            Err(e) => tracing::warn!(trigger, error = %e, "reconciliation failed"),
+            Err(e @ ReconcileError::MassDeleteRefused { .. }) => tracing::error!(
+                trigger,
+                error = %e,
+                "reconciliation refused to remove users: check AUTH_SERVICE_URL and the auth \
+                 database; if the removal is real, run POST /admin/v1/sync?allow_mass_delete=true"
+            ),
+            Err(e) => tracing::warn!(trigger, code = e.code(), error = %e, "reconciliation failed"),
         }
         report
     }
 
     async fn pages(&self) -> Result<SyncReport, ReconcileError> {
+        let mirror_rows = {
+            let mut pooled = self.db.get().await?;
+            mirror::count(&mut pooled.conn()).await?
+        };
+        let limit = self.delete_limit(mirror_rows);
+        // An answer that says (nearly) nobody exists is refused before any
+        // page is read: cheap, and it names the likely cause in the log.
+        let auth_count = self.auth.user_count().await?;
+        if mirror_rows - auth_count > limit {
+            return Err(ReconcileError::MassDeleteRefused {
+                would_remove: mirror_rows - auth_count,
+                limit,
+            });
+        }
         let mut report = SyncReport::default();
+        // What the pages prove gone, with the instant each page was fetched:
+        // removed together at the end, and only if within the limit.
+        let mut doomed: Vec<Doomed> = Vec::new();
+        let mut doomed_count: i64 = 0;
+        let mut rewound_total: i64 = 0;
         let mut after: Option<Uuid> = None;
         loop {
             let fetched_at = crate::db::now();
@@ -147,52 +222,97 @@ impl Reconciler<'_> {
             let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();
             let mut pooled = self.db.get().await?;
             let conn = &mut pooled.conn();
-            let gone = transaction!(conn, |tx| -> ReconcileError {
+            let (gone, changed) = transaction!(conn, |tx| -> ReconcileError {
                 let gone: Vec<(Uuid, i64)> = mirror::stale_in_range(tx, after, upto, fetched_at)
                     .await?
                     .into_iter()
                     .filter(|(id, _)| !present.contains(id))
                     .collect();
-                report.deleted += mirror::delete_users(tx, &gone).await?;
                 let applied = mirror::apply_records(tx, &page.users).await?;
                 report.created += applied.created;
                 report.updated += applied.updated;
                 report.unchanged += applied.unchanged;
-                // Users deleted, or found locked by this run (their
-                // webhook was lost): every replica drops their tokens.
-                let changed: HashSet<Uuid> = applied.changed.into_iter().collect();
-                let rows: Vec<Revocation> = gone
+                // A restored auth database: versions went backwards.
+                let rewound = mirror::rewind_records(tx, &page.users, fetched_at).await?;
+                report.updated += rewound.len() as i64;
+                report.unchanged -= rewound.len() as i64;
+                rewound_total += rewound.len() as i64;
+                // Users found locked by this run (their webhook was lost):
+                // every replica drops their tokens.
+                let changed: HashSet<Uuid> = applied.changed.into_iter().chain(rewound).collect();
+                let rows: Vec<Revocation> = page
+                    .users
                     .iter()
-                    .map(|(id, _)| *id)
-                    .chain(
-                        page.users
-                            .iter()
-                            .filter(|u| u.account_locked && changed.contains(&u.id))
-                            .map(|u| u.id),
-                    )
-                    .map(|id| Revocation::new(id, None))
+                    .filter(|u| u.account_locked && changed.contains(&u.id))
+                    .map(|u| Revocation::new(u.id, None))
                     .collect();
                 revocations::insert(tx, &rows).await?;
-                Ok((rows, changed))
+                Ok((gone, (rows, changed)))
             })?;
-            let (gone, changed) = gone;
+            let (locked, changed) = changed;
             for id in changed {
                 self.validator.forget_user(id);
             }
-            for r in gone {
+            for r in locked {
                 self.validator.revoke(r.user_id.0, None, r.created_at.0);
+            }
+            doomed_count += gone.len() as i64;
+            // Past the limit the run is refused anyway: keep no more ids.
+            if doomed_count <= limit && !gone.is_empty() {
+                doomed.push((fetched_at, gone));
             }
             match page.next_after {
                 Some(next) => after = Some(next),
                 None => break,
             }
         }
+        if rewound_total > 0 {
+            tracing::error!(
+                users = rewound_total,
+                "the auth service's user versions went backwards (was its database restored?); \
+                 the mirror followed it: check recent account changes"
+            );
+            self.metrics.rewound(rewound_total);
+        }
+        if doomed_count > limit {
+            return Err(ReconcileError::MassDeleteRefused {
+                would_remove: doomed_count,
+                limit,
+            });
+        }
+        report.deleted = self.remove(doomed).await?;
         Ok(report)
+    }
+
+    /// Removes what the pages proved gone, in one transaction, skipping a
+    /// row written since its page was fetched (a webhook for it arrived).
+    async fn remove(&self, doomed: Vec<Doomed>) -> Result<i64, ReconcileError> {
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut pooled = self.db.get().await?;
+        let conn = &mut pooled.conn();
+        let (deleted, rows) = transaction!(conn, |tx| -> ReconcileError {
+            let mut deleted = 0;
+            let mut rows = Vec::new();
+            for (fetched_at, users) in &doomed {
+                let still = mirror::still_stale(tx, users, *fetched_at).await?;
+                deleted += mirror::delete_users(tx, &still).await?;
+                rows.extend(still.iter().map(|(id, _)| Revocation::new(*id, None)));
+            }
+            revocations::insert(tx, &rows).await?;
+            Ok((deleted, rows))
+        })?;
+        for r in rows {
+            self.validator.revoke(r.user_id.0, None, r.created_at.0);
+        }
+        Ok(deleted)
     }
 }
 
 /// Reconciles every `interval` (with ±10 % jitter so replicas spread out),
 /// starting shortly after start-up.
+#[allow(clippy::too_many_arguments)]
 pub async fn periodic(
     db: DbPool,
     auth: AuthClient,
@@ -200,6 +320,7 @@ pub async fn periodic(
     metrics: std::sync::Arc<crate::metrics::MainMetrics>,
     instance: String,
     interval: Duration,
+    max_deletes: Option<i64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut wait = Duration::from_secs(2);
@@ -214,6 +335,8 @@ pub async fn periodic(
             validator: &validator,
             metrics: &metrics,
             instance: &instance,
+            max_deletes,
+            allow_mass_delete: false,
         };
         // Outcomes are logged and recorded by `run`; `Busy` means another
         // replica is doing it, or did it less than 0.8 interval ago (the

@@ -40,6 +40,42 @@ async fn users_change_their_own_fields_and_nothing_auth_owned() {
             "{problem}"
         );
     }
+    // The seed's names for the same data are refused as auth-owned too
+    // (they used to fall through to validation_failed), each counted in
+    // /metrics under its canonical name, whatever the spelling sent.
+    let scrape = || async {
+        let text = stack
+            .get(&stack.main_url, "/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics");
+        service_kit::testing::parse_metrics(&text)
+    };
+    let before = scrape().await;
+    for field in [
+        "hashed_password",
+        "mfa_secret",
+        "last_login",
+        "password_changed_at",
+        "failed_login_count",
+        "hashedPassword",
+    ] {
+        let res = patch(json!({ field: "x" })).await;
+        let problem = assert_problem_body(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem["code"], "auth_owned_field", "{field}: {problem}");
+    }
+    let after = scrape().await;
+    let series = |f: &str| format!("main_auth_owned_field_attempts_total{{field=\"{f}\"}}");
+    assert_eq!(after.since(&before, &series("hashed_password")), 2.0);
+    for f in [
+        "mfa_secret",
+        "last_login",
+        "password_changed_at",
+        "failed_login_count",
+    ] {
+        assert_eq!(after.since(&before, &series(f)), 1.0, "{f}");
+    }
     let res = patch(json!({"role": "admin"})).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = patch(json!({"picture": "javascript:alert(1)"})).await;
@@ -58,4 +94,9 @@ async fn users_change_their_own_fields_and_nothing_auth_owned() {
     let row = stack.mirror_user(reg.user.id).await.expect("row");
     assert_eq!(row.email, reg.user.email);
     assert_eq!(row.full_name.as_deref(), Some("Ada Lovelace"));
+}
+
+async fn assert_problem_body(res: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    res.json().await.expect("problem json")
 }
