@@ -32,9 +32,10 @@
 //! | `AUTH_LOCKOUT_MINUTES` | 15 | |
 //! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
 //! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
-//! | `AUTH_SECRETS_KEY` | derived from `AUTH_SERVICE_API_KEY` | base64 of 32 bytes; seals TOTP secrets and queued mail (set it in production: see below) |
+//! | `AUTH_SECRETS_KEY` | required (development: derived from `AUTH_SERVICE_API_KEY`) | base64 of 32 bytes; seals TOTP secrets and queued mail, and keys refresh-token successors |
+//! | `AUTH_ENVIRONMENT` | `production` | `development` (the launcher sets it) lets `AUTH_SECRETS_KEY` be derived |
 //! | `AUTH_MAIL_FROM` | `no-reply@` + host of `AUTH_PUBLIC_URL` | sender of every mail |
-//! | `AUTH_RATE_LIMIT_PER_MINUTE` | 60 | requests per client address per minute on register, login, forgot, reset and verify (burst of the same size); 0 turns it off |
+//! | `AUTH_RATE_LIMIT_PER_MINUTE` | 60 | requests per client address per minute on register, login, forgot, reset, verify, and the password-checking account changes (password and email change, TOTP enable and disable; burst of the same size); 0 turns it off |
 //! | `AUTH_MAX_BODY_BYTES` | 65536 | request body limit |
 //! | `AUTH_WORKERS` | CPU count | HTTP worker threads |
 
@@ -241,9 +242,29 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let development = match get("AUTH_ENVIRONMENT").as_deref() {
+            None | Some("production") => false,
+            Some("development") => true,
+            Some(_) => {
+                return Err(err(
+                    "AUTH_ENVIRONMENT",
+                    "must be `production` (the default) or `development`",
+                ))
+            }
+        };
+        // A key of its own, not one derived from the API key: the main
+        // backend holds that key, and must not be able to open TOTP secrets
+        // or mail. Derivation is a convenience for development only.
         let secrets_key = match get("AUTH_SECRETS_KEY") {
             Some(raw) => SealingKey::from_base64(&raw).map_err(|e| err("AUTH_SECRETS_KEY", e))?,
-            None => derived_secrets_key(&service_api_key),
+            None if development => derived_secrets_key(&service_api_key),
+            None => {
+                return Err(err(
+                    "AUTH_SECRETS_KEY",
+                    "is required (base64 of 32 random bytes: openssl rand -base64 32); \
+                     only AUTH_ENVIRONMENT=development derives one from AUTH_SERVICE_API_KEY",
+                ))
+            }
         };
         let mail_from = get("AUTH_MAIL_FROM")
             .unwrap_or_else(|| format!("no-reply@{}", public_host(&public_url)))
@@ -323,10 +344,10 @@ pub fn public_host(public_url: &str) -> &str {
         .unwrap_or("localhost")
 }
 
-/// Without `AUTH_SECRETS_KEY`, the sealing key is derived from the API key
-/// (HMAC-SHA256 with a fixed label), so one command still runs everything.
-/// The catch, said in the README: rotating the API key then makes TOTP
-/// secrets unreadable, so production sets `AUTH_SECRETS_KEY` of its own.
+/// In development without `AUTH_SECRETS_KEY`, the sealing key is derived
+/// from the API key (HMAC-SHA256 with a fixed label). Never in production:
+/// the main backend holds the API key, and rotating it would make TOTP
+/// secrets unreadable.
 fn derived_secrets_key(api_key: &str) -> SealingKey {
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(api_key.as_bytes())
         .expect("HMAC takes keys of any length");
@@ -378,7 +399,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// The given variables, plus a valid webhook secret unless one is given.
+    /// The given variables, plus a valid webhook secret and secrets key
+    /// unless one is given; an empty value is unset, as in the environment.
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let mut map: HashMap<String, String> = pairs
             .iter()
@@ -386,7 +408,33 @@ mod tests {
             .collect();
         map.entry("AUTH_WEBHOOK_SECRET".into())
             .or_insert_with(service_kit::testing::webhook_secret);
-        move |k| map.get(k).cloned()
+        map.entry("AUTH_SECRETS_KEY".into())
+            .or_insert_with(service_kit::testing::secrets_key);
+        move |k| map.get(k).cloned().filter(|v| !v.is_empty())
+    }
+
+    /// The review's finding: without AUTH_SECRETS_KEY the sealing key was
+    /// derived from the API key, which the main backend also holds.
+    #[test]
+    fn secrets_key_is_required_outside_development() {
+        let base = [
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+            ("AUTH_SECRETS_KEY", ""),
+        ];
+        let e = Settings::from_lookup(lookup(&base)).err().expect("fails");
+        assert_eq!(e.var, "AUTH_SECRETS_KEY");
+        let mut v = base.to_vec();
+        v.push(("AUTH_ENVIRONMENT", "production"));
+        let e = Settings::from_lookup(lookup(&v)).err().expect("fails");
+        assert_eq!(e.var, "AUTH_SECRETS_KEY");
+        let mut v = base.to_vec();
+        v.push(("AUTH_ENVIRONMENT", "staging"));
+        let e = Settings::from_lookup(lookup(&v)).err().expect("fails");
+        assert_eq!(e.var, "AUTH_ENVIRONMENT");
+        let mut v = base.to_vec();
+        v.push(("AUTH_ENVIRONMENT", "development"));
+        assert!(Settings::from_lookup(lookup(&v)).is_ok());
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -487,6 +535,7 @@ mod tests {
         let base = [
             ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
             ("AUTH_SERVICE_API_KEY", KEY),
+            ("AUTH_ENVIRONMENT", "development"),
         ];
         let map: HashMap<&str, &str> = base.into_iter().collect();
         let e = Settings::from_lookup(|k| map.get(k).map(|v| v.to_string()))

@@ -35,31 +35,75 @@ impl ClientInfo {
     }
 }
 
+impl ClientInfo {
+    /// What the brute-force limits and the rate limit count by: the
+    /// address, or for IPv6 its /64 (`limit_key`).
+    pub fn limit_key(&self) -> String {
+        self.ip
+            .map_or_else(|| "unknown".to_owned(), |ip| limit_key(ip).to_string())
+    }
+}
+
+/// One IPv6 /64 is one client: a single host or home usually holds a whole
+/// /64 and can pick any address in it, so counting per /128 would give an
+/// attacker 2^64 fresh counters. IPv4 addresses count one by one.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ipv4:port`, `[ipv6]` or
+/// `[ipv6]:port` (proxies write all of these).
+fn forwarded_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<IpAddr>().ok())
+}
+
 /// The client address: the TCP peer, unless the peer is a trusted proxy; then
 /// the nearest address in `X-Forwarded-For` that is not itself trusted.
 /// Addresses a client wrote into the header beyond that are ignored, so a
-/// client cannot choose its own address.
+/// client cannot choose its own address. An entry that does not parse ends
+/// the walk: what lies left of it cannot be trusted to be a real hop (else
+/// a proxy that appends `ip:port` the parser skipped would hand the
+/// client's own left-hand entry over as its address), so the nearest hop
+/// read so far is the answer.
 pub fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip().to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = req
+    let entries: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .map(|ip| ip.to_canonical())
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(*ip))
-            .unwrap_or(peer),
-    )
+    let mut nearest = peer;
+    for entry in entries.into_iter().rev() {
+        let Some(hop) = forwarded_hop(entry).map(|ip| ip.to_canonical()) else {
+            break;
+        };
+        nearest = hop;
+        if !is_trusted(hop) {
+            break;
+        }
+    }
+    Some(nearest)
 }
 
 impl ClientInfo {
@@ -206,34 +250,55 @@ async fn service_caller(
     client: ClientInfo,
     accepted: &[&str],
 ) -> Result<ServiceCaller, ApiError> {
+    // Failures are aggregated and budgeted per address (see
+    // `service_tokens`): anyone can send a token, so they must not cost a
+    // row, or past the budget even a lookup, each.
+    let over_budget = || ApiError {
+        retry_after: Some(60),
+        ..ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many failed service-token uses from this address; retry in a minute",
+        )
+    };
+    if state.usage.exhausted(&client) {
+        state
+            .usage
+            .record_failure(None, &client, "refused: too many failures");
+        return Err(over_budget());
+    }
     let checked = {
         let mut pooled = state.db.get().await?;
         service_tokens::check(&mut pooled.conn(), token, crate::db::now()).await?
     };
+    let refuse = |token_id: Option<Uuid>, detail: &str, error: ApiError| {
+        if state.usage.record_failure(token_id, &client, detail) {
+            error
+        } else {
+            over_budget()
+        }
+    };
     let row = match checked {
         Checked::Valid(row) => row,
         Checked::Inactive(id) => {
-            state
-                .usage
-                .record(Some(id), &client, false, Some("revoked or expired"));
-            return Err(invalid_service_token());
+            return Err(refuse(
+                Some(id),
+                "revoked or expired",
+                invalid_service_token(),
+            ));
         }
-        Checked::Unknown => {
-            state
-                .usage
-                .record(None, &client, false, Some("unknown token"));
-            return Err(invalid_service_token());
-        }
+        Checked::Unknown => return Err(refuse(None, "unknown token", invalid_service_token())),
     };
     let scopes = row.scope_list();
     if !accepted.iter().any(|a| scopes.iter().any(|s| s == a)) {
         let detail = format!("needs scope {}", accepted.join(" or "));
-        state
-            .usage
-            .record(Some(row.id.0), &client, false, Some(&detail));
-        return Err(ApiError::forbidden(
-            "insufficient_scope",
-            format!("this service token lacks the scope this endpoint {detail}"),
+        return Err(refuse(
+            Some(row.id.0),
+            &detail,
+            ApiError::forbidden(
+                "insufficient_scope",
+                format!("this service token lacks the scope this endpoint {detail}"),
+            ),
         ));
     }
     state.usage.record(Some(row.id.0), &client, true, None);
@@ -325,6 +390,40 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    /// The review's finding: a proxy that appends `ip:port` used to have
+    /// its entry skipped, so the client's own left-hand entry became the
+    /// client address. Ports and brackets parse now, and garbage ends the walk.
+    #[test]
+    fn forwarded_for_hops_with_ports_parse_and_garbage_ends_the_walk() {
+        let trusted = vec![Cidr::parse("10.0.0.0/8").expect("cidr")];
+        let ip = |header: &str| {
+            let req = TestRequest::default()
+                .peer_addr("10.0.0.5:1234".parse().expect("addr"))
+                .insert_header(("x-forwarded-for", header))
+                .to_http_request();
+            client_ip(&req, &trusted).expect("ip").to_string()
+        };
+        assert_eq!(ip("6.6.6.6, 1.2.3.4:5678"), "1.2.3.4");
+        assert_eq!(ip("6.6.6.6, [2001:db8::7]:443"), "2001:db8::7");
+        assert_eq!(ip("6.6.6.6, [2001:db8::7]"), "2001:db8::7");
+        // Unparseable hop: nothing left of it is believed; the nearest
+        // hop read (the trusted proxy) is the key, shared and fail-closed.
+        assert_eq!(ip("6.6.6.6, not-an-address, 10.0.0.9"), "10.0.0.9");
+        assert_eq!(ip("6.6.6.6, unknown"), "10.0.0.5");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(other));
+        assert_eq!(limit_key(a).to_string(), "2001:db8:1:2::");
+        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert_eq!(limit_key(v4), v4);
+    }
+
     #[test]
     fn forwarded_for_is_honoured_only_from_trusted_proxies() {
         let trusted = vec![Cidr::parse("10.0.0.0/8").expect("cidr")];
@@ -365,7 +464,7 @@ impl actix_governor::KeyExtractor for ClientAddress {
 
     fn extract(&self, req: &actix_web::dev::ServiceRequest) -> Result<IpAddr, ApiError> {
         Ok(client_ip(req.request(), &self.trusted)
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), limit_key))
     }
 
     fn exceed_rate_limit_response(

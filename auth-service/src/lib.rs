@@ -10,10 +10,12 @@
 //! the outbox table itself is `db::outbox`), `service_tokens` (tokens for
 //! programs, and their batched usage), `cli` (the `service-token` commands),
 //! `mail` (sending queued mail; the queue is `db::mail`), `mfa` (TOTP and
-//! recovery codes; brute-force locks are `db::lockouts`).
+//! recovery codes), `attempts` (the exact brute-force accounting around
+//! every check of a secret; its counters and locks are `db::lockouts`).
 
 #![recursion_limit = "256"]
 
+pub mod attempts;
 pub mod cli;
 pub mod configuration;
 pub mod db;

@@ -14,6 +14,14 @@
 //! one transaction, so using a token costs no database write. The buffer is
 //! flushed when the server stops gracefully; a kill -9 loses at most one
 //! interval of usage statistics, never a revocation or a permission.
+//!
+//! Failed uses cost an attacker nothing (any `Bearer ast_...` will do), so
+//! they are aggregated instead: one audit row per (token, address, reason)
+//! and flush, carrying the count, with a short user agent; and an address
+//! past `FAILURE_BUDGET` failures in a minute gets 429 before any lookup.
+//! The budget is per process: it bounds this process's audit writes, which
+//! is its whole job (the brute-force limits that need exactness live in the
+//! database).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +51,16 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// Audit rows held while the database is unreachable; beyond this, uses are
 /// still counted but their individual rows are dropped (and a warning logged).
 const MAX_BUFFERED_EVENTS: usize = 100_000;
+
+/// Failed service-token uses one address may make per minute, per process.
+pub const FAILURE_BUDGET: u32 = 20;
+/// Distinct (token, address, reason) aggregates held between flushes;
+/// beyond this, failures are only counted in a warning.
+const MAX_FAILURE_KEYS: usize = 1000;
+/// Addresses whose failure budget is tracked; the table is cleared each minute.
+const MAX_BUDGET_KEYS: usize = 10_000;
+/// How much of a failed caller's user agent an audit row keeps.
+const FAILURE_USER_AGENT_CHARS: usize = 128;
 
 /// Recorded as `created_by` for tokens made with the command line.
 pub const CREATED_BY_CLI: &str = "command line";
@@ -160,6 +178,19 @@ struct Pending {
     counts: HashMap<Uuid, (i64, DateTime<Utc>)>,
     events: Vec<AuthEvent>,
     dropped_events: u64,
+    /// Failed uses, one aggregate per (token, address, reason).
+    failures: HashMap<(Option<Uuid>, Option<String>, String), Failures>,
+    dropped_failures: u64,
+    /// Failures per address in the current minute (`FAILURE_BUDGET`).
+    budget: HashMap<String, u32>,
+    budget_minute: i64,
+}
+
+/// Failed uses with the same token, address and reason since the last flush.
+struct Failures {
+    count: u64,
+    /// The first one's audit row; the count is added to its detail.
+    first: AuthEvent,
 }
 
 /// The usage buffer; see the module documentation.
@@ -167,6 +198,69 @@ struct Pending {
 pub struct Usage(Arc<Mutex<Pending>>);
 
 impl Usage {
+    /// Notes a failed use from `client` (unknown, revoked or expired token,
+    /// or a missing scope) and says whether the address is still within
+    /// its budget (`false`: answer 429). Aggregated, see the module header.
+    pub fn record_failure(
+        &self,
+        token_id: Option<Uuid>,
+        client: &ClientInfo,
+        detail: &str,
+    ) -> bool {
+        let address = client
+            .ip
+            .map(crate::extractors::limit_key)
+            .map(|ip| ip.to_string());
+        let minute = crate::db::now().timestamp() / 60;
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.budget_minute != minute || pending.budget.len() >= MAX_BUDGET_KEYS {
+            pending.budget.clear();
+            pending.budget_minute = minute;
+        }
+        let spent = pending
+            .budget
+            .entry(address.clone().unwrap_or_default())
+            .or_insert(0);
+        *spent = spent.saturating_add(1);
+        let within = *spent <= FAILURE_BUDGET;
+        let key = (token_id, address, detail.to_owned());
+        if let Some(agg) = pending.failures.get_mut(&key) {
+            agg.count += 1;
+        } else if pending.failures.len() < MAX_FAILURE_KEYS {
+            let mut first = audit_event(
+                kind::SERVICE_TOKEN_USED,
+                token_id,
+                Some(client),
+                false,
+                Some(detail.to_owned()),
+            );
+            first.user_agent = first
+                .user_agent
+                .map(|ua| ua.chars().take(FAILURE_USER_AGENT_CHARS).collect());
+            pending.failures.insert(key, Failures { count: 1, first });
+        } else {
+            pending.dropped_failures += 1;
+        }
+        within
+    }
+
+    /// Whether `client`'s address has used up its failure budget this
+    /// minute: then it is answered 429 before any lookup.
+    pub fn exhausted(&self, client: &ClientInfo) -> bool {
+        let address = client
+            .ip
+            .map(crate::extractors::limit_key)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        let minute = crate::db::now().timestamp() / 60;
+        let pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.budget_minute == minute
+            && pending
+                .budget
+                .get(&address)
+                .is_some_and(|n| *n >= FAILURE_BUDGET)
+    }
+
     /// Notes one use: counted when `success`, and audited either way.
     pub fn record(
         &self,
@@ -198,7 +292,34 @@ impl Usage {
     /// Writes everything buffered in one transaction. On failure the batch
     /// goes back into the buffer for the next attempt.
     pub async fn flush(&self, db: &DbPool) -> anyhow::Result<()> {
-        let batch = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut batch = {
+            let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            Pending {
+                counts: std::mem::take(&mut pending.counts),
+                events: std::mem::take(&mut pending.events),
+                dropped_events: std::mem::take(&mut pending.dropped_events),
+                failures: std::mem::take(&mut pending.failures),
+                dropped_failures: std::mem::take(&mut pending.dropped_failures),
+                ..Pending::default()
+            }
+        };
+        if batch.dropped_failures > 0 {
+            tracing::warn!(
+                dropped = batch.dropped_failures,
+                "failed service-token uses from too many addresses to audit each; counted here only"
+            );
+        }
+        for (_, agg) in batch.failures.drain() {
+            let mut event = agg.first;
+            if agg.count > 1 {
+                event.detail = Some(format!(
+                    "{} ({} attempts)",
+                    event.detail.unwrap_or_default(),
+                    agg.count
+                ));
+            }
+            batch.events.push(event);
+        }
         if batch.counts.is_empty() && batch.events.is_empty() {
             return Ok(());
         }
@@ -291,10 +412,14 @@ mod tests {
         usage.record(Some(id), &client, true, None);
         usage.record(Some(id), &client, true, None);
         usage.record(Some(id), &client, false, Some("missing scope"));
-        usage.record(None, &client, false, Some("unknown token"));
+        for _ in 0..FAILURE_BUDGET {
+            assert!(usage.record_failure(None, &client, "unknown token"));
+        }
+        assert!(!usage.record_failure(None, &client, "unknown token"));
         let pending = usage.0.lock().expect("lock");
         assert_eq!(pending.counts.get(&id).map(|c| c.0), Some(2));
-        assert_eq!(pending.events.len(), 4);
-        assert_eq!(pending.events.iter().filter(|e| !e.success).count(), 2);
+        assert_eq!(pending.events.len(), 3);
+        assert_eq!(pending.failures.len(), 1, "one aggregate for 21 failures");
+        assert_eq!(pending.failures.values().next().map(|f| f.count), Some(21));
     }
 }

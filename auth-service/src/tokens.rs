@@ -6,7 +6,7 @@
 //!
 //! The refresh grace window needs two racing refreshes to get the *same* new
 //! pair, but only hashes are stored. So the successor of a refresh token is
-//! derived, not drawn: `HMAC(server key, spent token)`; and the access token
+//! derived, not drawn: `HMAC(key from AUTH_SECRETS_KEY, spent token)`; and the access token
 //! that comes with it is rebuilt from the `jti`/`iat` stored beside the
 //! successor's hash. Ed25519 and HMAC signatures are deterministic, so the
 //! rebuilt pair is byte for byte the one the winner got. Without the server
@@ -58,7 +58,6 @@ const SUCCESSOR_LABEL: &[u8] = b"auth-service refresh-token successor v1";
 /// truncated hash of the public key) and its public key in base64url.
 struct Ed25519File {
     pem: String,
-    signing: ed25519_dalek::SigningKey,
     kid: String,
     x: String,
 }
@@ -75,7 +74,6 @@ impl Ed25519File {
             kid: URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]),
             x: URL_SAFE_NO_PAD.encode(public),
             pem,
-            signing,
         })
     }
 
@@ -88,21 +86,14 @@ impl Ed25519File {
 
 impl TokenKeys {
     pub fn load(settings: &Settings) -> anyhow::Result<Self> {
-        let (algorithm, kid, encoding, decoding, jwks, key_material) = match &settings.jwt_key {
+        let (algorithm, kid, encoding, decoding, jwks) = match &settings.jwt_key {
             JwtKeySource::Ed25519PemFile(path) => {
                 let key = Ed25519File::read(path, "AUTH_JWT_PRIVATE_KEY_FILE")?;
                 let encoding = EncodingKey::from_ed_pem(key.pem.as_bytes())
                     .map_err(|e| anyhow::anyhow!("AUTH_JWT_PRIVATE_KEY_FILE: {e}"))?;
                 let decoding = DecodingKey::from_ed_components(&key.x)?;
                 let jwks = serde_json::json!({"keys": [key.jwk()]});
-                (
-                    Algorithm::EdDSA,
-                    key.kid,
-                    encoding,
-                    decoding,
-                    jwks,
-                    key.signing.to_bytes().to_vec(),
-                )
+                (Algorithm::EdDSA, key.kid, encoding, decoding, jwks)
             }
             JwtKeySource::HmacSecret(secret) => {
                 let bytes = secret.expose_secret().as_bytes();
@@ -116,7 +107,6 @@ impl TokenKeys {
                     EncodingKey::from_secret(bytes),
                     DecodingKey::from_secret(bytes),
                     jwks,
-                    bytes.to_vec(),
                 )
             }
         };
@@ -134,10 +124,10 @@ impl TokenKeys {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
         validation.leeway = 5;
-        let mut hasher = Sha256::new();
-        hasher.update(SUCCESSOR_LABEL);
-        hasher.update(&key_material);
-        let successor_key = SecretBox::new(Box::new(hasher.finalize().into()));
+        // Keyed by AUTH_SECRETS_KEY, not the signing key: a signing-key
+        // rotation must not change the successor of a token spent just
+        // before it (the grace window would hand out a token never stored).
+        let successor_key = SecretBox::new(Box::new(settings.secrets_key.derive(SUCCESSOR_LABEL)));
         Ok(Self {
             algorithm,
             kid,

@@ -93,6 +93,8 @@ pub async fn run() -> anyhow::Result<()> {
         lookup(k).or_else(|| match k {
             "CORS_ALLOWED_ORIGINS" | "AUTH_APP_URL" => Some(app_url.clone()),
             "CORS_ALLOW_CREDENTIALS" => Some("true".into()),
+            // Local use: a missing AUTH_SECRETS_KEY may be derived.
+            "AUTH_ENVIRONMENT" => Some("development".into()),
             _ => None,
         })
     };

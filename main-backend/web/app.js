@@ -191,6 +191,22 @@
     return refreshing;
   }
 
+  // Ends this session (or every one) and resolves only once the auth
+  // service confirmed it. Cookie mode: the service also finds the session
+  // by the refresh cookie, so an access token that expired while the tab
+  // slept does not leave the session alive; a 401 all the same (say, for
+  // "everywhere", which needs the bearer) refreshes once and retries.
+  async function endSession(path) {
+    const send = () => fetch(config.authUrl + path, {
+      method: "POST",
+      headers: Object.assign({ "X-Token-Transport": "cookie" }, access ? { Authorization: `Bearer ${access.token}` } : {}),
+      credentials: "include",
+    });
+    let res = await send();
+    if (res.status === 401 && await refresh()) res = await send();
+    await parse(res);
+  }
+
   function signedOut(note) {
     access = null;
     me = null;
@@ -426,8 +442,8 @@
         } }))));
     };
     const everywhere = h("button", { type: "button", class: "danger", text: "Log out everywhere", onclick: async () => {
-      try { await auth("/v1/logout/all", { cookie: true }); signedOut("Signed out on every device."); }
-      catch (err) { announce(message(err)); }
+      try { await endSession("/v1/logout/all"); signedOut("Signed out on every device."); }
+      catch (err) { announce(`Not signed out: ${message(err)}`); }
     } });
     const password = form("Change password", [
       field("Current password", { name: "current_password", type: "password", autocomplete: "current-password", required: true }),
@@ -477,8 +493,9 @@
             h("p", { class: "hint" }, "Or open: ", h("code", { text: setup.otpauth_uri })),
             form("Confirm two-factor sign-in", [
               field("Code from the app", { name: "code", autocomplete: "one-time-code", inputmode: "numeric", required: true }),
+              field("Password", { name: "password", type: "password", autocomplete: "current-password", required: true }),
             ], "Turn on", async (v) => {
-              const res = await auth("/v1/mfa/totp/enable", { body: { code: v.code.trim() } });
+              const res = await auth("/v1/mfa/totp/enable", { body: { code: v.code.trim(), password: v.password } });
               box.replaceChildren(
                 h("p", { role: "status", text: "Two-factor sign-in is on. Keep these recovery codes somewhere safe; each works once:" }),
                 h("ul", { class: "codes", "aria-label": "Recovery codes" }, res.recovery_codes.map((c) => h("li", { text: c }))));
@@ -512,8 +529,10 @@
   async function start() {
     config.authUrl = (await (await fetch("/app/config.json")).json()).auth_url;
     document.getElementById("logout").addEventListener("click", async () => {
-      try { await auth("/v1/logout", { cookie: true }); } catch (_) { /* signed out either way */ }
-      signedOut("Signed out.");
+      // "Signed out" only once the service said so: a failed logout that
+      // looked like success would leave a live session behind.
+      try { await endSession("/v1/logout"); signedOut("Signed out."); }
+      catch (err) { announce(`Not signed out: ${message(err)} Your session is still active; try again.`); }
     });
     window.addEventListener("hashchange", route);
     const page = location.pathname.match(/^\/account\/(verify-email|reset-password|confirm-email)$/);

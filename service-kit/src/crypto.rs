@@ -40,6 +40,19 @@ impl SealingKey {
         Self(SecretBox::new(Box::new(key)))
     }
 
+    /// A separate 32-byte key for another purpose, named by `label`
+    /// (SHA-256 over the label and this key): the purposes' keys are
+    /// independent, and none reveals this one.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"service-kit derived key\0");
+        hasher.update(label);
+        hasher.update(b"\0");
+        hasher.update(self.0.expose_secret());
+        hasher.finalize().into()
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.expose_secret().into())
     }

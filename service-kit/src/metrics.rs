@@ -159,6 +159,31 @@ impl Default for Metrics {
     }
 }
 
+/// The `method` label: the standard methods by name, anything else
+/// (HTTP allows any token as an extension method) as `OTHER`. Every label
+/// value must come from a fixed set: one taken from the request would let
+/// anyone grow the series, and so memory and `/metrics`, without limit.
+/// The other labels are bounded already: `route` is a pattern from the
+/// app's route table or `unmatched`, `status` one the app itself answered.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("OTHER", |(_, name)| name)
+}
+
 /// Middleware: counts and times every request by route pattern and status.
 /// Needs the app's `web::Data<Metrics>`; without it, it only passes through.
 pub async fn observe_requests(
@@ -180,7 +205,7 @@ pub async fn observe_requests(
         Err(e) => e.as_response_error().status_code(),
     };
     metrics.observe(
-        method.as_str(),
+        method_label(&method),
         route.as_deref().unwrap_or("unmatched"),
         status.as_str(),
         started.elapsed().as_secs_f64(),

@@ -8,6 +8,11 @@
 //! one holds, attempts are refused before any password is checked and are
 //! not counted, so an attacker cannot extend a lock by hammering it. Being
 //! rows, locks hold across replicas and restarts.
+//!
+//! Every check of a secret (a login's password or code, the password asked
+//! again before an account change) first reserves a slot (`reserve`): the
+//! attempt row is written before the check and counts as a failure until
+//! the check passes, so the limits are exact under any burst.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -85,22 +90,57 @@ pub async fn gate(
     })
 }
 
-/// Records a failed attempt and locks when a threshold is crossed; call it
-/// in a transaction, with the `Gate::Open` instants `gate` gave.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_failure(
+/// The answer to a request for one check of a secret.
+#[derive(Debug, Clone, Copy)]
+pub enum Reservation {
+    /// One check may run; its row (`slot`) counts as a failure until the
+    /// check passes and `settle_success` removes it.
+    Granted { slot: Uuid },
+    /// Refused before any check: a lock holds until `until`, or the checks
+    /// already failed or still in flight fill the limit (then `until` is a
+    /// moment away, when they will have been decided).
+    Refused { until: DateTime<Utc> },
+}
+
+/// How long a request refused because the limit is full of checks still
+/// running is told to wait: they are decided within an argon2 hash.
+const IN_FLIGHT_RETRY: Duration = Duration::seconds(1);
+
+/// Takes one slot for a check of `email`'s secret from `ip`, or refuses.
+///
+/// Why a slot before the check: the check (an argon2 hash) is slow, so a
+/// gate that only looked at settled failures let every request of a burst
+/// through before the first failure was written. Here the attempt row is
+/// written first, under a lock on the email held across replicas
+/// (`Conn::lock_key`), and counts from that moment: of N requests sent at
+/// once, exactly as many as the limit allows are checked. Call it in a
+/// transaction.
+pub async fn reserve(
     tx: &mut Conn<'_>,
     email: &str,
     ip: &str,
-    pair_since: DateTime<Utc>,
-    email_since: DateTime<Utc>,
     threshold: i64,
     window: Duration,
     now: DateTime<Utc>,
-) -> QueryResult<Option<Locked>> {
+) -> QueryResult<Reservation> {
+    tx.lock_key(&lock_key(email)).await?;
+    let (pair_since, email_since) = match gate(tx, email, ip, now, window).await? {
+        Gate::Locked { until } => return Ok(Reservation::Refused { until }),
+        Gate::Open {
+            pair_since,
+            email_since,
+        } => (pair_since, email_since),
+    };
+    let (by_email, by_pair) = counts(tx, email, ip, pair_since, email_since).await?;
+    if by_email >= threshold * EMAIL_FACTOR || by_pair >= threshold {
+        return Ok(Reservation::Refused {
+            until: now + IN_FLIGHT_RETRY,
+        });
+    }
+    let slot = Uuid::now_v7();
     run!(tx, |c| diesel::insert_into(la::table)
         .values((
-            la::id.eq(DbUuid(Uuid::now_v7())),
+            la::id.eq(DbUuid(slot)),
             la::email.eq(email),
             la::ip.eq(ip),
             la::success.eq(false),
@@ -108,6 +148,92 @@ pub async fn record_failure(
         ))
         .execute(c)
         .await)?;
+    Ok(Reservation::Granted { slot })
+}
+
+/// The check in a slot failed: the slot stays as a failure, and a lock is
+/// written when a limit is now full (unless one already holds). Call it in
+/// a transaction.
+pub async fn settle_failure(
+    tx: &mut Conn<'_>,
+    email: &str,
+    ip: &str,
+    threshold: i64,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<Locked>> {
+    tx.lock_key(&lock_key(email)).await?;
+    let Gate::Open {
+        pair_since,
+        email_since,
+    } = gate(tx, email, ip, now, window).await?
+    else {
+        return Ok(None);
+    };
+    let (by_email, by_pair) = counts(tx, email, ip, pair_since, email_since).await?;
+    if by_email >= threshold * EMAIL_FACTOR {
+        insert_lock(tx, email, None, now, window).await?;
+        return Ok(Some(Locked::Email));
+    }
+    if by_pair >= threshold {
+        insert_lock(tx, email, Some(ip), now, window).await?;
+        return Ok(Some(Locked::Pair));
+    }
+    Ok(None)
+}
+
+/// The check in a slot passed. A lock that a concurrent failure wrote
+/// meanwhile still wins (`Err` with its end: the caller refuses and rolls
+/// back); otherwise the address's failures for this email are forgotten,
+/// the slot with them. Call it in the transaction that acts on the success.
+pub async fn settle_success(
+    tx: &mut Conn<'_>,
+    email: &str,
+    ip: &str,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> QueryResult<Result<(), DateTime<Utc>>> {
+    tx.lock_key(&lock_key(email)).await?;
+    if let Gate::Locked { until } = gate(tx, email, ip, now, window).await? {
+        return Ok(Err(until));
+    }
+    run!(tx, |c| diesel::delete(
+        la::table
+            .filter(la::email.eq(email))
+            .filter(la::ip.eq(ip))
+            .filter(la::success.eq(false))
+    )
+    .execute(c)
+    .await)?;
+    Ok(Ok(()))
+}
+
+/// Gives a slot back without a verdict: the check was never decided by a
+/// wrong secret (the account is locked by an administrator, or a second
+/// factor is still to come).
+pub async fn release(conn: &mut Conn<'_>, slot: Uuid) -> QueryResult<()> {
+    run!(conn, |c| diesel::delete(
+        la::table.filter(la::id.eq(DbUuid(slot)))
+    )
+    .execute(c)
+    .await)?;
+    Ok(())
+}
+
+/// The advisory-lock key of an email's counters.
+fn lock_key(email: &str) -> String {
+    format!("login_attempts:{email}")
+}
+
+/// Failures (settled or in flight) for the email since `email_since`, and
+/// for the (email, address) pair since `pair_since`.
+async fn counts(
+    tx: &mut Conn<'_>,
+    email: &str,
+    ip: &str,
+    pair_since: DateTime<Utc>,
+    email_since: DateTime<Utc>,
+) -> QueryResult<(i64, i64)> {
     let by_email: i64 = run!(tx, |c| la::table
         .filter(la::email.eq(email))
         .filter(la::success.eq(false))
@@ -115,10 +241,6 @@ pub async fn record_failure(
         .count()
         .get_result(c)
         .await)?;
-    if by_email >= threshold * EMAIL_FACTOR {
-        insert_lock(tx, email, None, now, window).await?;
-        return Ok(Some(Locked::Email));
-    }
     let by_pair: i64 = run!(tx, |c| la::table
         .filter(la::email.eq(email))
         .filter(la::ip.eq(ip))
@@ -127,11 +249,7 @@ pub async fn record_failure(
         .count()
         .get_result(c)
         .await)?;
-    if by_pair >= threshold {
-        insert_lock(tx, email, Some(ip), now, window).await?;
-        return Ok(Some(Locked::Pair));
-    }
-    Ok(None)
+    Ok((by_email, by_pair))
 }
 
 async fn insert_lock(
@@ -151,19 +269,6 @@ async fn insert_lock(
         ))
         .execute(c)
         .await)?;
-    Ok(())
-}
-
-/// A successful login from this address forgets its earlier failures.
-pub async fn record_success(tx: &mut Conn<'_>, email: &str, ip: &str) -> QueryResult<()> {
-    run!(tx, |c| diesel::delete(
-        la::table
-            .filter(la::email.eq(email))
-            .filter(la::ip.eq(ip))
-            .filter(la::success.eq(false))
-    )
-    .execute(c)
-    .await)?;
     Ok(())
 }
 

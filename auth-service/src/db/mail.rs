@@ -27,6 +27,8 @@ pub mod kind {
     pub const EMAIL_CHANGE: &str = "email_change";
     /// To the old address, without a token.
     pub const EMAIL_CHANGE_NOTICE: &str = "email_change_notice";
+    /// A notice (no token) that two-factor sign-in was turned on.
+    pub const MFA_ENABLED: &str = "mfa_enabled";
 }
 
 pub mod status {
@@ -94,6 +96,31 @@ pub async fn enqueue(
         .execute(c)
         .await)?;
     Ok(id)
+}
+
+/// How often one address gets a mail of one kind that a caller can ask
+/// for again and again (verification, email change, reset): at most once
+/// a minute, so the service cannot be used to flood an inbox.
+pub const SPACING: chrono::Duration = chrono::Duration::seconds(60);
+
+/// `None` when a mail of `kind` may go to `to` now; otherwise when it may.
+/// Holds a lock on the address until the transaction ends, so of a burst
+/// of requests exactly one queues a mail (on every replica); call it in the
+/// transaction that queues the mail, before anything else.
+pub async fn spacing_wait(
+    tx: &mut Conn<'_>,
+    kind: &str,
+    to: &str,
+) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
+    tx.lock_key(&format!("mail:{kind}:{to}")).await?;
+    let last: Option<DbTime> = run!(tx, |c| mq::table
+        .filter(mq::to_addr.eq(to))
+        .filter(mq::kind.eq(kind))
+        .select(diesel::dsl::max(mq::created_at))
+        .first(c)
+        .await)?;
+    let now = super::now();
+    Ok(last.map(|t| t.0 + SPACING).filter(|next| *next > now))
 }
 
 /// Leases up to `limit` due mails for `lease` and counts the attempt.

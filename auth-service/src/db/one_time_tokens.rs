@@ -52,19 +52,6 @@ pub async fn insert_reset(
     Ok(())
 }
 
-/// When the user's newest reset token was created (to space out reset mails).
-pub async fn last_reset_at(
-    conn: &mut Conn<'_>,
-    user_id: Uuid,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    let t: Option<DbTime> = run!(conn, |c| pr::table
-        .filter(pr::user_id.eq(DbUuid(user_id)))
-        .select(diesel::dsl::max(pr::created_at))
-        .first(c)
-        .await)?;
-    Ok(t.map(|t| t.0))
-}
-
 /// Spends a reset token and every other open one of the same user; returns
 /// the user, or `None` for an unknown, used or expired token.
 pub async fn spend_reset(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::audit;
+use crate::attempts::Refusal;
 use crate::db::events::{self, kind};
 use crate::db::mail::{self, kind as mail_kind};
 use crate::db::one_time_tokens::{self as ott, purpose};
@@ -58,10 +59,6 @@ pub struct ChangeEmail {
     password: String,
 }
 
-/// A reset mail at most this often per account, so `forgot` cannot be used
-/// to flood someone's inbox.
-const RESET_MAIL_SPACING_SECONDS: i64 = 60;
-
 fn invalid_token() -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::BAD_REQUEST,
@@ -100,6 +97,31 @@ impl AppState {
         };
         mail::enqueue(tx, &self.settings.secrets_key, kind, to, &payload).await?;
         Ok(())
+    }
+
+    /// 429 `too_many_requests` when a mail of `kind` went to `to` less
+    /// than a minute ago (`db::mail::spacing_wait`); call first in the
+    /// transaction that queues the mail.
+    pub(crate) async fn mail_spacing(
+        &self,
+        tx: &mut Conn<'_>,
+        kind: &str,
+        to: &str,
+    ) -> Result<(), ApiError> {
+        match mail::spacing_wait(tx, kind, to).await? {
+            None => Ok(()),
+            Some(next) => {
+                let seconds = (next - db::now()).num_seconds().max(1);
+                Err(ApiError {
+                    retry_after: u64::try_from(seconds).ok(),
+                    ..ApiError::new(
+                        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        format!("a mail like this went to that address less than a minute ago; try again in {seconds} s"),
+                    )
+                })
+            }
+        }
     }
 
     /// Queues a verification of `email` for `user_id`.
@@ -146,6 +168,24 @@ impl AppState {
             .await
             .map_err(ApiError::internal)
     }
+
+    /// The password check of a re-authentication: 401 `invalid_credentials`
+    /// (audited with `detail`) when `password` is not the user's.
+    pub(crate) async fn password_refusal(
+        &self,
+        user: &users::User,
+        password: String,
+        detail: &'static str,
+    ) -> Result<Result<(), Refusal>, ApiError> {
+        Ok(if self.password_matches(user, password).await? {
+            Ok(())
+        } else {
+            Err(Refusal {
+                detail,
+                error: invalid_credentials(),
+            })
+        })
+    }
 }
 
 /// `POST /v1/password/change`: every other session of the user ends.
@@ -159,29 +199,24 @@ pub async fn change_password(
     let body = body.into_inner();
     let new_password = NewPassword::parse(body.new_password)?;
     let user = &auth.user;
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    if !state.password_matches(user, body.current_password).await? {
-        events::record(
-            conn,
-            &audit(
-                kind::PASSWORD_CHANGED,
-                Some(user.id.0),
-                &client,
-                false,
-                Some("current password incorrect"),
-            ),
+    let attempt = state
+        .reauthenticate(
+            &client,
+            &auth,
+            kind::PASSWORD_CHANGED,
+            state.password_refusal(user, body.current_password, "current password incorrect"),
         )
         .await?;
-        return Err(invalid_credentials());
-    }
     let hash = state
         .hasher
         .hash(new_password.into_secret())
         .await
         .map_err(ApiError::internal)?;
     let now = db::now();
-    transaction!(conn, |tx| -> ApiError {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let result = transaction!(conn, |tx| -> ApiError {
+        attempt.passed(&state, tx).await?;
         users::set_password(tx, user.id.0, &hash, now).await?;
         let revoked = sessions::revoke_all(
             tx,
@@ -203,7 +238,8 @@ pub async fn change_password(
         )
         .await?;
         Ok(())
-    })?;
+    });
+    attempt.settle(&state, result).await?;
     state.outbox.wake();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -234,14 +270,16 @@ async fn send_reset(state: &AppState, email: &Email) -> Result<(), ApiError> {
         return Ok(());
     };
     let now = db::now();
-    if ott::last_reset_at(conn, user.id.0)
-        .await?
-        .is_some_and(|t| now - t < chrono::Duration::seconds(RESET_MAIL_SPACING_SECONDS))
-    {
-        return Ok(());
-    }
     let token = random_token();
-    transaction!(conn, |tx| -> ApiError {
+    let queued = transaction!(conn, |tx| -> ApiError {
+        // Spaced like every mail a caller can repeat; the answer was 202
+        // already, so a spaced-out request just sends nothing.
+        if mail::spacing_wait(tx, mail_kind::PASSWORD_RESET, &user.email)
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
         ott::insert_reset(tx, user.id.0, &hash_token(&token), now).await?;
         state
             .queue_token_mail(
@@ -252,9 +290,12 @@ async fn send_reset(state: &AppState, email: &Email) -> Result<(), ApiError> {
                 "reset-password",
                 &token,
             )
-            .await
+            .await?;
+        Ok(true)
     })?;
-    state.mail.wake();
+    if queued {
+        state.mail.wake();
+    }
     Ok(())
 }
 
@@ -310,6 +351,9 @@ pub async fn request_verification(
         let mut pooled = state.db.get().await?;
         let conn = &mut pooled.conn();
         transaction!(conn, |tx| -> ApiError {
+            state
+                .mail_spacing(tx, mail_kind::EMAIL_VERIFICATION, &auth.user.email)
+                .await?;
             state
                 .queue_verification(tx, auth.user.id.0, &auth.user.email)
                 .await
@@ -375,31 +419,29 @@ pub async fn change_email(
             "new_email is already this account's address",
         ));
     }
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    if !state.password_matches(user, body.password).await? {
-        events::record(
-            conn,
-            &audit(
-                kind::EMAIL_CHANGED,
-                Some(user.id.0),
-                &client,
-                false,
-                Some("password incorrect"),
-            ),
+    let attempt = state
+        .reauthenticate(
+            &client,
+            &auth,
+            kind::EMAIL_CHANGED,
+            state.password_refusal(user, body.password, "password incorrect"),
         )
         .await?;
-        return Err(invalid_credentials());
-    }
-    if users::find_by_email(conn, new_email.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(email_taken());
-    }
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
     let token = random_token();
     let now = db::now();
-    transaction!(conn, |tx| -> ApiError {
+    let result = transaction!(conn, |tx| -> ApiError {
+        if users::find_by_email(tx, new_email.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(email_taken());
+        }
+        state
+            .mail_spacing(tx, mail_kind::EMAIL_CHANGE, new_email.as_str())
+            .await?;
+        attempt.passed(&state, tx).await?;
         ott::insert_verification(
             tx,
             user.id.0,
@@ -434,7 +476,8 @@ pub async fn change_email(
         )
         .await?;
         Ok(())
-    })?;
+    });
+    attempt.settle(&state, result).await?;
     state.mail.wake();
     Ok(HttpResponse::Accepted().finish())
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::db::events::{self, kind, AuthEvent};
 use crate::db::service_tokens::{self as rows, ServiceTokenRow};
-use crate::db::{self, users};
+use crate::db::{self, mfa as mfa_db, sessions, users};
 use crate::domain::TokenSpec;
 use crate::error::ApiError;
 use crate::extractors::{AdminCaller, ServiceCaller};
@@ -184,6 +184,43 @@ pub async fn unlock_user(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     set_locked(caller, state, path.into_inner(), false).await
+}
+
+/// Removes a user's second factor (TOTP and recovery codes) and ends
+/// every session: for an owner who lost the device. The owner signs in
+/// with the password alone and enrolls again.
+#[utoipa::path(post, path = "/admin/v1/users/{id}/mfa/reset", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Second factor removed; sessions revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+pub async fn reset_mfa(
+    AdminCaller(caller): AdminCaller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let now = db::now();
+    let found = transaction!(conn, |tx| -> ApiError {
+        let Some(user) = users::find(tx, id).await? else {
+            return Ok(false);
+        };
+        mfa_db::remove(tx, id).await?;
+        if user.mfa_enabled {
+            users::set_mfa_enabled(tx, id, false, now).await?;
+        }
+        let revoked = sessions::revoke_all(tx, id, None, "mfa_reset", now).await?;
+        let detail = format!(
+            "second factor reset (was {}); sessions revoked: {}",
+            if user.mfa_enabled { "on" } else { "off" },
+            revoked.len()
+        );
+        events::record(tx, &action(&caller, Some(id), detail)).await?;
+        Ok(true)
+    })?;
+    if !found {
+        return Err(ApiError::not_found("no such user"));
+    }
+    state.outbox.wake();
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(delete, path = "/admin/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]

@@ -10,7 +10,6 @@ use shared_types::{PublicUser, RegisterResponse, TokenPair};
 use uuid::Uuid;
 
 use crate::db::events::{self, kind, AuthEvent};
-use crate::db::lockouts::{self, Gate};
 use crate::db::sessions::{self, RefreshToken, Session};
 use crate::db::sql_types::{DbTime, DbUuid};
 use crate::db::users::{self, NewUser};
@@ -71,23 +70,27 @@ pub(crate) fn audit(
     }
 }
 
-/// The cookie holding the refresh token in cookie mode. Its path keeps the
-/// browser from sending it anywhere but `/v1/token/...` (refresh).
+/// The cookie holding the refresh token in cookie mode. It is set twice,
+/// once per path, so the browser sends it to refresh (`/v1/token/...`) and
+/// to logout (`/v1/logout...`, which must end the session even when the
+/// access token has expired) and nowhere else.
 pub const REFRESH_COOKIE: &str = "refresh_token";
-const REFRESH_COOKIE_PATH: &str = "/v1/token";
+const REFRESH_COOKIE_PATHS: [&str; 2] = ["/v1/token", "/v1/logout"];
 
 impl AppState {
-    /// The refresh cookie with `value`; an empty value and age 0 delete it.
-    fn refresh_cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
-        Cookie::build(REFRESH_COOKIE, value)
-            .path(REFRESH_COOKIE_PATH)
-            .http_only(true)
-            .same_site(SameSite::Strict)
-            .secure(self.settings.cookie_secure)
-            .max_age(actix_web::cookie::time::Duration::seconds(
-                max_age.num_seconds(),
-            ))
-            .finish()
+    /// The refresh cookies with `value`; an empty value and age 0 delete them.
+    fn refresh_cookies(&self, value: &str, max_age: Duration) -> [Cookie<'static>; 2] {
+        REFRESH_COOKIE_PATHS.map(|path| {
+            Cookie::build(REFRESH_COOKIE, value.to_owned())
+                .path(path)
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(self.settings.cookie_secure)
+                .max_age(actix_web::cookie::time::Duration::seconds(
+                    max_age.num_seconds(),
+                ))
+                .finish()
+        })
     }
 
     /// Answers with `body`, which holds `pair`: unchanged in body mode; in
@@ -110,9 +113,10 @@ impl AppState {
             }
         }
         let days = Duration::days(self.settings.refresh_token_days);
-        Ok(answer
-            .cookie(self.refresh_cookie(pair.refresh_token.clone(), days))
-            .json(json))
+        for cookie in self.refresh_cookies(&pair.refresh_token, days) {
+            answer.cookie(cookie);
+        }
+        Ok(answer.json(json))
     }
 }
 
@@ -247,54 +251,6 @@ pub async fn register(
     state.deliver(transport, HttpResponse::Created(), &answer, &answer.tokens)
 }
 
-/// One login attempt, for counting it when it fails.
-struct Attempt<'a> {
-    client: &'a ClientInfo,
-    email_key: &'a str,
-    ip: &'a str,
-    pair_since: DateTime<Utc>,
-    email_since: DateTime<Utc>,
-    window: Duration,
-}
-
-impl Attempt<'_> {
-    /// Counts the failure (locking when a threshold is crossed) and audits it.
-    async fn failed(
-        &self,
-        state: &AppState,
-        conn: &mut Conn<'_>,
-        user_id: Option<Uuid>,
-        detail: &str,
-    ) -> Result<(), ApiError> {
-        let threshold = i64::from(state.settings.lockout_threshold);
-        transaction!(conn, |tx| -> ApiError {
-            let locked = lockouts::record_failure(
-                tx,
-                self.email_key,
-                self.ip,
-                self.pair_since,
-                self.email_since,
-                threshold,
-                self.window,
-                db::now(),
-            )
-            .await?;
-            let record = |kind, detail| audit(kind, user_id, self.client, false, Some(detail));
-            events::record(tx, &record(kind::LOGIN_FAILED, detail)).await?;
-            if let Some(locked) = locked {
-                state.metrics.lockout();
-                let what = match locked {
-                    lockouts::Locked::Pair => "this email from this address",
-                    lockouts::Locked::Email => "this email from every address",
-                };
-                events::record(tx, &record(kind::LOCKOUT, what)).await?;
-                tracing::warn!(user_id = ?user_id, lock = what, "sign-in locked after repeated failures");
-            }
-            Ok(())
-        })
-    }
-}
-
 /// `POST /v1/login`. In order: the brute-force gate (`db::lockouts`:
 /// refused with 429 before any password is checked, for known and unknown
 /// emails alike), the password (an unknown email verifies a dummy hash, so
@@ -332,69 +288,48 @@ async fn sign_in(
     // A malformed email can't match an account, but it is still counted and
     // still pays for a hash, so that its answer looks like any other failure.
     let email = Email::parse(&body.email).ok();
-    let email_key = email.as_ref().map_or_else(
+    let email_key: String = email.as_ref().map_or_else(
         || body.email.trim().to_lowercase().chars().take(254).collect(),
         |e| e.as_str().to_owned(),
     );
-    let ip = client.ip_string().unwrap_or_else(|| "unknown".into());
-    let window = Duration::minutes(state.settings.lockout_minutes);
-    let now = db::now();
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let (pair_since, email_since) = match lockouts::gate(conn, &email_key, &ip, now, window).await?
-    {
-        Gate::Locked { until } => {
-            events::record(
-                conn,
-                &audit(kind::LOGIN_FAILED, None, &client, false, Some("locked out")),
-            )
-            .await?;
-            let seconds = (until - now).num_seconds().max(1);
-            return Err(ApiError {
-                retry_after: u64::try_from(seconds).ok(),
-                ..ApiError::new(
-                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    format!(
-                        "too many failed sign-ins; try again in {seconds} s or reset the password"
-                    ),
-                )
-            });
-        }
-        Gate::Open {
-            pair_since,
-            email_since,
-        } => (pair_since, email_since),
-    };
+    // The slot comes first: no password or code is checked outside one.
+    let attempt = state
+        .reserve(&client, &email_key, None, kind::LOGIN_FAILED)
+        .await?;
     let user = match &email {
-        Some(e) => users::find_by_email(conn, e.as_str()).await?,
+        Some(e) => {
+            let mut pooled = state.db.get().await?;
+            users::find_by_email(&mut pooled.conn(), e.as_str()).await?
+        }
         None => None,
     };
+    // No connection is held across the hash: a burst must not drain the pool.
     let password = SecretString::from(body.password);
     let matches = state
         .hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await
         .map_err(ApiError::internal)?;
-    let attempt = Attempt {
-        client: &client,
-        email_key: &email_key,
-        ip: &ip,
-        pair_since,
-        email_since,
-        window,
-    };
     let known_id = user.as_ref().map(|u| u.id.0);
     let Some(user) = user.filter(|_| matches) else {
         attempt
-            .failed(state, conn, known_id, "invalid credentials")
+            .failed(
+                state,
+                &client,
+                known_id,
+                kind::LOGIN_FAILED,
+                "invalid credentials",
+            )
             .await?;
         return Err(ApiError::unauthorized(
             "invalid_credentials",
             "email or password is incorrect",
         ));
     };
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
     if user.account_locked {
+        attempt.released(state).await?;
         events::record(
             conn,
             &audit(
@@ -413,6 +348,8 @@ async fn sign_in(
     }
     if user.mfa_enabled {
         let Some(code) = body.totp_code.as_deref() else {
+            // The password was right; the code decides, in a slot of its own.
+            attempt.released(state).await?;
             return Err(ApiError::unauthorized(
                 "mfa_required",
                 "this account uses two-factor sign-in: send totp_code (a current code or a recovery code)",
@@ -420,7 +357,13 @@ async fn sign_in(
         };
         if !state.second_factor_ok(conn, user.id.0, code).await? {
             attempt
-                .failed(state, conn, Some(user.id.0), "invalid second factor")
+                .failed(
+                    state,
+                    &client,
+                    Some(user.id.0),
+                    kind::LOGIN_FAILED,
+                    "invalid second factor",
+                )
                 .await?;
             return Err(ApiError::unauthorized(
                 "mfa_required",
@@ -428,17 +371,19 @@ async fn sign_in(
             ));
         }
     }
-    let tokens = transaction!(conn, |tx| -> ApiError {
+    let now = db::now();
+    let result = transaction!(conn, |tx| -> ApiError {
+        attempt.passed(state, tx).await?;
         let tokens = state.start_session(tx, user.id.0, &client, now).await?;
         users::touch_last_login(tx, user.id.0, now).await?;
-        lockouts::record_success(tx, &email_key, &ip).await?;
         events::record(
             tx,
             &audit(kind::LOGIN_SUCCEEDED, Some(user.id.0), &client, true, None),
         )
         .await?;
         Ok(tokens)
-    })?;
+    });
+    let tokens = attempt.settle(state, result).await?;
     state.deliver(transport, HttpResponse::Ok(), &tokens, &tokens)
 }
 
@@ -541,6 +486,13 @@ async fn exchange(
     if in_grace && session.is_active(now) {
         if let Some(row) = sessions::find_successor(conn, token.id.0).await? {
             let successor = state.keys.successor_refresh_token(&presented);
+            // Recomputed, so checked: were the derivation key changed
+            // meanwhile, this would be a token never stored. Fail closed
+            // (without calling it reuse: the client did nothing wrong).
+            if hash_token(&successor) != row.token_hash {
+                tracing::warn!(session_id = %session.id.0, "refresh successor does not match its stored hash (was AUTH_SECRETS_KEY changed?)");
+                return Err(invalid());
+            }
             return state.token_pair(
                 &session,
                 &Issued {
@@ -580,14 +532,72 @@ async fn exchange(
     ))
 }
 
-/// Ends the caller's current session (`/v1/logout`).
-#[utoipa::path(post, path = "/v1/logout", tag = "auth", responses((status = 204, description = "This session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// Ends the caller's current session (`/v1/logout`). In cookie mode the
+/// session the refresh cookie belongs to ends too, and without a valid
+/// access token (it may have expired while the tab slept) the cookie alone
+/// ends it: holding the refresh token proves the session. The cookies are
+/// always deleted in cookie mode, so a browser is never left holding a
+/// live 7-day credential after "signed out".
+#[utoipa::path(post, path = "/v1/logout", tag = "auth", params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the session of the refresh cookie ends even without a valid bearer")), responses((status = 204, description = "This session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
     client: ClientInfo,
-    auth: AuthenticatedUser,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    end_sessions(&state, &client, &auth, false).await
+    let transport = TokenTransport::of(&req, &state)?;
+    // Without a valid bearer, only cookie mode goes on.
+    let auth = match AuthenticatedUser::from_request(&req, &mut actix_web::dev::Payload::None).await
+    {
+        Ok(auth) => Some(auth),
+        Err(e) if transport == TokenTransport::Body => return Err(e),
+        Err(_) => None,
+    };
+    let cookie_session = match (transport, req.cookie(REFRESH_COOKIE)) {
+        (TokenTransport::Cookie, Some(cookie)) => {
+            let mut pooled = state.db.get().await?;
+            sessions::find_refresh_token(&mut pooled.conn(), &hash_token(cookie.value()))
+                .await?
+                .map(|(_, session)| session)
+                .filter(|s| s.revoked_at.is_none())
+        }
+        _ => None,
+    };
+    let mut ended: Vec<(Uuid, Uuid)> = Vec::new();
+    if let Some(auth) = &auth {
+        ended.push((auth.user.id.0, auth.session_id));
+    }
+    if let Some(session) = cookie_session {
+        // With a bearer, only a session of the same user: a stray cookie
+        // from another account signed in earlier is not this caller's.
+        if auth.as_ref().is_none_or(|a| a.user.id == session.user_id) {
+            ended.push((session.user_id.0, session.id.0));
+        }
+    }
+    ended.dedup();
+    if !ended.is_empty() {
+        let mut pooled = state.db.get().await?;
+        let conn = &mut pooled.conn();
+        let now = db::now();
+        transaction!(conn, |tx| -> ApiError {
+            for (user_id, session_id) in &ended {
+                sessions::revoke(tx, *user_id, *session_id, "logout", now).await?;
+                events::record(
+                    tx,
+                    &audit(
+                        kind::LOGOUT,
+                        Some(*user_id),
+                        &client,
+                        true,
+                        Some("this session"),
+                    ),
+                )
+                .await?;
+            }
+            Ok(())
+        })?;
+        state.outbox.wake();
+    }
+    Ok(state.without_refresh_cookies(HttpResponse::NoContent()))
 }
 
 /// Ends every session of the caller (`/v1/logout/all`).
@@ -597,37 +607,31 @@ pub async fn logout_all(
     client: ClientInfo,
     auth: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
-    end_sessions(&state, &client, &auth, true).await
-}
-
-async fn end_sessions(
-    state: &AppState,
-    client: &ClientInfo,
-    auth: &AuthenticatedUser,
-    all: bool,
-) -> Result<HttpResponse, ApiError> {
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let now = db::now();
     let user_id = auth.user.id.0;
     transaction!(conn, |tx| -> ApiError {
-        let detail = if all {
-            let revoked = sessions::revoke_all(tx, user_id, None, "logout_all", now).await?;
-            format!("all sessions ({})", revoked.len())
-        } else {
-            sessions::revoke(tx, user_id, auth.session_id, "logout", now).await?;
-            "this session".to_owned()
-        };
+        let revoked = sessions::revoke_all(tx, user_id, None, "logout_all", now).await?;
+        let detail = format!("all sessions ({})", revoked.len());
         events::record(
             tx,
-            &audit(kind::LOGOUT, Some(user_id), client, true, Some(&detail)),
+            &audit(kind::LOGOUT, Some(user_id), &client, true, Some(&detail)),
         )
         .await?;
         Ok(())
     })?;
     state.outbox.wake();
-    // A browser app's refresh cookie goes with the session.
-    Ok(HttpResponse::NoContent()
-        .cookie(state.refresh_cookie(String::new(), Duration::zero()))
-        .finish())
+    Ok(state.without_refresh_cookies(HttpResponse::NoContent()))
+}
+
+impl AppState {
+    /// `answer` with the refresh cookies deleted: a browser app's cookie
+    /// goes with the session.
+    fn without_refresh_cookies(&self, mut answer: HttpResponseBuilder) -> HttpResponse {
+        for cookie in self.refresh_cookies("", Duration::zero()) {
+            answer.cookie(cookie);
+        }
+        answer.finish()
+    }
 }

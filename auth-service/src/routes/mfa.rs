@@ -7,7 +7,9 @@ use serde::Deserialize;
 use shared_types::{RecoveryCodes, TotpSetup};
 
 use super::auth::audit;
+use crate::attempts::Refusal;
 use crate::db::events::{self, kind};
+use crate::db::mail;
 use crate::db::{self, mfa as mfa_db, users, Conn};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
@@ -20,6 +22,9 @@ use service_kit::transaction;
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     code: String,
+    /// The account's password: a stolen session alone must not enroll its
+    /// own second factor.
+    password: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -104,8 +109,10 @@ pub async fn setup(
     }))
 }
 
-/// `POST /v1/mfa/totp/enable`: a valid code turns TOTP on and returns ten
-/// single-use recovery codes (only their hashes are kept).
+/// `POST /v1/mfa/totp/enable`: a valid code and the password turn TOTP on
+/// and return ten single-use recovery codes (only their hashes are kept); a
+/// notice goes to the account's address, so an owner whose session was
+/// stolen learns of an enrollment that was not theirs.
 #[utoipa::path(post, path = "/v1/mfa/totp/enable", tag = "mfa", request_body = EnableRequest, responses((status = 200, description = "On; recovery codes, shown once", body = RecoveryCodes), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn enable(
     state: web::Data<AppState>,
@@ -113,7 +120,9 @@ pub async fn enable(
     auth: AuthenticatedUser,
     body: service_kit::http::Json<EnableRequest>,
 ) -> Result<web::Json<RecoveryCodes>, ApiError> {
-    let user_id = auth.user.id.0;
+    let body = body.into_inner();
+    let user = &auth.user;
+    let user_id = user.id.0;
     let invalid = |detail: &str| {
         ApiError::new(
             actix_web::http::StatusCode::BAD_REQUEST,
@@ -121,11 +130,13 @@ pub async fn enable(
             detail.to_owned(),
         )
     };
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let row = mfa_db::find(conn, user_id)
-        .await?
-        .ok_or_else(|| invalid("no TOTP secret is set up; call /v1/mfa/totp/setup first"))?;
+    // The code proves the app holds the new secret (no credential of the
+    // account is at stake), so it is checked first and outside any slot.
+    let row = {
+        let mut pooled = state.db.get().await?;
+        mfa_db::find(&mut pooled.conn(), user_id).await?
+    }
+    .ok_or_else(|| invalid("no TOTP secret is set up; call /v1/mfa/totp/setup first"))?;
     if row.enabled_at.is_some() {
         return Err(already_enabled());
     }
@@ -134,13 +145,24 @@ pub async fn enable(
     let step = mfa::matching_step(&secret, body.code.trim(), unix_now()).ok_or_else(|| {
         invalid("the code does not match; check the app's clock and try the current code")
     })?;
+    let attempt = state
+        .reauthenticate(
+            &client,
+            &auth,
+            kind::MFA_ENABLED,
+            state.password_refusal(user, body.password, "password incorrect"),
+        )
+        .await?;
     let codes = mfa::new_recovery_codes();
     let hashes: Vec<String> = codes
         .iter()
         .map(|c| hash_token(&mfa::normalize_recovery_code(c)))
         .collect();
     let now = db::now();
-    transaction!(conn, |tx| -> ApiError {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let result = transaction!(conn, |tx| -> ApiError {
+        attempt.passed(&state, tx).await?;
         if !mfa_db::enable(tx, user_id, step, now).await? {
             return Err(already_enabled());
         }
@@ -151,16 +173,32 @@ pub async fn enable(
             &audit(kind::MFA_ENABLED, Some(user_id), &client, true, None),
         )
         .await?;
+        let notice = mail::Payload {
+            subject: "Two-factor sign-in was turned on".into(),
+            token: None,
+            link: None,
+        };
+        mail::enqueue(
+            tx,
+            &state.settings.secrets_key,
+            mail::kind::MFA_ENABLED,
+            &user.email,
+            &notice,
+        )
+        .await?;
         Ok(())
-    })?;
+    });
+    attempt.settle(&state, result).await?;
     state.outbox.wake();
+    state.mail.wake();
     Ok(web::Json(RecoveryCodes {
         recovery_codes: codes,
     }))
 }
 
 /// `POST /v1/mfa/totp/disable`: needs the password and a code (or a
-/// recovery code), so a stolen session alone cannot remove the factor.
+/// recovery code), so a stolen session alone cannot remove the factor;
+/// both are counted like a login's.
 #[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", request_body = DisableRequest, responses((status = 204, description = "Off"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn disable(
     state: web::Data<AppState>,
@@ -173,33 +211,34 @@ pub async fn disable(
     if !user.mfa_enabled {
         return Err(ApiError::conflict("mfa_not_enabled", "TOTP is not enabled"));
     }
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let password_ok = state.password_matches(user, body.password).await?;
-    let code_ok = password_ok && state.second_factor_ok(conn, user.id.0, &body.code).await?;
-    if !code_ok {
-        events::record(
-            conn,
-            &audit(
-                kind::MFA_DISABLED,
-                Some(user.id.0),
-                &client,
-                false,
-                Some(if password_ok {
-                    "code incorrect"
-                } else {
-                    "password incorrect"
-                }),
-            ),
-        )
-        .await?;
-        return Err(ApiError::unauthorized(
+    let refused = |detail| Refusal {
+        detail,
+        error: ApiError::unauthorized(
             "invalid_credentials",
             "the password or the code is incorrect",
-        ));
-    }
+        ),
+    };
+    let check = async {
+        if !state.password_matches(user, body.password).await? {
+            return Ok(Err(refused("password incorrect")));
+        }
+        let mut pooled = state.db.get().await?;
+        if !state
+            .second_factor_ok(&mut pooled.conn(), user.id.0, &body.code)
+            .await?
+        {
+            return Ok(Err(refused("code incorrect")));
+        }
+        Ok(Ok(()))
+    };
+    let attempt = state
+        .reauthenticate(&client, &auth, kind::MFA_DISABLED, check)
+        .await?;
     let now = db::now();
-    transaction!(conn, |tx| -> ApiError {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let result = transaction!(conn, |tx| -> ApiError {
+        attempt.passed(&state, tx).await?;
         mfa_db::remove(tx, user.id.0).await?;
         users::set_mfa_enabled(tx, user.id.0, false, now).await?;
         events::record(
@@ -208,7 +247,8 @@ pub async fn disable(
         )
         .await?;
         Ok(())
-    })?;
+    });
+    attempt.settle(&state, result).await?;
     state.outbox.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,6 +9,8 @@ mod internal;
 mod me;
 mod mfa;
 
+pub(crate) use auth::audit;
+
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::web;
 use service_kit::docs::SecuritySchemes;
@@ -41,7 +43,7 @@ pub type RateLimit =
         internal::introspect, internal::count_users, internal::list_users, internal::get_user,
         internal::webhook_stats, internal::redeliver,
         admin::create_token, admin::list_tokens, admin::revoke_all_tokens, admin::revoke_token,
-        admin::lock_user, admin::unlock_user, admin::delete_user, admin::audit,
+        admin::lock_user, admin::unlock_user, admin::reset_mfa, admin::delete_user, admin::audit,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -60,8 +62,10 @@ pub fn configure(
     limit: Option<&RateLimit>,
 ) -> Vec<(&'static str, &'static str)> {
     let mut r = Routes::new(cfg);
-    // Endpoints anyone can call without a credential: each call costs a
-    // password hash or probes tokens, so they share one limit per address.
+    // Endpoints anyone can call without a credential, and those that check
+    // a password again (a stolen session could guess through them): each
+    // call costs a password hash or probes tokens, so they share one limit
+    // per address.
     let limited = [
         ("/v1/register", web::post().to(auth::register)),
         ("/v1/login", web::post().to(auth::login)),
@@ -78,6 +82,13 @@ pub fn configure(
             "/v1/email/change/confirm",
             web::post().to(account::confirm_email_change),
         ),
+        (
+            "/v1/password/change",
+            web::post().to(account::change_password),
+        ),
+        ("/v1/email/change", web::post().to(account::change_email)),
+        ("/v1/mfa/totp/enable", web::post().to(mfa::enable)),
+        ("/v1/mfa/totp/disable", web::post().to(mfa::disable)),
     ];
     for (path, route) in limited {
         let resource = web::resource(path)
@@ -93,12 +104,8 @@ pub fn configure(
     r.get("/metrics", health::metrics);
     r.get("/.well-known/jwks.json", health::jwks);
     r.post("/v1/token/refresh", auth::refresh);
-    r.post("/v1/password/change", account::change_password);
     r.post("/v1/email/verify/request", account::request_verification);
-    r.post("/v1/email/change", account::change_email);
     r.post("/v1/mfa/totp/setup", mfa::setup);
-    r.post("/v1/mfa/totp/enable", mfa::enable);
-    r.post("/v1/mfa/totp/disable", mfa::disable);
     r.post("/v1/logout", auth::logout);
     r.post("/v1/logout/all", auth::logout_all);
     r.get("/v1/sessions", me::list_sessions);
@@ -120,6 +127,7 @@ pub fn configure(
     r.delete("/admin/v1/service-tokens/{id}", admin::revoke_token);
     r.post("/admin/v1/users/{id}/lock", admin::lock_user);
     r.post("/admin/v1/users/{id}/unlock", admin::unlock_user);
+    r.post("/admin/v1/users/{id}/mfa/reset", admin::reset_mfa);
     r.delete("/admin/v1/users/{id}", admin::delete_user);
     r.get("/admin/v1/audit", admin::audit);
     static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> =

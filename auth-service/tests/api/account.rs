@@ -346,6 +346,14 @@ async fn a_new_verification_link_replaces_the_old_one() {
     let address = email();
     let reg = app.register(&address).await;
     let first = TestApp::token_in_link(&app.mail(&address, "email_verification").await);
+    // Within a minute of the first mail, no second one.
+    let res = app
+        .post_bearer("/v1/email/verify/request", &reg.tokens.access_token, None)
+        .await;
+    let wait = retry_after(&res);
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    app.let_mail_spacing_pass().await;
     let res = app
         .post_bearer("/v1/email/verify/request", &reg.tokens.access_token, None)
         .await;
@@ -696,4 +704,90 @@ async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(left, (1, 0), "(attempts, mails) left");
+}
+
+/// Mail bombing: a burst of requests that each would mail one address
+/// queues exactly one mail a minute, across replicas.
+#[tokio::test]
+async fn a_burst_of_mail_requests_sends_one_mail_a_minute() {
+    let mut app = spawn_app_with(&[("AUTH_LOCKOUT_THRESHOLD", "100")]).await;
+    let replica = app.start_replica().await;
+    let address = email();
+    let reg = app.register(&address).await;
+    app.mail(&address, "email_verification").await;
+    app.let_mail_spacing_pass().await;
+    let token = &reg.tokens.access_token;
+    let send = |i: usize, path: &str, body: Option<Value>| {
+        let base = if i.is_multiple_of(2) {
+            app.address.clone()
+        } else {
+            replica.clone()
+        };
+        let mut req = app.client.post(format!("{base}{path}")).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let burst = (0..20).map(|i| send(i, "/v1/email/verify/request", None));
+    let statuses: Vec<u16> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.expect("request").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        19,
+        "{statuses:?}"
+    );
+    // A victim's address as the "new email", again and again.
+    let victim = email();
+    let body = json!({"new_email": victim, "password": PASSWORD});
+    let burst = (0..10).map(|i| send(i, "/v1/email/change", Some(body.clone())));
+    let statuses: Vec<u16> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.expect("request").status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        9,
+        "{statuses:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mails = app.mails();
+    let count = |to: &str, kind: &str| {
+        mails
+            .iter()
+            .filter(|m| m["to"] == to && m["kind"] == kind)
+            .count()
+    };
+    assert_eq!(
+        count(&address, "email_verification"),
+        2,
+        "registration + one"
+    );
+    assert_eq!(count(&victim, "email_change"), 1);
+    // Reset, the same rule: the answer is 202 whatever happens, one mail.
+    let forgot = json!({"email": address});
+    let burst = (0..10).map(|_| app.post_json("/v1/password/forgot", &forgot));
+    futures::future::join_all(burst).await;
+    app.mail(&address, "password_reset").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let resets = app
+        .mails()
+        .iter()
+        .filter(|m| m["to"] == address.as_str() && m["kind"] == "password_reset")
+        .count();
+    assert_eq!(resets, 1);
 }

@@ -615,3 +615,61 @@ async fn the_audit_query_filters_and_limits() {
         );
     }
 }
+
+/// The review's finding: any `Bearer ast_...` wrote one audit row with a
+/// 512-character user agent, unauthenticated and unlimited. Failures are
+/// aggregated per address and reason now, the row is bounded, and an
+/// address past its budget gets 429 before any lookup.
+#[tokio::test]
+async fn forged_service_tokens_cannot_flood_the_audit_trail() {
+    let mut app = spawn_app().await;
+    // The budget is per clock minute: start well inside one.
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    let long_agent = "x".repeat(512);
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let forged = format!("ast_{:0>43}", i);
+        let res = app
+            .client
+            .get(app.url("/admin/v1/audit"))
+            .bearer_auth(&forged)
+            .header("user-agent", &long_agent)
+            .send()
+            .await
+            .expect("request");
+        statuses.push(res.status().as_u16());
+    }
+    let budget = auth_service::service_tokens::FAILURE_BUDGET as usize;
+    assert!(statuses[..budget].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[budget..].iter().all(|s| *s == 429), "{statuses:?}");
+    app.stop_gracefully().await;
+    let db = app.db().await;
+    let mut pooled = db.get().await.expect("conn");
+    let events =
+        auth_service::db::events::list(&mut pooled.conn(), None, Some("service_token_used"), 1000)
+            .await
+            .expect("events");
+    let failed: Vec<_> = events.iter().filter(|e| !e.success).collect();
+    assert!(
+        failed.len() <= 4,
+        "aggregated, not one row each: {}",
+        failed.len()
+    );
+    let total: u64 = failed
+        .iter()
+        .map(|e| {
+            let detail = e.detail.as_deref().unwrap_or("");
+            detail
+                .rsplit_once(" (")
+                .and_then(|(_, n)| n.strip_suffix(" attempts)"))
+                .map_or(1, |n| n.parse().expect("count"))
+        })
+        .sum();
+    assert_eq!(total, 60, "every attempt is counted");
+    assert!(failed
+        .iter()
+        .all(|e| e.user_agent.as_deref().is_none_or(|ua| ua.len() <= 128)));
+}

@@ -265,11 +265,114 @@ async fn logout_deletes_the_cookie() {
             continue;
         }
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
-        let (value, attrs) = set_cookie(&res);
-        assert_eq!(value, "");
+        let deleted = refresh_cookie_paths(&res);
+        assert_eq!(
+            deleted,
+            [
+                ("".to_owned(), "/v1/logout".to_owned()),
+                ("".to_owned(), "/v1/token".to_owned())
+            ]
+        );
+        let (_, attrs) = set_cookie(&res);
         assert!(attrs.iter().any(|a| a == "Max-Age=0"), "{attrs:?}");
-        assert!(attrs.iter().any(|a| a == "Path=/v1/token"), "{attrs:?}");
     }
+}
+
+/// Every `refresh_token` Set-Cookie: (value, path), sorted by path.
+fn refresh_cookie_paths(res: &Response) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("refresh_token="))
+        .map(|v| {
+            let mut parts = v.split(';').map(str::trim);
+            let value = parts
+                .next()
+                .and_then(|p| p.strip_prefix("refresh_token="))
+                .unwrap_or("")
+                .to_owned();
+            let path = parts
+                .find_map(|p| p.strip_prefix("Path="))
+                .unwrap_or("")
+                .to_owned();
+            (value, path)
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// The review's finding: with an expired access token the web page said
+/// "signed out" while the session and its 7-day cookie lived on. In
+/// cookie mode the cookie alone ends its session, and the cookies go.
+#[tokio::test]
+async fn cookie_mode_logout_ends_the_cookies_session_without_a_valid_bearer() {
+    let app = browser_app(&[]).await;
+    let user = email();
+    app.register(&user).await;
+    let res = cookie_post(
+        &app,
+        "/v1/login",
+        Some(APP),
+        None,
+        Some(json!({"email": user, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The cookie reaches refresh and logout, and nothing else.
+    let set = refresh_cookie_paths(&res);
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[0].0, set[1].0);
+    assert_eq!(
+        [set[0].1.as_str(), set[1].1.as_str()],
+        ["/v1/logout", "/v1/token"]
+    );
+    let cookie = set[0].0.clone();
+    let body: Value = res.json().await.expect("json");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+
+    // Without the Origin check passing, nothing happens (CSRF).
+    let res = cookie_post(
+        &app,
+        "/v1/logout",
+        Some("https://evil.test"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_problem(res, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+    assert_eq!(app.me_status(&access).await, StatusCode::OK);
+    // Body mode without a bearer is still 401.
+    let res = app.post_json("/v1/logout", &json!({})).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // An expired (here: garbage) access token and the cookie: 204, the
+    // session is over, and the cookies are deleted.
+    let res = app
+        .client
+        .post(app.url("/v1/logout"))
+        .header("x-token-transport", "cookie")
+        .header("origin", APP)
+        .header("cookie", format!("refresh_token={cookie}"))
+        .bearer_auth("eyJhbGciOiJFZERTQSJ9.expired.token")
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let deleted = refresh_cookie_paths(&res);
+    assert!(
+        deleted.iter().all(|(v, _)| v.is_empty()) && deleted.len() == 2,
+        "{deleted:?}"
+    );
+    assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
+    let res = cookie_post(&app, "/v1/token/refresh", Some(APP), Some(&cookie), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Logging out again with the dead cookie: still 204, cookies deleted.
+    let res = cookie_post(&app, "/v1/logout", Some(APP), Some(&cookie), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(refresh_cookie_paths(&res).len(), 2);
 }
 
 #[tokio::test]

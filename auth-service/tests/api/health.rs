@@ -271,3 +271,38 @@ async fn wrong_method_is_405_with_allow() {
         assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     }
 }
+
+/// Anyone may send any extension method: each must not become a series of
+/// its own, or unauthenticated requests grow memory and `/metrics` forever.
+#[tokio::test]
+async fn invented_methods_share_one_metric_label() {
+    let app = spawn_app().await;
+    let scrape = || async {
+        let res = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        res.text().await.expect("body")
+    };
+    let before = service_kit::testing::parse_metrics(&scrape().await);
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("XMETHOD{i}").as_bytes()).expect("token");
+        let res = app
+            .client
+            .request(method, app.url("/v1/login"))
+            .send()
+            .await
+            .expect("request");
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let text = scrape().await;
+    assert!(
+        !text.contains("XMETHOD"),
+        "an invented method became a label"
+    );
+    let after = service_kit::testing::parse_metrics(&text);
+    let other = r#"http_requests_total{method="OTHER",route="/v1/login",status="405"}"#;
+    assert_eq!(after.since(&before, other), 20.0, "{text}");
+}

@@ -101,6 +101,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ),
         ("AUTH_SERVICE_API_KEY".into(), api_key.clone()),
         (
+            "AUTH_SECRETS_KEY".into(),
+            service_kit::testing::secrets_key(),
+        ),
+        (
             "AUTH_MAIL_OUTBOX".into(),
             dir.join("mail.jsonl").display().to_string(),
         ),
@@ -194,6 +198,25 @@ impl TestApp {
             })
             .await;
         out.trim().to_owned()
+    }
+
+    /// Moves every queued mail a minute and more into the past, as if the
+    /// spacing between mails to one address (`db::mail::SPACING`) had passed.
+    pub async fn let_mail_spacing_pass(&self) {
+        use auth_service::db::schema::mail_queue as mq;
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use service_kit::db::sql_types::DbTime;
+        use service_kit::run;
+        let db = self.db().await;
+        let mut pooled = db.get().await.expect("conn");
+        let conn = &mut pooled.conn();
+        let past = DbTime(chrono::Utc::now() - chrono::Duration::seconds(61));
+        run!(conn, |c| diesel::update(mq::table)
+            .set(mq::created_at.eq(past))
+            .execute(c)
+            .await)
+        .expect("age mail");
     }
 
     /// Every mail written to this app's outbox file so far.

@@ -7,6 +7,7 @@ mod helpers;
 mod account;
 mod admin;
 mod browser;
+mod bursts;
 mod errors;
 mod health;
 mod internal;

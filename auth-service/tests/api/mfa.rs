@@ -25,27 +25,34 @@ async fn user_with_totp(app: &TestApp) -> (String, RegisterResponse, String, Vec
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={}", setup.secret)), "{uri}");
     assert!(uri.contains("issuer=127.0.0.1"), "{uri}");
+    let enable = |code: String| json!({"code": code, "password": PASSWORD});
     let res = app
         .post_bearer(
             "/v1/mfa/totp/enable",
             token,
-            Some(&json!({"code": "000000x"})),
+            Some(&enable("000000x".into())),
         )
         .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
     // A code from three steps ahead is outside the window.
     let far = code_at(&setup.secret, now() + 90).expect("code");
     let res = app
-        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": far})))
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&enable(far)))
         .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
     let code = code_at(&setup.secret, now()).expect("code");
     let res = app
-        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": code})))
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&enable(code)))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let codes: RecoveryCodes = res.json().await.expect("recovery codes");
     assert_eq!(codes.recovery_codes.len(), 10);
+    // The owner is told, at the account's address (no token in a notice).
+    let notice = app.mail(&address, "mfa_enabled").await;
+    assert!(
+        notice["token"].is_null() && notice["link"].is_null(),
+        "{notice}"
+    );
     (address, reg, setup.secret, codes.recovery_codes)
 }
 
@@ -218,10 +225,102 @@ async fn enable_without_setup_is_an_invalid_code() {
         .post_bearer(
             "/v1/mfa/totp/enable",
             &reg.tokens.access_token,
-            Some(&json!({"code": "123456"})),
+            Some(&json!({"code": "123456", "password": PASSWORD})),
         )
         .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_code").await;
     let res = app.post_json("/v1/mfa/totp/setup", &json!({})).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A stolen session (an access token, without the password) cannot enroll
+/// its own second factor: the password is required and counted like a
+/// login's, and the session that fills the limit is ended.
+#[tokio::test]
+async fn a_stolen_session_cannot_enroll_its_own_factor() {
+    let app = crate::helpers::spawn_app_with(&[("AUTH_LOCKOUT_THRESHOLD", "3")]).await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let token = &reg.tokens.access_token;
+    let res = app.post_bearer("/v1/mfa/totp/setup", token, None).await;
+    let setup: TotpSetup = res.json().await.expect("setup");
+    let code = || code_at(&setup.secret, now()).expect("code");
+    // Without the password: refused before anything is enrolled.
+    let res = app
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": code()})))
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    for _ in 0..3 {
+        let res = app
+            .post_bearer(
+                "/v1/mfa/totp/enable",
+                token,
+                Some(&json!({"code": code(), "password": "a guess at it"})),
+            )
+            .await;
+        assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    // The third wrong password ended the stolen session.
+    assert_eq!(app.me_status(token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.introspect(token).await["active"], false);
+    // And the pair is locked: even the owner's password is refused here.
+    let res = app.try_login(&address, PASSWORD, None, None).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    assert!(
+        app.mails().iter().all(|m| m["kind"] != "mfa_enabled"),
+        "nothing was enrolled"
+    );
+}
+
+/// An owner who lost the device: an administrator removes the factor; every
+/// session ends and the password alone signs in again.
+#[tokio::test]
+async fn an_administrator_resets_a_lost_second_factor() {
+    let app = spawn_app().await;
+    let (address, reg, _secret, _codes) = user_with_totp(&app).await;
+    let admin = app.service_token(&["admin"]).await;
+    let user_id = reg.user.id;
+    // Other scopes and users' tokens are refused; an unknown user is 404.
+    let ops = app.service_token(&["internal"]).await;
+    let path = format!("/admin/v1/users/{user_id}/mfa/reset");
+    let res = app.post_bearer(&path, &ops, None).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.post_bearer(&path, &reg.tokens.access_token, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .post_bearer(
+            &format!("/admin/v1/users/{}/mfa/reset", uuid::Uuid::now_v7()),
+            &admin,
+            None,
+        )
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+
+    let res = app.post_bearer(&path, &admin, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.introspect(&reg.tokens.access_token).await["active"],
+        false
+    );
+    let tokens = app.login(&address).await;
+    let me: Value = app
+        .get_bearer("/v1/me", &tokens.access_token)
+        .await
+        .json()
+        .await
+        .expect("me");
+    assert_eq!(me["mfa_enabled"], false);
+    // The mirror hears of it: the change bumps the version.
+    let versions = user_event_versions(&app, user_id).await;
+    assert_eq!(
+        versions.len(),
+        3,
+        "created, mfa on, mfa reset: {versions:?}"
+    );
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    // Enrolling again works, with a fresh secret.
+    let res = app
+        .post_bearer("/v1/mfa/totp/setup", &tokens.access_token, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

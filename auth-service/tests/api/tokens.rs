@@ -242,3 +242,56 @@ async fn rotated_signing_key_keeps_old_tokens_valid() {
         .collect();
     assert_eq!(kids, [kid(&new_token), kid(&old_token)]);
 }
+
+/// The review's finding: the successor of a spent refresh token was derived
+/// from the JWT signing key, so a duplicate refresh inside the grace window
+/// that reached a process with a rotated key got a token whose hash was
+/// never stored (it failed on first use). The successor is keyed apart
+/// from the signing key now, and checked against its stored hash.
+#[tokio::test]
+async fn a_grace_window_duplicate_after_key_rotation_gets_the_stored_successor() {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let app = spawn_app().await;
+    let tokens = app.register(&email()).await.tokens;
+    let res = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first: serde_json::Value = res.json().await.expect("json");
+
+    let new_key = app.dir.join("jwt-rotated.pem");
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::write(
+        &new_key,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
+    let auth_service::configuration::JwtKeySource::Ed25519PemFile(old_key) =
+        app.settings.jwt_key.clone()
+    else {
+        panic!("the test app signs with EdDSA");
+    };
+    let mut settings = app.settings.clone();
+    settings.jwt_key = auth_service::configuration::JwtKeySource::Ed25519PemFile(new_key);
+    settings.previous_jwt_keys = vec![old_key];
+    let rotated = auth_service::Application::build(settings)
+        .await
+        .expect("rotated app builds");
+    let rotated_url = format!("http://127.0.0.1:{}", rotated.port());
+    tokio::spawn(rotated.run_until_stopped());
+
+    // The duplicate (a second tab) reaches the rotated process in the window.
+    let res = app
+        .client
+        .post(format!("{rotated_url}/v1/token/refresh"))
+        .json(&json!({"refresh_token": tokens.refresh_token}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(res.status(), StatusCode::OK);
+    let second: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(second["refresh_token"], first["refresh_token"]);
+    // And the token it got works.
+    let res = app
+        .refresh(second["refresh_token"].as_str().expect("token"))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -421,6 +421,13 @@ async fn web_app_sign_up_tasks_reload_verify_logout_everywhere_second_user_and_t
     };
     let code = auth_service::mfa::code_at(&secret, now()).unwrap();
     browser.fill("code", &code).await;
+    // Turning TOTP on asks for the password too (a stolen session alone
+    // cannot enroll a factor); the email form above has a field of that name.
+    let enable_form = "//form[@aria-label='Confirm two-factor sign-in']";
+    let password = browser
+        .wait_for(&format!("{enable_form}//input[@name='password']"))
+        .await;
+    password.send_keys(PASSWORD).await.unwrap();
     browser.click("Turn on").await;
     browser
         .wait_for("//ul[@aria-label='Recovery codes']/li[10]")

@@ -47,6 +47,8 @@ pub struct Stack {
     main: Option<Running>,
     extra_mains: Vec<Running>,
     _auth_db: TestDb,
+    /// Databases the auth service was moved to (`restart_auth_on_empty_database`).
+    other_auth_dbs: Vec<TestDb>,
     _main_db: TestDb,
     dir: PathBuf,
 }
@@ -91,6 +93,7 @@ pub async fn spawn_stack_with(
         ("AUTH_JWT_ALGORITHM", "HS256".into()),
         ("AUTH_JWT_SECRET", jwt_secret),
         ("AUTH_SERVICE_API_KEY", api_key.clone()),
+        ("AUTH_SECRETS_KEY", service_kit::testing::secrets_key()),
         (
             "AUTH_WEBHOOK_URL",
             format!("http://127.0.0.1:{main_port}/webhooks/auth"),
@@ -150,6 +153,7 @@ pub async fn spawn_stack_with(
         main: None,
         extra_mains: Vec::new(),
         _auth_db: auth_db,
+        other_auth_dbs: Vec::new(),
         _main_db: main_db,
         dir,
     };
@@ -170,6 +174,27 @@ impl Stack {
             handle: app.handle(),
             task: tokio::spawn(app.run_until_stopped()),
         });
+    }
+
+    /// Restarts the auth service on a new, empty database, as a bad deploy
+    /// would (a wrong URL, a lost volume, a fresh SQLite file); returns its
+    /// settings from before, for `restart_auth_with`.
+    pub async fn restart_auth_on_empty_database(&mut self) -> HashMap<String, String> {
+        let before = self.auth_env.clone();
+        let (db, url) =
+            TestDb::create(&self.dir, &format!("auth{}", self.other_auth_dbs.len())).await;
+        let mut env = before.clone();
+        env.extend(db.service_env("AUTH_DATABASE_URL", &url));
+        self.other_auth_dbs.push(db);
+        self.restart_auth_with(env).await;
+        before
+    }
+
+    /// Restarts the auth service with these settings.
+    pub async fn restart_auth_with(&mut self, env: HashMap<String, String>) {
+        self.stop_auth().await;
+        self.auth_env = env;
+        self.start_auth().await;
     }
 
     pub async fn stop_auth(&mut self) {
@@ -291,6 +316,16 @@ impl Stack {
     }
 
     /// A pool on the main backend's database, to look at the mirror directly.
+    /// A pool on the auth service's database, for changing it underneath
+    /// (a restore from backup).
+    pub async fn auth_db(&self) -> DbPool {
+        let url = self
+            .auth_env
+            .get("AUTH_DATABASE_DIRECT_URL")
+            .unwrap_or(&self.auth_env["AUTH_DATABASE_URL"]);
+        DbPool::connect(url, 2).await.expect("auth db")
+    }
+
     pub async fn main_db(&self) -> DbPool {
         DbPool::connect(&self.main_db_url, 2)
             .await

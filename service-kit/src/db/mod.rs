@@ -407,6 +407,27 @@ impl Conn<'_> {
         }
     }
 
+    /// Serialises transactions on `key` until this one ends, across every
+    /// process on the database: counters that must be exact under a burst
+    /// (the brute-force limits) read and write under it. PostgreSQL: a
+    /// transaction-scoped advisory lock (works behind a transaction-mode
+    /// pooler). SQLite: write transactions already run one at a time
+    /// (`BEGIN IMMEDIATE`), so nothing more is needed. Call it first in the
+    /// transaction, before anything is read.
+    pub async fn lock_key(&mut self, key: &str) -> diesel::QueryResult<()> {
+        use diesel_async::RunQueryDsl;
+        match self {
+            Conn::Pg(c) => {
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind::<diesel::sql_types::Text, _>(key)
+                    .execute(*c)
+                    .await
+                    .map(|_| ())
+            }
+            Conn::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&mut self) -> diesel::QueryResult<()> {
         use diesel_async::RunQueryDsl;

@@ -1,0 +1,236 @@
+//! Exact brute-force accounting around every check of a secret: a login's
+//! password and second factor, and the password (or code) asked again
+//! before an account change. The counters and locks are `db::lockouts`;
+//! this module is the one way callers use them.
+//!
+//! A check runs only inside a slot taken before it (`AppState::reserve`),
+//! so a burst gets no more checks than the limits allow, whatever its size
+//! and however many replicas share the database. The slot is then settled:
+//! `failed` (it stays a failure and may lock), `passed` (a lock written
+//! meanwhile still wins) or `released` (nothing was decided).
+
+use actix_web::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::db::events::{self, kind};
+use crate::db::lockouts::{self, Locked, Reservation};
+use crate::db::{self, sessions, Conn};
+use crate::error::ApiError;
+use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::routes::audit;
+use crate::AppState;
+use service_kit::transaction;
+
+/// One reserved check of `email`'s secret from the client's address.
+pub struct Attempt {
+    email_key: String,
+    ip: String,
+    slot: Uuid,
+}
+
+/// 429 `too_many_attempts` with Retry-After until `until`.
+pub fn too_many_attempts(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    let seconds = (until - now).num_seconds().max(1);
+    ApiError {
+        retry_after: u64::try_from(seconds).ok(),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed attempts; try again in {seconds} s or reset the password"),
+        )
+    }
+}
+
+impl AppState {
+    fn lockout_window(&self) -> Duration {
+        Duration::minutes(self.settings.lockout_minutes)
+    }
+
+    fn lockout_threshold(&self) -> i64 {
+        i64::from(self.settings.lockout_threshold)
+    }
+
+    /// Takes a slot for one check of `email_key`'s secret, or answers 429
+    /// (audited as `refused_kind`, with the user when known).
+    pub(crate) async fn reserve(
+        &self,
+        client: &ClientInfo,
+        email_key: &str,
+        user_id: Option<Uuid>,
+        refused_kind: &str,
+    ) -> Result<Attempt, ApiError> {
+        let ip = client.limit_key();
+        let mut pooled = self.db.get().await?;
+        let conn = &mut pooled.conn();
+        let now = db::now();
+        let reservation = transaction!(conn, |tx| -> ApiError {
+            Ok(lockouts::reserve(
+                tx,
+                email_key,
+                &ip,
+                self.lockout_threshold(),
+                self.lockout_window(),
+                now,
+            )
+            .await?)
+        })?;
+        match reservation {
+            Reservation::Granted { slot } => Ok(Attempt {
+                email_key: email_key.to_owned(),
+                ip,
+                slot,
+            }),
+            Reservation::Refused { until } => {
+                events::record(
+                    conn,
+                    &audit(refused_kind, user_id, client, false, Some("locked out")),
+                )
+                .await?;
+                Err(too_many_attempts(until, now))
+            }
+        }
+    }
+}
+
+/// Why a re-authentication failed: audited as the detail, answered as the error.
+pub struct Refusal {
+    pub detail: &'static str,
+    pub error: ApiError,
+}
+
+impl AppState {
+    /// Checks the secret asked again before an account change (`check`:
+    /// `Err` when it is wrong) in a slot of the signed-in user's email from
+    /// this address, exactly like a login: 429 once locked, and a failure
+    /// that fills a limit also ends the session it came from, so a stolen
+    /// session cannot go on guessing. On `Ok` the caller settles the
+    /// attempt with `passed` in the transaction that makes the change.
+    pub(crate) async fn reauthenticate<F>(
+        &self,
+        client: &ClientInfo,
+        auth: &AuthenticatedUser,
+        audit_kind: &str,
+        check: F,
+    ) -> Result<Attempt, ApiError>
+    where
+        F: std::future::Future<Output = Result<Result<(), Refusal>, ApiError>>,
+    {
+        let user_id = auth.user.id.0;
+        let attempt = self
+            .reserve(client, &auth.user.email, Some(user_id), audit_kind)
+            .await?;
+        let refusal = match check.await {
+            Ok(Ok(())) => return Ok(attempt),
+            Ok(Err(refusal)) => refusal,
+            Err(e) => {
+                attempt.released(self).await?;
+                return Err(e);
+            }
+        };
+        let locked = attempt
+            .failed(self, client, Some(user_id), audit_kind, refusal.detail)
+            .await?;
+        if locked {
+            let mut pooled = self.db.get().await?;
+            let conn = &mut pooled.conn();
+            transaction!(conn, |tx| -> ApiError {
+                sessions::revoke(tx, user_id, auth.session_id, "too_many_attempts", db::now())
+                    .await?;
+                events::record(
+                    tx,
+                    &audit(
+                        kind::LOGOUT,
+                        Some(user_id),
+                        client,
+                        true,
+                        Some("this session: too many failed re-authentications"),
+                    ),
+                )
+                .await?;
+                Ok(())
+            })?;
+            self.outbox.wake();
+            tracing::warn!(%user_id, session_id = %auth.session_id, "session revoked after too many failed re-authentications");
+        }
+        Err(refusal.error)
+    }
+}
+
+impl Attempt {
+    /// The check failed: counts it, locks when a limit is full, and audits
+    /// the failure as `audit_kind` (and the lock). True when this failure locked.
+    pub(crate) async fn failed(
+        self,
+        state: &AppState,
+        client: &ClientInfo,
+        user_id: Option<Uuid>,
+        audit_kind: &str,
+        detail: &str,
+    ) -> Result<bool, ApiError> {
+        let mut pooled = state.db.get().await?;
+        let conn = &mut pooled.conn();
+        let locked = transaction!(conn, |tx| -> ApiError {
+            let locked = lockouts::settle_failure(
+                tx,
+                &self.email_key,
+                &self.ip,
+                state.lockout_threshold(),
+                state.lockout_window(),
+                db::now(),
+            )
+            .await?;
+            let record = |kind, detail| audit(kind, user_id, client, false, Some(detail));
+            events::record(tx, &record(audit_kind, detail)).await?;
+            if let Some(locked) = locked {
+                let what = match locked {
+                    Locked::Pair => "this email from this address",
+                    Locked::Email => "this email from every address",
+                };
+                events::record(tx, &record(kind::LOCKOUT, what)).await?;
+                tracing::warn!(user_id = ?user_id, lock = what, "locked after repeated failures");
+            }
+            Ok(locked.is_some())
+        })?;
+        if locked {
+            state.metrics.lockout();
+        }
+        Ok(locked)
+    }
+
+    /// The check passed; call inside the transaction that acts on it. A
+    /// lock that a concurrent failure wrote meanwhile wins: 429, and the
+    /// caller's transaction rolls back.
+    pub(crate) async fn passed(&self, state: &AppState, tx: &mut Conn<'_>) -> Result<(), ApiError> {
+        let now = db::now();
+        lockouts::settle_success(tx, &self.email_key, &self.ip, state.lockout_window(), now)
+            .await?
+            .map_err(|until| too_many_attempts(until, now))
+    }
+
+    /// The result of the transaction that called `passed`: when it failed
+    /// for another reason (a conflict, a mail sent too recently, the
+    /// database), its rollback kept the slot, and a right secret must not
+    /// count as a failure, so the slot is given back (best effort).
+    pub(crate) async fn settle<T>(
+        self,
+        state: &AppState,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            if e.code != "too_many_attempts" {
+                if let Err(release) = self.released(state).await {
+                    tracing::warn!(error = %release.detail, "a passed check's slot was not released");
+                }
+            }
+        }
+        result
+    }
+
+    /// Nothing was decided by a wrong secret: the slot is given back.
+    pub(crate) async fn released(self, state: &AppState) -> Result<(), ApiError> {
+        let mut pooled = state.db.get().await?;
+        lockouts::release(&mut pooled.conn(), self.slot).await?;
+        Ok(())
+    }
+}
