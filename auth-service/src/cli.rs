@@ -56,7 +56,7 @@ pub async fn service_token(
             scopes,
             expires_in_days,
         } => {
-            let spec = TokenSpec::parse(&name, &scopes, expires_in_days)
+            let spec = TokenSpec::parse(&name, &scopes, expires_in_days, None)
                 .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
             let created =
                 service_tokens::create(conn, &spec, CREATED_BY_CLI, by_cli(String::new())).await?;

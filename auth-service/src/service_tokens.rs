@@ -110,6 +110,7 @@ pub async fn create(
         use_count: 0,
         revoked_at: None,
         created_by: created_by.to_owned(),
+        metadata: spec.metadata.as_ref().map(ToString::to_string),
     };
     let audit = AuthEvent {
         detail: Some(format!(

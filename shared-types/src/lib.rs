@@ -125,6 +125,10 @@ pub struct Introspection {
     /// A service token's name (RFC 7662 `client_id`); absent for access tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// A service token's metadata object, when it was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl Introspection {
@@ -323,6 +327,11 @@ pub struct CreateServiceToken {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<i64>,
+    /// A JSON object of up to 4 KiB, handed to the checking service by
+    /// introspection (`metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// Answer to `POST /admin/v1/service-tokens`: the only time `token` is shown.
@@ -347,6 +356,9 @@ pub struct ServiceTokenInfo {
     pub last_used_at: Option<DateTime<Utc>>,
     pub use_count: i64,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The object given at creation; `{}` when none was.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
 }
 
 /// Answer to `POST /admin/v1/service-tokens/revoke-all`.

@@ -123,6 +123,7 @@ diesel::table! {
         use_count -> BigInt,
         revoked_at -> Nullable<SqlTimestamp>,
         created_by -> Text,
+        metadata -> Nullable<Text>,
     }
 }
 

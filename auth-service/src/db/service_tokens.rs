@@ -25,6 +25,8 @@ pub struct ServiceTokenRow {
     pub use_count: i64,
     pub revoked_at: Option<DbTime>,
     pub created_by: String,
+    /// A JSON object, or none.
+    pub metadata: Option<String>,
 }
 
 impl ServiceTokenRow {
@@ -32,6 +34,15 @@ impl ServiceTokenRow {
         // Written only by `crate::service_tokens::create`; a row that does
         // not parse grants nothing.
         serde_json::from_str(&self.scopes).unwrap_or_default()
+    }
+
+    /// The metadata object; `None` when there is none (or it does not parse:
+    /// written only by `crate::service_tokens::create`).
+    pub fn metadata_object(&self) -> Option<serde_json::Value> {
+        self.metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(serde_json::Value::is_object)
     }
 
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {

@@ -15,14 +15,18 @@ pub mod scope {
 
 const MAX_SCOPES: usize = 16;
 const MAX_DAYS: i64 = 3650;
+/// The most a token's metadata may take, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// A validated request for a token: name, scopes (deduplicated, in the
-/// order given) and an optional lifetime in days.
+/// order given), an optional lifetime in days and optional metadata (a JSON
+/// object the checking service gets through introspection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSpec {
     pub name: String,
     pub scopes: Vec<String>,
     pub expires_in_days: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -34,6 +38,7 @@ impl TokenSpec {
         name: &str,
         scopes: &[String],
         expires_in_days: Option<i64>,
+        metadata: Option<serde_json::Value>,
     ) -> Result<Self, ApiError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -66,10 +71,27 @@ impl TokenSpec {
                 )));
             }
         }
+        let metadata = match metadata {
+            None | Some(serde_json::Value::Null) => None,
+            Some(object @ serde_json::Value::Object(_)) => {
+                if object.to_string().len() > MAX_METADATA_BYTES {
+                    return Err(invalid(format!(
+                        "metadata: at most {MAX_METADATA_BYTES} bytes of JSON"
+                    )));
+                }
+                Some(object)
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "metadata: a JSON object, e.g. {\"team\": \"billing\"}",
+                ))
+            }
+        };
         Ok(Self {
             name: name.to_owned(),
             scopes: unique,
             expires_in_days,
+            metadata,
         })
     }
 }
@@ -88,6 +110,7 @@ mod tests {
             " ci ",
             &scopes(&["admin", "ops", "admin", "billing:read"]),
             Some(30),
+            Some(serde_json::json!({"team": "billing"})),
         )
         .expect("valid");
         assert_eq!(spec.name, "ci");
@@ -96,15 +119,25 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        assert!(TokenSpec::parse("", &scopes(&["admin"]), None).is_err());
-        assert!(TokenSpec::parse("x", &[], None).is_err());
-        assert!(TokenSpec::parse("x", &scopes(&["Admin"]), None).is_err());
-        assert!(TokenSpec::parse("x", &scopes(&["a b"]), None).is_err());
-        assert!(TokenSpec::parse("x", &scopes(&[""]), None).is_err());
-        assert!(TokenSpec::parse("x", &scopes(&["admin"]), Some(0)).is_err());
-        assert!(TokenSpec::parse("x", &scopes(&["admin"]), Some(-3)).is_err());
-        assert!(TokenSpec::parse("a\nb", &scopes(&["admin"]), None).is_err());
+        assert!(TokenSpec::parse("", &scopes(&["admin"]), None, None).is_err());
+        assert!(TokenSpec::parse("x", &[], None, None).is_err());
+        assert!(TokenSpec::parse("x", &scopes(&["Admin"]), None, None).is_err());
+        assert!(TokenSpec::parse("x", &scopes(&["a b"]), None, None).is_err());
+        assert!(TokenSpec::parse("x", &scopes(&[""]), None, None).is_err());
+        assert!(TokenSpec::parse("x", &scopes(&["admin"]), Some(0), None).is_err());
+        assert!(TokenSpec::parse("x", &scopes(&["admin"]), Some(-3), None).is_err());
+        assert!(TokenSpec::parse("a\nb", &scopes(&["admin"]), None, None).is_err());
         let many: Vec<String> = (0..17).map(|i| format!("s{i}")).collect();
-        assert!(TokenSpec::parse("x", &many, None).is_err());
+        assert!(TokenSpec::parse("x", &many, None, None).is_err());
+        let admin = scopes(&["admin"]);
+        for bad in [
+            serde_json::json!(["not", "an", "object"]),
+            serde_json::json!("text"),
+            serde_json::json!({"blob": "x".repeat(MAX_METADATA_BYTES)}),
+        ] {
+            assert!(TokenSpec::parse("x", &admin, None, Some(bad)).is_err());
+        }
+        let null = TokenSpec::parse("x", &admin, None, Some(serde_json::Value::Null));
+        assert_eq!(null.expect("null is none").metadata, None);
     }
 }

@@ -43,6 +43,9 @@ fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
         last_used_at: row.last_used_at.map(|t| t.0),
         use_count: row.use_count,
         revoked_at: row.revoked_at.map(|t| t.0),
+        metadata: row
+            .metadata_object()
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
     }
 }
 
@@ -52,7 +55,12 @@ pub async fn create_token(
     state: web::Data<AppState>,
     body: service_kit::http::Json<CreateServiceToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let spec = TokenSpec::parse(&body.name, &body.scopes, body.expires_in_days)?;
+    let spec = TokenSpec::parse(
+        &body.name,
+        &body.scopes,
+        body.expires_in_days,
+        body.metadata.clone(),
+    )?;
     let mut pooled = state.db.get().await?;
     let created = service_tokens::create(
         &mut pooled.conn(),

@@ -51,6 +51,7 @@ pub async fn introspect(
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
                 client_id: None,
+                metadata: None,
             }
         }
         _ => Introspection::inactive(),
@@ -86,6 +87,7 @@ async fn introspect_service_token(
         scope: Some(row.scope_list().join(" ")),
         exp: row.expires_at.map(|t| t.0.timestamp()),
         iat: Some(row.created_at.0.timestamp()),
+        metadata: row.metadata_object(),
         client_id: Some(row.name),
         ..Introspection::inactive()
     }))

@@ -673,3 +673,51 @@ async fn forged_service_tokens_cannot_flood_the_audit_trail() {
         .iter()
         .all(|e| e.user_agent.as_deref().is_none_or(|ua| ua.len() <= 128)));
 }
+
+/// A token's metadata (a JSON object up to 4 KiB) is kept, listed, and
+/// handed to the checking service by introspection; anything else is 422.
+#[tokio::test]
+async fn service_token_metadata_is_listed_and_introspected() {
+    let app = spawn_app().await;
+    let admin = app.service_token(&["admin"]).await;
+    let metadata = json!({"team": "billing", "limits": {"rpm": 600}});
+    let made: Value = app
+        .create_token(
+            &admin,
+            &json!({"name": "billing-worker", "scopes": ["internal"], "metadata": metadata}),
+        )
+        .await
+        .json()
+        .await
+        .expect("created");
+    let token = made["token"].as_str().expect("token").to_owned();
+    let listed = app.token_list(&admin).await;
+    let row = listed
+        .iter()
+        .find(|t| t["name"] == "billing-worker")
+        .expect("listed");
+    assert_eq!(row["metadata"], metadata);
+    let plain = listed
+        .iter()
+        .find(|t| t["name"] != "billing-worker")
+        .expect("the admin token");
+    assert_eq!(plain["metadata"], json!({}));
+    let about = app.introspect(&token).await;
+    assert_eq!(about["active"], true);
+    assert_eq!(about["metadata"], metadata);
+    let about = app.introspect(&admin).await;
+    assert!(about.get("metadata").is_none(), "{about}");
+    for bad in [
+        json!(["an", "array"]),
+        json!("text"),
+        json!({"blob": "x".repeat(4096)}),
+    ] {
+        let res = app
+            .create_token(
+                &admin,
+                &json!({"name": "bad", "scopes": ["internal"], "metadata": bad}),
+            )
+            .await;
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+}
