@@ -157,6 +157,34 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// `reauthenticate` with the account's password as the secret: 401
+    /// `invalid_credentials` (audited with `detail`) when it is wrong.
+    pub(crate) async fn reauthenticate_password(
+        &self,
+        client: &ClientInfo,
+        auth: &AuthenticatedUser,
+        audit_kind: &str,
+        password: String,
+        detail: &'static str,
+    ) -> Result<Attempt, ApiError> {
+        let check = async {
+            Ok(if self.password_matches(&auth.user, password).await? {
+                Ok(())
+            } else {
+                Err(Refusal {
+                    detail,
+                    error: ApiError::unauthorized(
+                        "invalid_credentials",
+                        "the password is incorrect",
+                    ),
+                })
+            })
+        };
+        self.reauthenticate(client, auth, audit_kind, check).await
+    }
+}
+
 impl Attempt {
     /// The check failed: counts it, locks when a limit is full, and audits
     /// the failure as `audit_kind` (and the lock). True when this failure locked.

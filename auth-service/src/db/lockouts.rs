@@ -123,15 +123,10 @@ pub async fn reserve(
     window: Duration,
     now: DateTime<Utc>,
 ) -> QueryResult<Reservation> {
-    tx.lock_key(&lock_key(email)).await?;
-    let (pair_since, email_since) = match gate(tx, email, ip, now, window).await? {
-        Gate::Locked { until } => return Ok(Reservation::Refused { until }),
-        Gate::Open {
-            pair_since,
-            email_since,
-        } => (pair_since, email_since),
+    let (by_email, by_pair) = match locked_counts(tx, email, ip, now, window).await? {
+        Err(until) => return Ok(Reservation::Refused { until }),
+        Ok(counts) => counts,
     };
-    let (by_email, by_pair) = counts(tx, email, ip, pair_since, email_since).await?;
     if by_email >= threshold * EMAIL_FACTOR || by_pair >= threshold {
         return Ok(Reservation::Refused {
             until: now + IN_FLIGHT_RETRY,
@@ -162,15 +157,10 @@ pub async fn settle_failure(
     window: Duration,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<Locked>> {
-    tx.lock_key(&lock_key(email)).await?;
-    let Gate::Open {
-        pair_since,
-        email_since,
-    } = gate(tx, email, ip, now, window).await?
-    else {
+    // A lock that holds already is not written again.
+    let Ok((by_email, by_pair)) = locked_counts(tx, email, ip, now, window).await? else {
         return Ok(None);
     };
-    let (by_email, by_pair) = counts(tx, email, ip, pair_since, email_since).await?;
     if by_email >= threshold * EMAIL_FACTOR {
         insert_lock(tx, email, None, now, window).await?;
         return Ok(Some(Locked::Email));
@@ -223,6 +213,26 @@ pub async fn release(conn: &mut Conn<'_>, slot: Uuid) -> QueryResult<()> {
 /// The advisory-lock key of an email's counters.
 fn lock_key(email: &str) -> String {
     format!("login_attempts:{email}")
+}
+
+/// Under the email's lock (held to the end of the transaction): the end of
+/// the lock that holds (`Err`), or the failures, settled or in flight, that
+/// count toward the email's and the pair's limits (`Ok((by_email, by_pair))`).
+async fn locked_counts(
+    tx: &mut Conn<'_>,
+    email: &str,
+    ip: &str,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> QueryResult<Result<(i64, i64), DateTime<Utc>>> {
+    tx.lock_key(&lock_key(email)).await?;
+    match gate(tx, email, ip, now, window).await? {
+        Gate::Locked { until } => Ok(Err(until)),
+        Gate::Open {
+            pair_since,
+            email_since,
+        } => Ok(Ok(counts(tx, email, ip, pair_since, email_since).await?)),
+    }
 }
 
 /// Failures (settled or in flight) for the email since `email_since`, and

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::audit;
-use crate::attempts::Refusal;
 use crate::db::events::{self, kind};
 use crate::db::mail::{self, kind as mail_kind};
 use crate::db::one_time_tokens::{self as ott, purpose};
@@ -65,10 +64,6 @@ fn invalid_token() -> ApiError {
         "invalid_token",
         "the token is unknown, used or expired; ask for a new one",
     )
-}
-
-fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized("invalid_credentials", "the password is incorrect")
 }
 
 impl AppState {
@@ -168,24 +163,6 @@ impl AppState {
             .await
             .map_err(ApiError::internal)
     }
-
-    /// The password check of a re-authentication: 401 `invalid_credentials`
-    /// (audited with `detail`) when `password` is not the user's.
-    pub(crate) async fn password_refusal(
-        &self,
-        user: &users::User,
-        password: String,
-        detail: &'static str,
-    ) -> Result<Result<(), Refusal>, ApiError> {
-        Ok(if self.password_matches(user, password).await? {
-            Ok(())
-        } else {
-            Err(Refusal {
-                detail,
-                error: invalid_credentials(),
-            })
-        })
-    }
 }
 
 /// `POST /v1/password/change`: every other session of the user ends.
@@ -200,11 +177,12 @@ pub async fn change_password(
     let new_password = NewPassword::parse(body.new_password)?;
     let user = &auth.user;
     let attempt = state
-        .reauthenticate(
+        .reauthenticate_password(
             &client,
             &auth,
             kind::PASSWORD_CHANGED,
-            state.password_refusal(user, body.current_password, "current password incorrect"),
+            body.current_password,
+            "current password incorrect",
         )
         .await?;
     let hash = state
@@ -420,11 +398,12 @@ pub async fn change_email(
         ));
     }
     let attempt = state
-        .reauthenticate(
+        .reauthenticate_password(
             &client,
             &auth,
             kind::EMAIL_CHANGED,
-            state.password_refusal(user, body.password, "password incorrect"),
+            body.password,
+            "password incorrect",
         )
         .await?;
     let mut pooled = state.db.get().await?;

@@ -146,11 +146,12 @@ pub async fn enable(
         invalid("the code does not match; check the app's clock and try the current code")
     })?;
     let attempt = state
-        .reauthenticate(
+        .reauthenticate_password(
             &client,
             &auth,
             kind::MFA_ENABLED,
-            state.password_refusal(user, body.password, "password incorrect"),
+            body.password,
+            "password incorrect",
         )
         .await?;
     let codes = mfa::new_recovery_codes();

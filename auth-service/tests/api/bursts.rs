@@ -56,6 +56,31 @@ async fn audited_checks(app: &TestApp, user_id: uuid::Uuid, detail: &str) -> usi
     rows.iter().filter(|r| r["detail"] == detail).count()
 }
 
+/// A new user with TOTP on; its secret and the Unix time its enabling
+/// code was for (that step is spent).
+async fn user_with_totp(app: &TestApp) -> (String, shared_types::RegisterResponse, String, u64) {
+    let address = email();
+    let reg = app.register(&address).await;
+    let token = &reg.tokens.access_token;
+    let setup: TotpSetup = app
+        .post_bearer("/v1/mfa/totp/setup", token, None)
+        .await
+        .json()
+        .await
+        .expect("setup");
+    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970");
+    let code = code_at(&setup.secret, now).expect("code");
+    let res = app
+        .post_bearer(
+            "/v1/mfa/totp/enable",
+            token,
+            Some(&json!({"code": code, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    (address, reg, setup.secret, now)
+}
+
 #[tokio::test]
 async fn fifty_wrong_passwords_at_once_from_one_address_get_exactly_threshold_checks() {
     let app = behind_proxy("5").await;
@@ -131,25 +156,7 @@ async fn three_hundred_addresses_at_once_across_replicas_get_exactly_ten_times_t
 #[tokio::test]
 async fn a_burst_of_wrong_second_factors_gets_exactly_threshold_checks() {
     let app = behind_proxy("5").await;
-    let address = email();
-    let reg = app.register(&address).await;
-    let token = &reg.tokens.access_token;
-    let setup: TotpSetup = app
-        .post_bearer("/v1/mfa/totp/setup", token, None)
-        .await
-        .json()
-        .await
-        .expect("setup");
-    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970");
-    let code = code_at(&setup.secret, now).expect("code");
-    let res = app
-        .post_bearer(
-            "/v1/mfa/totp/enable",
-            token,
-            Some(&json!({"code": code, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    let (address, reg, secret, now) = user_with_totp(&app).await;
     // Half look like TOTP codes, half like recovery codes.
     let guesses: Vec<String> = (0..40u32)
         .map(|i| {
@@ -171,7 +178,7 @@ async fn a_burst_of_wrong_second_factors_gets_exactly_threshold_checks() {
         5
     );
     // A right code does not pass the lock either.
-    let next = code_at(&setup.secret, now + 30).expect("code");
+    let next = code_at(&secret, now + 30).expect("code");
     let res = app
         .try_login(&address, PASSWORD, Some(&next), Some(ATTACKER))
         .await;
@@ -254,25 +261,8 @@ async fn a_stolen_session_guessing_the_password_is_counted_and_ended() {
 #[tokio::test]
 async fn wrong_codes_on_totp_disable_are_counted_and_end_the_session() {
     let app = behind_proxy("3").await;
-    let address = email();
-    let reg = app.register(&address).await;
+    let (address, reg, _, _) = user_with_totp(&app).await;
     let token = &reg.tokens.access_token;
-    let setup: TotpSetup = app
-        .post_bearer("/v1/mfa/totp/setup", token, None)
-        .await
-        .json()
-        .await
-        .expect("setup");
-    let now = u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970");
-    let code = code_at(&setup.secret, now).expect("code");
-    let res = app
-        .post_bearer(
-            "/v1/mfa/totp/enable",
-            token,
-            Some(&json!({"code": code, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
     for i in 0..3 {
         let res = app
             .post_bearer(

@@ -150,18 +150,13 @@ async fn token_of_a_revoked_session_is_refused_before_it_expires() {
     assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
-/// Key rotation: a process signing with a new key and listing the old one
-/// in `AUTH_JWT_PREVIOUS_KEY_FILES` still accepts the old key's tokens, signs
-/// new ones with the new `kid` and publishes both in the JWKS; a process
-/// that knows only the old key refuses the new key's tokens.
-#[tokio::test]
-async fn rotated_signing_key_keeps_old_tokens_valid() {
+/// Another process on `app`'s database that signs with a new key and lists
+/// `app`'s as retired (`AUTH_JWT_PREVIOUS_KEY_FILES`); returns its URL.
+async fn start_rotated(app: &crate::helpers::TestApp) -> String {
     use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
-    let app = spawn_app().await;
-    let address = email();
-    let old_token = app.register(&address).await.tokens.access_token;
-
-    let new_key = app.dir.join("jwt-new.pem");
+    let new_key = app
+        .dir
+        .join(format!("jwt-{}.pem", uuid::Uuid::new_v4().simple()));
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     std::fs::write(
         &new_key,
@@ -181,6 +176,20 @@ async fn rotated_signing_key_keeps_old_tokens_valid() {
         .expect("rotated app builds");
     let rotated_url = format!("http://127.0.0.1:{}", rotated.port());
     tokio::spawn(rotated.run_until_stopped());
+    rotated_url
+}
+
+/// Key rotation: a process signing with a new key and listing the old one
+/// in `AUTH_JWT_PREVIOUS_KEY_FILES` still accepts the old key's tokens, signs
+/// new ones with the new `kid` and publishes both in the JWKS; a process
+/// that knows only the old key refuses the new key's tokens.
+#[tokio::test]
+async fn rotated_signing_key_keeps_old_tokens_valid() {
+    let app = spawn_app().await;
+    let address = email();
+    let old_token = app.register(&address).await.tokens.access_token;
+
+    let rotated_url = start_rotated(&app).await;
 
     let me = |base: String, token: String| {
         let client = app.client.clone();
@@ -250,33 +259,13 @@ async fn rotated_signing_key_keeps_old_tokens_valid() {
 /// from the signing key now, and checked against its stored hash.
 #[tokio::test]
 async fn a_grace_window_duplicate_after_key_rotation_gets_the_stored_successor() {
-    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
     let app = spawn_app().await;
     let tokens = app.register(&email()).await.tokens;
     let res = app.refresh(&tokens.refresh_token).await;
     assert_eq!(res.status(), StatusCode::OK);
     let first: serde_json::Value = res.json().await.expect("json");
 
-    let new_key = app.dir.join("jwt-rotated.pem");
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    std::fs::write(
-        &new_key,
-        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
-    )
-    .expect("write key");
-    let auth_service::configuration::JwtKeySource::Ed25519PemFile(old_key) =
-        app.settings.jwt_key.clone()
-    else {
-        panic!("the test app signs with EdDSA");
-    };
-    let mut settings = app.settings.clone();
-    settings.jwt_key = auth_service::configuration::JwtKeySource::Ed25519PemFile(new_key);
-    settings.previous_jwt_keys = vec![old_key];
-    let rotated = auth_service::Application::build(settings)
-        .await
-        .expect("rotated app builds");
-    let rotated_url = format!("http://127.0.0.1:{}", rotated.port());
-    tokio::spawn(rotated.run_until_stopped());
+    let rotated_url = start_rotated(&app).await;
 
     // The duplicate (a second tab) reaches the rotated process in the window.
     let res = app

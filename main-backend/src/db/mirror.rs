@@ -174,7 +174,7 @@ pub async fn apply_records(conn: &mut Conn<'_>, records: &[UserRecord]) -> Query
         to_update.extend(to_insert.into_iter().filter(|r| !inserted.contains(&r.id)));
     }
     for r in to_update {
-        if update_auth_fields(conn, r, now).await? {
+        if update_auth_fields(conn, r, now, Replace::older_than(r)).await? {
             applied.updated += 1;
             applied.changed.push(r.id);
         } else {
@@ -184,11 +184,44 @@ pub async fn apply_records(conn: &mut Conn<'_>, records: &[UserRecord]) -> Query
     Ok(applied)
 }
 
-async fn update_auth_fields(conn: &mut Conn<'_>, r: &UserRecord, now: DbTime) -> QueryResult<bool> {
+/// Which rows `update_auth_fields` may overwrite.
+struct Replace {
+    /// Versions in `below`'s range only: older than the record for a
+    /// normal update, exactly the one read for a rewind.
+    versions: std::ops::Range<i64>,
+    /// Rows last synced before this instant only.
+    synced_before: DbTime,
+}
+
+impl Replace {
+    /// The normal case: any row older than the record.
+    fn older_than(r: &UserRecord) -> Self {
+        Self {
+            versions: i64::MIN..r.version,
+            // Any row: the end of year 9999 (fixed-width, so it also
+            // compares right as SQLite's text form, which chrono's MAX_UTC
+            // with its `+` sign would not).
+            synced_before: DbTime(
+                chrono::DateTime::<chrono::Utc>::from_timestamp(253_402_300_799, 0)
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// The one write of auth-owned fields, guarded in SQL by `replace`.
+async fn update_auth_fields(
+    conn: &mut Conn<'_>,
+    r: &UserRecord,
+    now: DbTime,
+    replace: Replace,
+) -> QueryResult<bool> {
     let n = run!(conn, |c| diesel::update(
         ub::table
             .filter(ub::id.eq(DbUuid(r.id)))
-            .filter(ub::auth_version.lt(r.version))
+            .filter(ub::auth_version.ge(replace.versions.start))
+            .filter(ub::auth_version.lt(replace.versions.end))
+            .filter(ub::synced_at.lt(replace.synced_before))
     )
     .set((
         ub::email.eq(&r.email),
@@ -248,25 +281,11 @@ pub async fn rewind_records(
     for r in records {
         if let Some(&local) = ahead.get(&r.id).filter(|v| **v > r.version) {
             // Compare-and-set: a webhook that wrote meanwhile wins.
-            let n = run!(conn, |c| diesel::update(
-                ub::table
-                    .filter(ub::id.eq(DbUuid(r.id)))
-                    .filter(ub::auth_version.eq(local))
-                    .filter(ub::synced_at.lt(before))
-            )
-            .set((
-                ub::email.eq(&r.email),
-                ub::email_verified.eq(r.email_verified),
-                ub::mfa_enabled.eq(r.mfa_enabled),
-                ub::account_locked.eq(r.account_locked),
-                ub::auth_version.eq(r.version),
-                ub::auth_updated_at.eq(DbTime(r.updated_at)),
-                ub::updated_at.eq(now),
-                ub::synced_at.eq(now),
-            ))
-            .execute(c)
-            .await)?;
-            if n == 1 {
+            let replace = Replace {
+                versions: local..local + 1,
+                synced_before: before,
+            };
+            if update_auth_fields(conn, r, now, replace).await? {
                 moved.push(r.id);
             }
         } else if buried.get(&r.id).is_some_and(|v| *v >= r.version) {
