@@ -47,6 +47,9 @@ pub struct Applied {
     pub unchanged: i64,
     /// Ids created or updated.
     pub changed: Vec<Uuid>,
+    /// Ids whose record is older than the mirror's row or its tombstone:
+    /// ignored here, candidates for `rewind_records` (none, normally).
+    pub behind: Vec<Uuid>,
 }
 
 #[derive(Insertable)]
@@ -111,12 +114,18 @@ pub async fn apply_records(conn: &mut Conn<'_>, records: &[UserRecord]) -> Query
     for r in records {
         if tombstones.get(&r.id).is_some_and(|&v| v >= r.version) {
             applied.unchanged += 1;
+            applied.behind.push(r.id);
             continue;
         }
         match local.get(&r.id) {
             None => to_insert.push(r),
             Some(&v) if r.version > v => to_update.push(r),
-            Some(_) => applied.unchanged += 1,
+            Some(&v) => {
+                applied.unchanged += 1;
+                if r.version < v {
+                    applied.behind.push(r.id);
+                }
+            }
         }
     }
     if !to_insert.is_empty() {

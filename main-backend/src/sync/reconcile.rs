@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use shared_types::SyncReport;
+use shared_types::{SyncReport, UserRecord};
 use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
@@ -232,8 +232,16 @@ impl Reconciler<'_> {
                 report.created += applied.created;
                 report.updated += applied.updated;
                 report.unchanged += applied.unchanged;
-                // A restored auth database: versions went backwards.
-                let rewound = mirror::rewind_records(tx, &page.users, fetched_at).await?;
+                // A restored auth database: versions went backwards. Only
+                // records behind the mirror are looked at (none, normally).
+                let behind: HashSet<Uuid> = applied.behind.iter().copied().collect();
+                let behind: Vec<UserRecord> = page
+                    .users
+                    .iter()
+                    .filter(|u| behind.contains(&u.id))
+                    .cloned()
+                    .collect();
+                let rewound = mirror::rewind_records(tx, &behind, fetched_at).await?;
                 report.updated += rewound.len() as i64;
                 report.unchanged -= rewound.len() as i64;
                 rewound_total += rewound.len() as i64;
