@@ -32,6 +32,7 @@
 //! | `AUTH_LOCKOUT_MINUTES` | 15 | |
 //! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
 //! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
+//! | `AUTH_ALLOWED_EMAIL_DOMAINS` | any | comma-separated domains; registration and email change to any other get 422 `email_not_allowed` (exact domains: list subdomains too) |
 //! | `AUTH_SECRETS_KEY` | required (development: derived from `AUTH_SERVICE_API_KEY`) | base64 of 32 bytes; seals TOTP secrets and queued mail, and keys refresh-token successors |
 //! | `AUTH_ENVIRONMENT` | `production` | `development` (the launcher sets it) lets `AUTH_SECRETS_KEY` be derived |
 //! | `AUTH_MAIL_FROM` | `no-reply@` + host of `AUTH_PUBLIC_URL` | sender of every mail |
@@ -92,6 +93,9 @@ pub struct Settings {
     pub lockout_minutes: i64,
     pub refresh_reuse_grace_seconds: i64,
     pub trusted_proxies: Vec<Cidr>,
+    /// `None`: any domain; otherwise the only ones an account's email may
+    /// have (lower case, exact match).
+    pub allowed_email_domains: Option<Vec<String>>,
     /// Seals TOTP secrets and mail waiting in the queue.
     pub secrets_key: Arc<SealingKey>,
     pub mail_from: lettre::message::Mailbox,
@@ -230,6 +234,34 @@ impl Settings {
                 })
             }
         };
+        let allowed_email_domains = match get("AUTH_ALLOWED_EMAIL_DOMAINS") {
+            None => None,
+            Some(raw) => {
+                let domains: Vec<String> = raw
+                    .split(',')
+                    .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+                    .filter(|d| !d.is_empty())
+                    .collect();
+                // A domain that could not be an email's (checked the way
+                // `Email::parse` checks one) is a typo, not a policy.
+                if let Some(bad) = domains
+                    .iter()
+                    .find(|d| crate::domain::Email::parse(&format!("x@{d}")).is_err())
+                {
+                    return Err(err(
+                        "AUTH_ALLOWED_EMAIL_DOMAINS",
+                        format!("`{bad}` is not a domain (comma-separated, e.g. example.com,example.org)"),
+                    ));
+                }
+                if domains.is_empty() {
+                    return Err(err(
+                        "AUTH_ALLOWED_EMAIL_DOMAINS",
+                        "lists no domain; leave it unset to allow every domain",
+                    ));
+                }
+                Some(domains)
+            }
+        };
         let trusted_proxies = match get("AUTH_TRUSTED_PROXIES") {
             None => Vec::new(),
             Some(list) => list
@@ -315,6 +347,7 @@ impl Settings {
             )?
             .unwrap_or(10),
             trusted_proxies,
+            allowed_email_domains,
             secrets_key: Arc::new(secrets_key),
             mail_from,
             rate_limit_per_minute: parse_opt(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 0, 1_000_000)?
@@ -411,6 +444,30 @@ mod tests {
         map.entry("AUTH_SECRETS_KEY".into())
             .or_insert_with(service_kit::testing::secrets_key);
         move |k| map.get(k).cloned().filter(|v| !v.is_empty())
+    }
+
+    #[test]
+    fn allowed_email_domains_are_normalised_and_checked() {
+        let base = [
+            ("AUTH_JWT_PRIVATE_KEY_FILE", "k.pem"),
+            ("AUTH_SERVICE_API_KEY", KEY),
+        ];
+        let with = |value: &'static str| {
+            let mut v = base.to_vec();
+            v.push(("AUTH_ALLOWED_EMAIL_DOMAINS", value));
+            Settings::from_lookup(lookup(&v))
+        };
+        let s = with(" Example.COM,@corp.example.org ,").expect("valid");
+        assert_eq!(
+            s.allowed_email_domains,
+            Some(vec!["example.com".into(), "corp.example.org".into()])
+        );
+        for bad in ["not a domain", "example", ",", "a@b.com"] {
+            let e = with(bad).err().expect("refused");
+            assert_eq!(e.var, "AUTH_ALLOWED_EMAIL_DOMAINS", "{bad}");
+        }
+        let any = Settings::from_lookup(lookup(&base)).expect("valid");
+        assert_eq!(any.allowed_email_domains, None);
     }
 
     /// The review's finding: without AUTH_SECRETS_KEY the sealing key was

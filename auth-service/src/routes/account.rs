@@ -94,6 +94,25 @@ impl AppState {
         Ok(())
     }
 
+    /// 422 `email_not_allowed` when `AUTH_ALLOWED_EMAIL_DOMAINS` is set and
+    /// `email`'s domain is not in it: accounts of this deployment belong
+    /// to those organisations only.
+    pub(crate) fn check_email_domain(&self, email: &Email) -> Result<(), ApiError> {
+        match &self.settings.allowed_email_domains {
+            Some(allowed) if !allowed.iter().any(|d| d == email.domain()) => {
+                Err(ApiError::validation(
+                    "email_not_allowed",
+                    format!(
+                        "addresses at {} cannot have an account here; allowed: {}",
+                        email.domain(),
+                        allowed.join(", ")
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// 429 `too_many_requests` when a mail of `kind` went to `to` less
     /// than a minute ago (`db::mail::spacing_wait`); call first in the
     /// transaction that queues the mail.
@@ -390,6 +409,7 @@ pub async fn change_email(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new_email = Email::parse(&body.new_email)?;
+    state.check_email_domain(&new_email)?;
     let user = &auth.user;
     if new_email.as_str() == user.email {
         return Err(ApiError::validation(

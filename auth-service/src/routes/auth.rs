@@ -203,6 +203,7 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
+    state.check_email_domain(&email)?;
     let password = NewPassword::parse(body.password)?;
     let full_name = match body.full_name.as_deref() {
         Some(raw) => FullName::parse(raw)?,

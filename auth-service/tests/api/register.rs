@@ -101,3 +101,48 @@ async fn concurrent_registrations_all_succeed() {
         .expect("json");
     assert_eq!(count["count"], 24);
 }
+
+/// `AUTH_ALLOWED_EMAIL_DOMAINS`: registration and email change to any other
+/// domain get 422 `email_not_allowed`; the listed ones work, in any case.
+#[tokio::test]
+async fn only_allowed_email_domains_get_accounts() {
+    let app = crate::helpers::spawn_app_with(&[(
+        "AUTH_ALLOWED_EMAIL_DOMAINS",
+        "Example.com, @corp.example.org",
+    )])
+    .await;
+    let register = |email: String| {
+        let body = serde_json::json!({"email": email, "password": crate::helpers::PASSWORD});
+        let req = app.client.post(app.url("/v1/register")).json(&body);
+        async move { req.send().await.expect("register") }
+    };
+    for refused in [
+        "ann@gmail.com",
+        "ann@sub.example.com",
+        "ann@example.com.evil.test",
+        "ann@corp.example.org.evil.test",
+    ] {
+        let res = register(refused.to_owned()).await;
+        crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "email_not_allowed")
+            .await;
+    }
+    let res = register(format!("Ann-{}@EXAMPLE.com", uuid::Uuid::new_v4().simple())).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let reg: shared_types::RegisterResponse = res.json().await.expect("json");
+    let res = register(format!(
+        "bob-{}@corp.example.org",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    // Email change to another domain is refused before any password check.
+    let res = app
+        .post_bearer(
+            "/v1/email/change",
+            &reg.tokens.access_token,
+            Some(&serde_json::json!({"new_email": "ann@gmail.com", "password": "wrong"})),
+        )
+        .await;
+    crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "email_not_allowed")
+        .await;
+}
