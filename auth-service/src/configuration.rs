@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | `AUTH_BIND` | `127.0.0.1:8001` | listen address |
 //! | `AUTH_DATABASE_URL` | `sqlite://data/auth.db` | `sqlite://PATH` or `postgres://...` |
+//! | `AUTH_DB_HOST`, `AUTH_DB_PORT` (5432), `AUTH_DB_NAME`, `AUTH_DB_USER`, `AUTH_DB_PASSWORD`, `AUTH_DB_SSLMODE` | unset | the URL's parts, as seed configurations give them; used when `AUTH_DATABASE_URL` is unset |
 //! | `AUTH_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `AUTH_DATABASE_MAX_LIFETIME_SECONDS` | 1800 | a connection older than this is closed instead of reused |
 //! | `AUTH_DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
 //! | `AUTH_DATABASE_DIRECT_URL` | the URL | straight to PostgreSQL, for migrations; required with a pooler |
 //! | `AUTH_JWT_ALGORITHM` | `EdDSA` | or `HS256` |
@@ -140,6 +142,15 @@ pub fn database(get: impl Fn(&str) -> Option<String>) -> Result<DatabaseSettings
             direct_url: "AUTH_DATABASE_DIRECT_URL",
             pooler: "AUTH_DATABASE_POOLER",
             pool_size: "AUTH_DATABASE_POOL_SIZE",
+            parts: shared_types::config::DbPartVars {
+                host: "AUTH_DB_HOST",
+                port: "AUTH_DB_PORT",
+                name: "AUTH_DB_NAME",
+                user: "AUTH_DB_USER",
+                password: "AUTH_DB_PASSWORD",
+                sslmode: "AUTH_DB_SSLMODE",
+            },
+            max_lifetime: "AUTH_DATABASE_MAX_LIFETIME_SECONDS",
         },
         "sqlite://data/auth.db",
     )

@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | `MAIN_BIND` | `127.0.0.1:8000` | listen address |
 //! | `DATABASE_URL` | `sqlite://data/main.db` | `sqlite://PATH` or `postgres://...` |
+//! | `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSLMODE` | unset | the URL's parts, as seed configurations give them; used when `DATABASE_URL` is unset |
 //! | `MAIN_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
+//! | `MAIN_DATABASE_MAX_LIFETIME_SECONDS` | 1800 | a connection older than this is closed instead of reused |
 //! | `DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
 //! | `DATABASE_DIRECT_URL` | the URL | straight to PostgreSQL, for migrations; required with a pooler |
 //! | `AUTH_SERVICE_URL` | `http://127.0.0.1:8001` | the auth service |
@@ -106,6 +108,15 @@ impl Settings {
                     direct_url: "DATABASE_DIRECT_URL",
                     pooler: "DATABASE_POOLER",
                     pool_size: "MAIN_DATABASE_POOL_SIZE",
+                    parts: shared_types::config::DbPartVars {
+                        host: "DB_HOST",
+                        port: "DB_PORT",
+                        name: "DB_NAME",
+                        user: "DB_USER",
+                        password: "DB_PASSWORD",
+                        sslmode: "DB_SSLMODE",
+                    },
+                    max_lifetime: "MAIN_DATABASE_MAX_LIFETIME_SECONDS",
                 },
                 "sqlite://data/main.db",
             )?,

@@ -85,6 +85,20 @@ pub struct DatabaseVars {
     pub direct_url: &'static str,
     pub pooler: &'static str,
     pub pool_size: &'static str,
+    /// The URL's parts, as seed configurations name them; used when the
+    /// URL variable is unset.
+    pub parts: DbPartVars,
+    pub max_lifetime: &'static str,
+}
+
+/// Variable names of a database URL's parts (`AUTH_DB_HOST`, ...).
+pub struct DbPartVars {
+    pub host: &'static str,
+    pub port: &'static str,
+    pub name: &'static str,
+    pub user: &'static str,
+    pub password: &'static str,
+    pub sslmode: &'static str,
 }
 
 /// Where a service's database is and how to reach it.
@@ -97,6 +111,82 @@ pub struct DatabaseSettings {
     pub direct_url: Option<String>,
     pub pooler: Pooler,
     pub pool_size: Option<u32>,
+    /// A connection older than this is closed instead of reused: managed
+    /// servers and poolers drop long-lived connections, and a new one
+    /// picks up DNS or certificate changes.
+    pub max_lifetime: std::time::Duration,
+}
+
+/// The `sslmode` values libpq knows.
+pub const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// `postgres://USER:PASSWORD@HOST:PORT/NAME?sslmode=MODE` from the parts
+/// (`None` when none of host, name or user is set). User, password and
+/// name are percent-encoded, so any character works in a password.
+fn url_from_parts(
+    get: &impl Fn(&str) -> Option<String>,
+    vars: &DbPartVars,
+) -> Result<Option<String>, ConfigError> {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let part = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+    let (host, name, user) = (part(vars.host), part(vars.name), part(vars.user));
+    if host.is_none() && name.is_none() && user.is_none() {
+        return Ok(None);
+    }
+    let required = |value: Option<String>, var: &'static str| {
+        value.ok_or_else(|| {
+            err(
+                var,
+                format!(
+                    "is required with {}, {} and {} (or give the URL instead)",
+                    vars.host, vars.name, vars.user
+                ),
+            )
+        })
+    };
+    let (host, name, user) = (
+        required(host, vars.host)?,
+        required(name, vars.name)?,
+        required(user, vars.user)?,
+    );
+    let port: u16 = match part(vars.port) {
+        None => 5432,
+        Some(p) => p
+            .trim()
+            .parse()
+            .map_err(|_| err(vars.port, "must be a port number"))?,
+    };
+    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let password = part(vars.password).map_or_else(String::new, |p| format!(":{}", encode(&p)));
+    let host = host.trim();
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let mut url = format!(
+        "postgres://{}{password}@{host}:{port}/{}",
+        encode(user.trim()),
+        encode(name.trim())
+    );
+    if let Some(mode) = part(vars.sslmode) {
+        let mode = mode.trim().to_lowercase();
+        if !SSLMODES.contains(&mode.as_str()) {
+            return Err(err(
+                vars.sslmode,
+                format!("`{mode}` is not one of {}", SSLMODES.join(", ")),
+            ));
+        }
+        url.push_str(&format!("?sslmode={mode}"));
+    }
+    Ok(Some(url))
 }
 
 impl DatabaseSettings {
@@ -105,7 +195,11 @@ impl DatabaseSettings {
         vars: &DatabaseVars,
         default_url: &str,
     ) -> Result<Self, ConfigError> {
-        let url = get(vars.url).unwrap_or_else(|| default_url.to_owned());
+        // The URL wins; then the seed configuration's parts; then the default.
+        let url = match get(vars.url) {
+            Some(url) => url,
+            None => url_from_parts(get, &vars.parts)?.unwrap_or_else(|| default_url.to_owned()),
+        };
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let pooler = match get(vars.pooler).as_deref().map(str::trim) {
             None | Some("") | Some("none") | Some("session") => Pooler::None,
@@ -140,6 +234,9 @@ impl DatabaseSettings {
             direct_url,
             pooler,
             pool_size: parse_opt(get, vars.pool_size, 1, 1000)?,
+            max_lifetime: std::time::Duration::from_secs(
+                parse_opt(get, vars.max_lifetime, 10u64, 7 * 24 * 3600)?.unwrap_or(30 * 60),
+            ),
         })
     }
 
@@ -289,6 +386,15 @@ mod tests {
         direct_url: "DATABASE_DIRECT_URL",
         pooler: "DATABASE_POOLER",
         pool_size: "DATABASE_POOL_SIZE",
+        parts: DbPartVars {
+            host: "DB_HOST",
+            port: "DB_PORT",
+            name: "DB_NAME",
+            user: "DB_USER",
+            password: "DB_PASSWORD",
+            sslmode: "DB_SSLMODE",
+        },
+        max_lifetime: "DATABASE_MAX_LIFETIME_SECONDS",
     };
 
     fn database(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, ConfigError> {
@@ -339,5 +445,69 @@ mod tests {
             let e = database(env).unwrap_err();
             assert_eq!(e.var, var, "{env:?}: {e}");
         }
+    }
+
+    /// Seed 001 configures the database by parts; a password may hold any
+    /// character, and the URL wins when both are given.
+    #[test]
+    fn database_from_seed_parts() {
+        let parts = database(&[
+            ("DB_HOST", "db.example.com"),
+            ("DB_PORT", "6543"),
+            ("DB_NAME", "main app"),
+            ("DB_USER", "app@tenant"),
+            ("DB_PASSWORD", "p@ss:w/rd?#%"),
+            ("DB_SSLMODE", "Verify-Full"),
+        ])
+        .unwrap();
+        assert_eq!(
+            parts.url,
+            "postgres://app%40tenant:p%40ss%3Aw%2Frd%3F%23%25@db.example.com:6543/main%20app?sslmode=verify-full"
+        );
+        let minimal = database(&[("DB_HOST", "::1"), ("DB_NAME", "m"), ("DB_USER", "u")]).unwrap();
+        assert_eq!(minimal.url, "postgres://u@[::1]:5432/m");
+        let both = database(&[
+            ("DATABASE_URL", "postgres://x@h/y"),
+            ("DB_HOST", "ignored"),
+            ("DB_NAME", "ignored"),
+            ("DB_USER", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(both.url, "postgres://x@h/y");
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (&[("DB_HOST", "h"), ("DB_NAME", "n")], "DB_USER"),
+            (&[("DB_USER", "u"), ("DB_NAME", "n")], "DB_HOST"),
+            (
+                &[
+                    ("DB_HOST", "h"),
+                    ("DB_NAME", "n"),
+                    ("DB_USER", "u"),
+                    ("DB_PORT", "x"),
+                ],
+                "DB_PORT",
+            ),
+            (
+                &[
+                    ("DB_HOST", "h"),
+                    ("DB_NAME", "n"),
+                    ("DB_USER", "u"),
+                    ("DB_SSLMODE", "on"),
+                ],
+                "DB_SSLMODE",
+            ),
+        ];
+        for (env, var) in cases {
+            let e = database(env).unwrap_err();
+            assert_eq!(e.var, var, "{env:?}: {e}");
+        }
+        assert_eq!(parts.max_lifetime, std::time::Duration::from_secs(1800));
+        let short = database(&[("DATABASE_MAX_LIFETIME_SECONDS", "60")]).unwrap();
+        assert_eq!(short.max_lifetime, std::time::Duration::from_secs(60));
+        assert_eq!(
+            database(&[("DATABASE_MAX_LIFETIME_SECONDS", "1")])
+                .unwrap_err()
+                .var,
+            "DATABASE_MAX_LIFETIME_SECONDS"
+        );
     }
 }

@@ -156,17 +156,35 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for PoolError {
 /// or for an idle one to answer its check, before the request fails (503).
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection is reused when nothing says otherwise.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
 /// A pool that opens connections lazily, inside the caller's own future:
 /// nothing is spawned, so whichever runtime asks (an actix worker, or the
 /// main runtime at shutdown) a connection is either opened or not counted.
 /// Each checkout checks the connection first (`RecyclingMethod`), so one
 /// whose server went away, or whose runtime ended, is replaced.
-fn build_pool<C>(manager: AsyncDieselConnectionManager<C>, max_size: u32) -> anyhow::Result<Pool<C>>
+/// A connection older than `max_lifetime` is closed at its next checkout
+/// instead of being reused (managed servers and poolers drop old ones).
+fn build_pool<C>(
+    manager: AsyncDieselConnectionManager<C>,
+    max_size: u32,
+    max_lifetime: Duration,
+) -> anyhow::Result<Pool<C>>
 where
     AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
 {
     Pool::builder(manager)
         .max_size(max_size as usize)
+        .pre_recycle(deadpool::managed::Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > max_lifetime {
+                Err(deadpool::managed::HookError::message(
+                    "past its maximum lifetime",
+                ))
+            } else {
+                Ok(())
+            }
+        }))
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
@@ -179,7 +197,7 @@ impl DbPool {
     /// Builds the pool lazily: the server starts even if the database is
     /// briefly unreachable, and `/health/ready` says so.
     pub async fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
-        Self::connect_with(url, max_size, Pooler::None).await
+        Self::connect_with(url, max_size, Pooler::None, DEFAULT_MAX_LIFETIME).await
     }
 
     /// The pool a service's database settings describe; by default 16
@@ -189,11 +207,23 @@ impl DbPool {
             Some(Backend::Sqlite) => 8,
             _ => 16,
         };
-        Self::connect_with(&s.url, s.pool_size.unwrap_or(default), s.pooler).await
+        Self::connect_with(
+            &s.url,
+            s.pool_size.unwrap_or(default),
+            s.pooler,
+            s.max_lifetime,
+        )
+        .await
     }
 
-    /// Like [`DbPool::connect`], for a database behind `pooler`.
-    pub async fn connect_with(url: &str, max_size: u32, pooler: Pooler) -> anyhow::Result<Self> {
+    /// Like [`DbPool::connect`], for a database behind `pooler`, closing
+    /// connections older than `max_lifetime`.
+    pub async fn connect_with(
+        url: &str,
+        max_size: u32,
+        pooler: Pooler,
+        max_lifetime: Duration,
+    ) -> anyhow::Result<Self> {
         match Backend::of_url(url) {
             Some(Backend::Postgres) => {
                 let manager = match pooler {
@@ -208,7 +238,7 @@ impl DbPool {
                         AsyncDieselConnectionManager::new_with_config(url, config)
                     }
                 };
-                Ok(Self::Postgres(build_pool(manager, max_size)?))
+                Ok(Self::Postgres(build_pool(manager, max_size, max_lifetime)?))
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(url).to_owned();
@@ -224,7 +254,7 @@ impl DbPool {
                     })
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(path, config);
-                Ok(Self::Sqlite(build_pool(manager, max_size)?))
+                Ok(Self::Sqlite(build_pool(manager, max_size, max_lifetime)?))
             }
             None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
         }
@@ -579,6 +609,63 @@ mod tests {
             })
             .expect("written after the workers' runtimes ended");
         });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The URL that `shared_types::config` builds from seed parts reaches
+    /// the driver with the password intact, whatever it holds.
+    #[test]
+    fn percent_encoded_credentials_reach_the_driver_decoded() {
+        let config: tokio_postgres::Config =
+            "postgres://app%40tenant:p%40ss%3Aw%2Frd%3F%23%25@db.example.com:6543/main%20app"
+                .parse()
+                .expect("url");
+        assert_eq!(config.get_user(), Some("app@tenant"));
+        assert_eq!(config.get_password(), Some(&b"p@ss:w/rd?#%"[..]));
+        assert_eq!(config.get_dbname(), Some("main app"));
+    }
+
+    /// A connection past its maximum lifetime is closed at checkout and a
+    /// new one opened (a SQLite temporary table lives only as long as its
+    /// connection, so it tells them apart).
+    #[tokio::test]
+    async fn connections_past_their_lifetime_are_replaced() {
+        let dir = std::env::temp_dir().join(format!("kit-life-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db", dir.display());
+        let survives = |lifetime: Duration| {
+            let url = url.clone();
+            async move {
+                let pool = DbPool::connect_with(&url, 1, Pooler::None, lifetime)
+                    .await
+                    .expect("pool");
+                {
+                    let mut pooled = pool.get().await.expect("conn");
+                    run!(&mut pooled.conn(), |c| {
+                        diesel_async::SimpleAsyncConnection::batch_execute(
+                            c,
+                            "CREATE TEMP TABLE marker (x INTEGER)",
+                        )
+                        .await
+                    })
+                    .expect("temp table");
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let mut pooled = pool.get().await.expect("conn");
+                run!(&mut pooled.conn(), |c| {
+                    diesel_async::SimpleAsyncConnection::batch_execute(c, "SELECT x FROM marker")
+                        .await
+                })
+                .is_ok()
+            }
+        };
+        assert!(
+            survives(Duration::from_secs(60)).await,
+            "reused while young"
+        );
+        assert!(
+            !survives(Duration::from_millis(50)).await,
+            "replaced when old"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
