@@ -9,7 +9,6 @@
 //! `failed` (it stays a failure and may lock), `passed` (a lock written
 //! meanwhile still wins) or `released` (nothing was decided).
 
-use actix_web::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -31,15 +30,14 @@ pub struct Attempt {
 
 /// 429 `too_many_attempts` with Retry-After until `until`.
 pub fn too_many_attempts(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    let seconds = (until - now).num_seconds().max(1);
-    ApiError {
-        retry_after: u64::try_from(seconds).ok(),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!("too many failed attempts; try again in {seconds} s or reset the password"),
-        )
-    }
+    let seconds = u64::try_from((until - now).num_seconds())
+        .unwrap_or(0)
+        .max(1);
+    ApiError::too_many(
+        "too_many_attempts",
+        seconds,
+        format!("too many failed attempts; try again in {seconds} s or reset the password"),
+    )
 }
 
 impl AppState {

@@ -253,11 +253,10 @@ async fn service_caller(
     // Failures are aggregated and budgeted per address (see
     // `service_tokens`): anyone can send a token, so they must not cost a
     // row, or past the budget even a lookup, each.
-    let over_budget = || ApiError {
-        retry_after: Some(60),
-        ..ApiError::new(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+    let over_budget = || {
+        ApiError::too_many(
             "too_many_requests",
+            60,
             "too many failed service-token uses from this address; retry in a minute",
         )
     };

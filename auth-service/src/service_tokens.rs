@@ -180,7 +180,7 @@ struct Pending {
     events: Vec<AuthEvent>,
     dropped_events: u64,
     /// Failed uses, one aggregate per (token, address, reason).
-    failures: HashMap<(Option<Uuid>, Option<String>, String), Failures>,
+    failures: HashMap<(Option<Uuid>, String, String), Failures>,
     dropped_failures: u64,
     /// Failures per address in the current minute (`FAILURE_BUDGET`).
     budget: HashMap<String, u32>,
@@ -208,20 +208,14 @@ impl Usage {
         client: &ClientInfo,
         detail: &str,
     ) -> bool {
-        let address = client
-            .ip
-            .map(crate::extractors::limit_key)
-            .map(|ip| ip.to_string());
+        let address = client.limit_key();
         let minute = crate::db::now().timestamp() / 60;
         let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if pending.budget_minute != minute || pending.budget.len() >= MAX_BUDGET_KEYS {
             pending.budget.clear();
             pending.budget_minute = minute;
         }
-        let spent = pending
-            .budget
-            .entry(address.clone().unwrap_or_default())
-            .or_insert(0);
+        let spent = pending.budget.entry(address.clone()).or_insert(0);
         *spent = spent.saturating_add(1);
         let within = *spent <= FAILURE_BUDGET;
         let key = (token_id, address, detail.to_owned());
@@ -248,11 +242,7 @@ impl Usage {
     /// Whether `client`'s address has used up its failure budget this
     /// minute: then it is answered 429 before any lookup.
     pub fn exhausted(&self, client: &ClientInfo) -> bool {
-        let address = client
-            .ip
-            .map(crate::extractors::limit_key)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
+        let address = client.limit_key();
         let minute = crate::db::now().timestamp() / 60;
         let pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
         pending.budget_minute == minute

@@ -125,15 +125,14 @@ impl AppState {
         match mail::spacing_wait(tx, kind, to).await? {
             None => Ok(()),
             Some(next) => {
-                let seconds = (next - db::now()).num_seconds().max(1);
-                Err(ApiError {
-                    retry_after: u64::try_from(seconds).ok(),
-                    ..ApiError::new(
-                        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        format!("a mail like this went to that address less than a minute ago; try again in {seconds} s"),
-                    )
-                })
+                let seconds = u64::try_from((next - db::now()).num_seconds())
+                    .unwrap_or(0)
+                    .max(1);
+                Err(ApiError::too_many(
+                    "too_many_requests",
+                    seconds,
+                    format!("a mail like this went to that address less than a minute ago; try again in {seconds} s"),
+                ))
             }
         }
     }
