@@ -194,7 +194,7 @@ pub struct Databases {
 
 impl Databases {
     pub async fn create(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Self> {
-        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use diesel_async::RunQueryDsl;
         let Some(admin) = postgres else {
             return Ok(Self {
                 auth: format!("sqlite://{}", dir.join("auth.db").display()),
@@ -202,32 +202,28 @@ impl Databases {
                 postgres: None,
             });
         };
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .ok_or_else(|| anyhow::anyhow!("--postgres URL must end in /DBNAME"))?;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let names = vec![
             format!("bench_auth_{suffix}"),
             format!("bench_main_{suffix}"),
         ];
-        let mut conn = diesel_async::AsyncPgConnection::establish(admin).await?;
+        let mut conn = service_kit::db::establish_pg(admin).await?;
         for name in &names {
             diesel::sql_query(format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await?;
         }
         Ok(Self {
-            auth: format!("{base}/{}", names[0]),
-            main: format!("{base}/{}", names[1]),
+            auth: service_kit::db::url_with_database(admin, &names[0])?,
+            main: service_kit::db::url_with_database(admin, &names[1])?,
             postgres: Some((admin.to_owned(), names)),
         })
     }
 
     pub async fn drop_all(&self) {
-        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use diesel_async::RunQueryDsl;
         if let Some((admin, names)) = &self.postgres {
-            if let Ok(mut conn) = diesel_async::AsyncPgConnection::establish(admin).await {
+            if let Ok(mut conn) = service_kit::db::establish_pg(admin).await {
                 for name in names {
                     let _ =
                         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

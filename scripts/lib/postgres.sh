@@ -1,11 +1,12 @@
 # Throwaway PostgreSQL and PgBouncer for tests and benchmarks (sourced by
-# scripts/test and scripts/bench-pooler). Data under /tmp, loopback ports,
-# stopped by `stop_throwaway` (call it from an EXIT trap).
+# scripts/test, scripts/bench and scripts/bench-pooler). Data under /tmp,
+# loopback ports, all stopped by `stop_throwaway` (call it from an EXIT trap).
 #
 # PostgreSQL and PgBouncer both refuse to run as root: as root, their
 # programs run as the postgres user.
 
-THROWAWAY_DIR=""
+THROWAWAY_DIR=""      # the last server's directory (PgBouncer goes there)
+THROWAWAY_DIRS=()     # every directory to clean up
 
 as_pg() {
   if [ "$(id -u)" = 0 ]; then
@@ -26,35 +27,104 @@ find_pg_bin() {
 # start_postgres PORT: a fresh server; sets PG_URL to its admin URL. Fails
 # (status 1) when no initdb is installed.
 start_postgres() {
-  local port=$1 bin
+  init_postgres || return 1
+  run_postgres "$1" "-c listen_addresses=127.0.0.1"
+  PG_URL="postgres://postgres@127.0.0.1:$1/postgres"
+}
+
+# start_tls_postgres PORT: a fresh server that accepts only TLS (pg_hba
+# rejects plain connections), with a CA and a server certificate for the
+# name `localhost` made now by the openssl CLI, and a second CA that signed
+# nothing. Sets PG_TLS_URL (sslmode=verify-full, host localhost), TLS_CA,
+# TLS_OTHER_CA and TLS_DIR.
+start_tls_postgres() {
+  local port=$1
+  init_postgres || return 1
+  TLS_DIR=$THROWAWAY_DIR/tls
+  mkdir -p "$TLS_DIR"
+  make_ca "$TLS_DIR/ca" "authsys test CA"
+  make_ca "$TLS_DIR/other-ca" "authsys unrelated CA"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+    > "$TLS_DIR/server.ext"
+  openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+    -CAcreateserial -days 2 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.pem" 2>/dev/null
+  chmod 600 "$TLS_DIR"/*.key
+  cat > "$THROWAWAY_DIR/data/pg_hba.conf" <<HBA
+local     all all              trust
+hostssl   all all 127.0.0.1/32 trust
+hostssl   all all ::1/128      trust
+hostnossl all all 0.0.0.0/0    reject
+hostnossl all all ::/0         reject
+HBA
+  [ "$(id -u)" = 0 ] && chown -R postgres "$THROWAWAY_DIR"
+  chmod 755 "$THROWAWAY_DIR" "$TLS_DIR"
+  chmod 644 "$TLS_DIR"/*.pem
+  run_postgres "$port" "-c listen_addresses=localhost -c ssl=on \
+    -c ssl_cert_file=$TLS_DIR/server.pem -c ssl_key_file=$TLS_DIR/server.key"
+  TLS_CA=$TLS_DIR/ca.pem
+  TLS_OTHER_CA=$TLS_DIR/other-ca.pem
+  PG_TLS_URL="postgres://postgres@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$TLS_CA"
+}
+
+# make_ca STEM NAME: a self-signed CA, STEM.pem and STEM.key.
+make_ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$2" -keyout "$1.key" -out "$1.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>/dev/null
+}
+
+# init_postgres: a new data directory (THROWAWAY_DIR), not yet running.
+init_postgres() {
+  local bin
   bin=$(find_pg_bin || true)
   [ -n "$bin" ] && [ -x "$bin/initdb" ] || return 1
   THROWAWAY_DIR=$(mktemp -d /tmp/authsys-pg.XXXXXX)
+  THROWAWAY_DIRS+=("$THROWAWAY_DIR")
   [ "$(id -u)" = 0 ] && chown postgres "$THROWAWAY_DIR"
   as_pg "$bin/initdb" -D "$THROWAWAY_DIR/data" -U postgres --auth=trust >/dev/null
-  as_pg "$bin/pg_ctl" -D "$THROWAWAY_DIR/data" -l "$THROWAWAY_DIR/server.log" -w \
-    -o "-p $port -k $THROWAWAY_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
-    start >/dev/null
   PG_BIN=$bin
-  PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
-# start_pgbouncer PG_PORT PORT: PgBouncer in transaction mode in front of
-# the server on PG_PORT, every database name passed through; sets
-# PGBOUNCER_URL.
+# run_postgres PORT OPTIONS: starts the server in THROWAWAY_DIR.
+run_postgres() {
+  as_pg "$PG_BIN/pg_ctl" -D "$THROWAWAY_DIR/data" -l "$THROWAWAY_DIR/server.log" -w \
+    -o "-p $1 -k $THROWAWAY_DIR -c max_connections=300 -c fsync=off $2" \
+    start >/dev/null
+}
+
+# start_pgbouncer PG_PORT PORT [tls]: PgBouncer in transaction mode in
+# front of the server on PG_PORT, every database name passed through; sets
+# PGBOUNCER_URL. With `tls` (after start_tls_postgres): TLS on both legs,
+# the server's certificate checked in full, clients offered the same
+# certificate; PGBOUNCER_URL is then a verify-full URL.
 # Fails (status 1) when pgbouncer is not installed.
 start_pgbouncer() {
-  local pg_port=$1 port=$2 exe dir
+  local pg_port=$1 port=$2 tls=${3:-} exe dir server_host=127.0.0.1 tls_settings=""
   exe=$(command -v pgbouncer || ls /usr/sbin/pgbouncer 2>/dev/null || true)
   [ -n "$exe" ] || return 1
-  dir=${THROWAWAY_DIR:-$(mktemp -d /tmp/authsys-pgb.XXXXXX)}/pgbouncer
-  THROWAWAY_DIR=${THROWAWAY_DIR:-$(dirname "$dir")}
+  if [ -z "$THROWAWAY_DIR" ]; then
+    THROWAWAY_DIR=$(mktemp -d /tmp/authsys-pgb.XXXXXX)
+    THROWAWAY_DIRS+=("$THROWAWAY_DIR")
+  fi
+  dir=$THROWAWAY_DIR/pgbouncer
   mkdir -p "$dir"
   echo '"postgres" ""' > "$dir/userlist.txt"
+  if [ "$tls" = tls ]; then
+    server_host=localhost
+    tls_settings="client_tls_sslmode = require
+client_tls_cert_file = $TLS_DIR/server.pem
+client_tls_key_file = $TLS_DIR/server.key
+server_tls_sslmode = verify-full
+server_tls_ca_file = $TLS_CA"
+  fi
   cat > "$dir/pgbouncer.ini" <<INI
 [databases]
-* = host=127.0.0.1 port=$pg_port
+* = host=$server_host port=$pg_port
 [pgbouncer]
+$tls_settings
 listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir =
@@ -72,18 +142,24 @@ INI
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  PGBOUNCER_PID_FILE=$dir/pgbouncer.pid
-  PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  PGBOUNCER_PID_FILES+=("$dir/pgbouncer.pid")
+  if [ "$tls" = tls ]; then
+    PGBOUNCER_URL="postgres://postgres@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$TLS_CA"
+  else
+    PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  fi
 }
+PGBOUNCER_PID_FILES=()
 
 stop_throwaway() {
-  if [ -n "${PGBOUNCER_PID_FILE:-}" ] && [ -f "$PGBOUNCER_PID_FILE" ]; then
-    kill "$(cat "$PGBOUNCER_PID_FILE")" 2>/dev/null || true
-  fi
-  if [ -n "$THROWAWAY_DIR" ]; then
-    if [ -d "$THROWAWAY_DIR/data" ]; then
-      as_pg "$PG_BIN/pg_ctl" -D "$THROWAWAY_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  local pid_file dir
+  for pid_file in "${PGBOUNCER_PID_FILES[@]}"; do
+    [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
+  done
+  for dir in "${THROWAWAY_DIRS[@]}"; do
+    if [ -d "$dir/data" ]; then
+      as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
     fi
-    rm -rf "$THROWAWAY_DIR"
-  fi
+    rm -rf "$dir"
+  done
 }

@@ -8,7 +8,7 @@
 //! services under test connect through the pooler ([`TestDb::service_env`]);
 //! the tests themselves and migrations still go straight to the server.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 /// A database of its own for one test, removed when the test ends.
@@ -22,13 +22,7 @@ pub enum TestDb {
     },
 }
 
-/// `postgres://host/old` with `name` for `old`.
-fn with_database(url: &str, name: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("a test database URL must end in /DBNAME: {url}"),
-    }
-}
+use crate::db::url_with_database as with_database;
 
 impl TestDb {
     pub async fn create(dir: &std::path::Path, name: &str) -> (Self, String) {
@@ -38,18 +32,21 @@ impl TestDb {
         {
             Some(admin_url) => {
                 let name = format!("test_{}", Uuid::new_v4().simple());
-                let mut conn = AsyncPgConnection::establish(&admin_url)
+                let mut conn = crate::db::establish_pg(&admin_url)
                     .await
                     .expect("TEST_DATABASE_URL reachable");
                 diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
                     .execute(&mut conn)
                     .await
                     .expect("create database");
-                let url = with_database(&admin_url, &name);
+                let url =
+                    with_database(&admin_url, &name).expect("TEST_DATABASE_URL ends in /DBNAME");
                 let pooled_url = std::env::var("TEST_DATABASE_POOLER_URL")
                     .ok()
                     .filter(|u| !u.is_empty())
-                    .map(|p| with_database(&p, &name));
+                    .map(|p| {
+                        with_database(&p, &name).expect("TEST_DATABASE_POOLER_URL ends in /DBNAME")
+                    });
                 (
                     TestDb::Postgres {
                         admin_url,
@@ -105,7 +102,7 @@ impl Drop for TestDb {
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    if let Ok(mut conn) = crate::db::establish_pg(&url).await {
                         let _ = diesel::sql_query(format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                         ))
@@ -147,7 +144,7 @@ pub async fn database_text(url: &str) -> String {
             out
         }
         _ => {
-            let mut conn = AsyncPgConnection::establish(url)
+            let mut conn = crate::db::establish_pg(url)
                 .await
                 .expect("database reachable");
             let tables: Vec<Line> = diesel::sql_query(

@@ -83,39 +83,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     capture_logs();
     let dir = std::env::temp_dir().join(format!("auth-test-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let key_path = dir.join("jwt.pem");
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    std::fs::write(
-        &key_path,
-        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
-    )
-    .expect("write key");
     let (db, database_url) = TestDb::create(&dir, "auth").await;
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("AUTH_BIND".into(), "127.0.0.1:0".into()),
-        ("AUTH_DATABASE_URL".into(), database_url.clone()),
-        (
-            "AUTH_JWT_PRIVATE_KEY_FILE".into(),
-            key_path.display().to_string(),
-        ),
-        ("AUTH_SERVICE_API_KEY".into(), api_key.clone()),
-        (
-            "AUTH_SECRETS_KEY".into(),
-            service_kit::testing::secrets_key(),
-        ),
-        (
-            "AUTH_MAIL_OUTBOX".into(),
-            dir.join("mail.jsonl").display().to_string(),
-        ),
-        ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
-        ("AUTH_WORKERS".into(), "1".into()),
-        // The rate limit has its own test; elsewhere many requests come
-        // from one address.
-        ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
-        // Delivery is tested across both services (main-backend's tests).
-        ("AUTH_WEBHOOK_URL".into(), "off".into()),
-    ]);
+    let mut env = test_env(&dir, &api_key);
+    env.insert("AUTH_DATABASE_URL".into(), database_url.clone());
     env.extend(db.service_env("AUTH_DATABASE_URL", &database_url));
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());
@@ -141,6 +112,59 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         replicas: Vec::new(),
         _db: db,
         dir,
+    }
+}
+
+/// The settings every test server gets (a fresh signing key in `dir`, mail
+/// to a file there), as environment variables; the database is added by
+/// the caller.
+fn test_env(dir: &std::path::Path, api_key: &str) -> HashMap<String, String> {
+    let key_path = dir.join("jwt.pem");
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::write(
+        &key_path,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
+    HashMap::from([
+        ("AUTH_BIND".into(), "127.0.0.1:0".into()),
+        (
+            "AUTH_JWT_PRIVATE_KEY_FILE".into(),
+            key_path.display().to_string(),
+        ),
+        ("AUTH_SERVICE_API_KEY".into(), api_key.to_owned()),
+        (
+            "AUTH_SECRETS_KEY".into(),
+            service_kit::testing::secrets_key(),
+        ),
+        (
+            "AUTH_MAIL_OUTBOX".into(),
+            dir.join("mail.jsonl").display().to_string(),
+        ),
+        ("AUTH_DATABASE_POOL_SIZE".into(), "4".into()),
+        ("AUTH_WORKERS".into(), "1".into()),
+        // The rate limit has its own test; elsewhere many requests come
+        // from one address.
+        ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
+        // Delivery is tested across both services (main-backend's tests).
+        ("AUTH_WEBHOOK_URL".into(), "off".into()),
+    ])
+}
+
+/// Starts a server on the database `database_url` names, which must fail;
+/// returns what it said (as `auth-service` prints it: `{:#}`).
+pub async fn start_error(database_url: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("auth-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
+    let mut env = test_env(&dir, &api_key);
+    env.insert("AUTH_DATABASE_URL".into(), database_url.to_owned());
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
+    let result = Application::build(settings).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(_) => panic!("the service started on {database_url}"),
+        Err(e) => format!("{e:#}"),
     }
 }
 

@@ -16,4 +16,5 @@ mod mfa;
 mod refresh;
 mod register;
 mod sessions;
+mod tls;
 mod tokens;

@@ -11,7 +11,10 @@
 //! Pools are plain: no role switching, no per-request settings, no JWT claims
 //! on connections. Authentication happens at the HTTP edge only.
 
+mod postgres;
 pub mod sql_types;
+
+pub use postgres::{establish as establish_pg, url_with_database, PgConnector, SslMode};
 
 pub use sql_types::{DbTime, DbUuid, SqlTimestamp, SqlUuid};
 
@@ -226,18 +229,25 @@ impl DbPool {
     ) -> anyhow::Result<Self> {
         match Backend::of_url(url) {
             Some(Backend::Postgres) => {
-                let manager = match pooler {
-                    Pooler::None => AsyncDieselConnectionManager::<AsyncPgConnection>::new(url),
+                // Read once: a bad sslmode or root file stops the start.
+                let connector = PgConnector::from_url(url)?;
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                match pooler {
+                    Pooler::None => {
+                        config.custom_setup = Box::new(move |_| {
+                            let connector = connector.clone();
+                            Box::pin(async move { connector.establish().await })
+                        });
+                    }
                     Pooler::Transaction => {
-                        let mut config = ManagerConfig::<AsyncPgConnection>::default();
                         config.custom_setup =
-                            Box::new(|url| Box::pin(pooler_connection(url.to_owned())));
+                            Box::new(move |_| Box::pin(pooler_connection(connector.clone())));
                         // The default check runs a prepared statement, which
                         // the pooler may send to another server connection.
                         config.recycling_method = RecyclingMethod::Fast;
-                        AsyncDieselConnectionManager::new_with_config(url, config)
                     }
-                };
+                }
+                let manager = AsyncDieselConnectionManager::new_with_config(url, config);
                 Ok(Self::Postgres(build_pool(manager, max_size, max_lifetime)?))
             }
             Some(Backend::Sqlite) => {
@@ -309,11 +319,9 @@ impl PooledConn {
 /// sends each statement unnamed, parse to execute in one round trip, which
 /// the pooler keeps on one server connection. Its own setup statements run
 /// before the cache is turned off, so they run inside BEGIN/COMMIT.
-async fn pooler_connection(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+async fn pooler_connection(connector: PgConnector) -> diesel::ConnectionResult<AsyncPgConnection> {
     use diesel::ConnectionError;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    let (client, connection) = connector.connect_raw().await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "pooler connection closed");
@@ -505,11 +513,10 @@ pub async fn run_migrations(
         match Backend::of_url(&url) {
             Some(Backend::Postgres) => {
                 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+                let connector = PgConnector::from_url(&url)?;
                 let _guard = handle.enter();
-                let mut conn =
-                    <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(
-                        &url,
-                    )?;
+                let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+                    handle.block_on(connector.establish())?.into();
                 SimpleConnection::batch_execute(
                     &mut conn,
                     &format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"),
