@@ -26,6 +26,8 @@ pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// Cloudflare's `cf-ray` request id, when the request carried one.
+    pub cf_ray: Option<String>,
     pub endpoint: String,
 }
 
@@ -106,6 +108,20 @@ pub fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
     Some(nearest)
 }
 
+/// The `cf-ray` header, kept for correlation only (nothing is decided on
+/// it, and anyone can send one): Cloudflare's form is hex digits, a dash
+/// and a data-centre code; anything else, or longer than 64 bytes, is
+/// dropped rather than stored.
+fn cf_ray(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get("cf-ray")?.to_str().ok()?;
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| value.to_owned())
+}
+
 impl ClientInfo {
     pub fn of(req: &HttpRequest) -> Self {
         let trusted = req
@@ -120,6 +136,7 @@ impl ClientInfo {
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(512).collect()),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+            cf_ray: cf_ray(req),
             endpoint: format!(
                 "{} {}",
                 req.method(),

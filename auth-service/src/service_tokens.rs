@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::db::events::{self, kind, AuthEvent};
 use crate::db::service_tokens::{self as rows, ServiceTokenRow};
-use crate::db::sql_types::{DbTime, DbUuid};
+use crate::db::sql_types::{DbJson, DbTime, DbUuid};
 use crate::db::{Conn, DbPool};
 use crate::domain::TokenSpec;
 use crate::extractors::ClientInfo;
@@ -110,7 +110,7 @@ pub async fn create(
         use_count: 0,
         revoked_at: None,
         created_by: created_by.to_owned(),
-        metadata: spec.metadata.as_ref().map(ToString::to_string),
+        metadata: spec.metadata.clone().map(DbJson),
     };
     let audit = AuthEvent {
         detail: Some(format!(
@@ -167,6 +167,7 @@ pub fn audit_event(
         user_agent: client.and_then(|c| c.user_agent.clone()),
         endpoint: client.map(|c| c.endpoint.clone()),
         request_id: client.and_then(|c| c.request_id.clone()),
+        cf_ray: client.and_then(|c| c.cf_ray.clone()),
         success,
         detail,
         created_at: DbTime(crate::db::now()),
@@ -397,6 +398,7 @@ mod tests {
             ip: None,
             user_agent: None,
             request_id: None,
+            cf_ray: None,
             endpoint: "GET /x".into(),
         };
         let id = Uuid::now_v7();

@@ -378,6 +378,9 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub endpoint: Option<String>,
     pub request_id: Option<String>,
+    /// Cloudflare's id of the request (its `cf-ray` header), when it came
+    /// through Cloudflare: follows one request from the edge to this row.
+    pub cf_ray: Option<String>,
     pub success: bool,
     pub detail: Option<String>,
     pub created_at: DateTime<Utc>,

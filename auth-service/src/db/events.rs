@@ -56,6 +56,8 @@ pub struct AuthEvent {
     pub user_agent: Option<String>,
     pub endpoint: Option<String>,
     pub request_id: Option<String>,
+    /// Cloudflare's id of the request (`cf-ray`), when it came through Cloudflare.
+    pub cf_ray: Option<String>,
     pub success: bool,
     pub detail: Option<String>,
     pub created_at: DbTime,

@@ -80,6 +80,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         endpoint -> Nullable<Text>,
         request_id -> Nullable<Text>,
+        cf_ray -> Nullable<Text>,
         success -> Bool,
         detail -> Nullable<Text>,
         created_at -> SqlTimestamp,
@@ -110,7 +111,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+    use service_kit::db::sql_types::{SqlJson, SqlUuid, SqlTimestamp};
 
     service_tokens (id) {
         id -> SqlUuid,
@@ -123,7 +124,7 @@ diesel::table! {
         use_count -> BigInt,
         revoked_at -> Nullable<SqlTimestamp>,
         created_by -> Text,
-        metadata -> Nullable<Text>,
+        metadata -> Nullable<SqlJson>,
     }
 }
 

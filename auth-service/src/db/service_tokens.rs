@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::schema::service_tokens as st;
-use super::sql_types::{DbTime, DbUuid};
+use super::sql_types::{DbJson, DbTime, DbUuid};
 use super::Conn;
 use service_kit::run;
 
@@ -25,8 +25,8 @@ pub struct ServiceTokenRow {
     pub use_count: i64,
     pub revoked_at: Option<DbTime>,
     pub created_by: String,
-    /// A JSON object, or none.
-    pub metadata: Option<String>,
+    /// A JSON object, or none (`jsonb` on PostgreSQL).
+    pub metadata: Option<DbJson>,
 }
 
 impl ServiceTokenRow {
@@ -40,8 +40,8 @@ impl ServiceTokenRow {
     /// written only by `crate::service_tokens::create`).
     pub fn metadata_object(&self) -> Option<serde_json::Value> {
         self.metadata
-            .as_deref()
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .as_ref()
+            .map(|m| m.0.clone())
             .filter(serde_json::Value::is_object)
     }
 

@@ -303,6 +303,7 @@ pub async fn audit(
                 user_agent: e.user_agent,
                 endpoint: e.endpoint,
                 request_id: e.request_id,
+                cf_ray: e.cf_ray,
                 success: e.success,
                 detail: e.detail,
                 created_at: e.created_at.0,

@@ -64,6 +64,7 @@ pub(crate) fn audit(
         user_agent: client.user_agent.clone(),
         endpoint: Some(client.endpoint.clone()),
         request_id: client.request_id.clone(),
+        cf_ray: client.cf_ray.clone(),
         success,
         detail: detail.map(str::to_owned),
         created_at: DbTime(db::now()),

@@ -726,3 +726,113 @@ async fn service_token_metadata_is_listed_and_introspected() {
         assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
 }
+
+/// A request through Cloudflare carries `cf-ray`: its audit row keeps it
+/// beside our own request id. A value not of Cloudflare's form (anyone can
+/// send the header) is dropped rather than stored.
+#[tokio::test]
+async fn the_audit_row_keeps_cloudflares_ray_id() {
+    let app = spawn_app().await;
+    let admin = app.service_token(&["admin"]).await;
+    let a = email();
+    let user = app.register(&a).await;
+    for ray in [
+        "8f1d2c3b4a5e6f70-AMS",
+        "<script>alert(1)</script>",
+        &"a".repeat(65),
+    ] {
+        let res = app
+            .client
+            .post(format!("{}/v1/login", app.address))
+            .header("cf-ray", ray)
+            .json(&json!({"email": a, "password": "wrong password here"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = app
+        .admin_get(
+            &format!("/admin/v1/audit?user_id={}&kind=login_failed", user.user.id),
+            &admin,
+        )
+        .await;
+    let rows: Vec<Value> = res.json().await.expect("rows");
+    let rays: Vec<&Value> = rows.iter().rev().map(|r| &r["cf_ray"]).collect();
+    assert_eq!(
+        rays,
+        [&json!("8f1d2c3b4a5e6f70-AMS"), &Value::Null, &Value::Null]
+    );
+    assert!(rows.iter().all(|r| r["request_id"].is_string()), "{rows:?}");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Line {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    line: String,
+}
+
+/// Token metadata is `jsonb` on PostgreSQL (queryable by operators with
+/// `->>`), JSON text on SQLite (`json_extract`); active tokens have a
+/// partial index on both.
+#[tokio::test]
+async fn service_token_metadata_is_native_json_and_active_tokens_are_indexed() {
+    let app = spawn_app().await;
+    let admin = app.service_token(&["admin"]).await;
+    let res = app
+        .create_token(
+            &admin,
+            &json!({"name": "billing-worker", "scopes": ["internal"], "metadata": {"team": "billing"}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let db = app.db().await;
+    let mut pooled = db.get().await.expect("conn");
+    let (by_team, index, column_type) = match pooled.conn() {
+        service_kit::db::Conn::Pg(c) => {
+            let q = |sql: &'static str| diesel::sql_query(sql);
+            let by_team: Line =
+                q("SELECT name AS line FROM service_tokens WHERE metadata->>'team' = 'billing'")
+                    .get_result(c)
+                    .await
+                    .expect("jsonb query");
+            let index: Line = q("SELECT indexdef AS line FROM pg_indexes WHERE indexname = 'service_tokens_active_idx'")
+                .get_result(c)
+                .await
+                .expect("index");
+            let column: Line = q(
+                "SELECT data_type::text AS line FROM information_schema.columns \
+                 WHERE table_name = 'service_tokens' AND column_name = 'metadata'",
+            )
+            .get_result(c)
+            .await
+            .expect("column");
+            (by_team.line, index.line, column.line)
+        }
+        service_kit::db::Conn::Sqlite(c) => {
+            let q = |sql: &'static str| diesel::sql_query(sql);
+            let by_team: Line = q("SELECT name AS line FROM service_tokens WHERE json_extract(metadata, '$.team') = 'billing'")
+                .get_result(c)
+                .await
+                .expect("json query");
+            let index: Line = q(
+                "SELECT sql AS line FROM sqlite_master WHERE name = 'service_tokens_active_idx'",
+            )
+            .get_result(c)
+            .await
+            .expect("index");
+            (by_team.line, index.line, "TEXT".to_owned())
+        }
+    };
+    assert_eq!(by_team, "billing-worker");
+    assert!(
+        index.contains("WHERE (revoked_at IS NULL)") || index.contains("WHERE revoked_at IS NULL"),
+        "{index}"
+    );
+    let expected = if app.database_url.starts_with("postgres") {
+        "jsonb"
+    } else {
+        "TEXT"
+    };
+    assert_eq!(column_type, expected);
+}

@@ -16,7 +16,7 @@ pub mod sql_types;
 
 pub use postgres::{establish as establish_pg, url_with_database, PgConnector, SslMode};
 
-pub use sql_types::{DbTime, DbUuid, SqlTimestamp, SqlUuid};
+pub use sql_types::{DbJson, DbTime, DbUuid, SqlJson, SqlTimestamp, SqlUuid};
 
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! SQL types that map to native types on PostgreSQL and to text on SQLite.
 //!
-//! Diesel's own `Uuid` and `Timestamptz` exist only for PostgreSQL, so a table
-//! using them could not be queried through SQLite. These two types carry the
-//! right wire type for each backend, which lets one `table!` definition and
-//! one query serve both: PostgreSQL gets `uuid`/`timestamptz` (binary protocol),
-//! SQLite gets `TEXT`.
+//! Diesel's own `Uuid`, `Timestamptz` and `Jsonb` exist only for PostgreSQL,
+//! so a table using them could not be queried through SQLite. These types
+//! carry the right wire type for each backend, which lets one `table!`
+//! definition and one query serve both: PostgreSQL gets
+//! `uuid`/`timestamptz`/`jsonb` (binary protocol), SQLite gets `TEXT`.
 //!
 //! SQLite timestamps are written as `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width
 //! and always UTC, so text comparison and ordering are time comparison and
@@ -38,6 +38,45 @@ pub struct SqlTimestamp;
 // Ordered on both backends: timestamptz natively, and the fixed-width UTC
 // text on SQLite sorts as time does. Lets `min`/`max` work on timestamps.
 impl diesel::sql_types::SqlOrd for SqlTimestamp {}
+
+/// SQL type of a JSON value: `jsonb` on PostgreSQL (oid 3802), `TEXT` on SQLite.
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
+#[diesel(postgres_type(oid = 3802, array_oid = 3807))]
+#[diesel(sqlite_type(name = "Text"))]
+pub struct SqlJson;
+
+/// A JSON value as stored (newtype for the same reason as `DbUuid`).
+#[derive(Debug, Clone, PartialEq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = SqlJson)]
+pub struct DbJson(pub serde_json::Value);
+
+impl ToSql<SqlJson, Pg> for DbJson {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <serde_json::Value as ToSql<diesel::sql_types::Jsonb, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl FromSql<SqlJson, Pg> for DbJson {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        <serde_json::Value as FromSql<diesel::sql_types::Jsonb, Pg>>::from_sql(bytes).map(Self)
+    }
+}
+
+impl ToSql<SqlJson, Sqlite> for DbJson {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.0.to_string());
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<SqlJson, Sqlite> for DbJson {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
+        Ok(Self(serde_json::from_str(&text)?))
+    }
+}
 
 /// A UUID as stored. A newtype because diesel's blanket impls and the orphan
 /// rule leave no way to bind `uuid::Uuid` itself to a type of ours.
