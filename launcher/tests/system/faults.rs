@@ -25,7 +25,7 @@ const PASSWORD: &str = "fault injection password 42";
 
 /// Registers `email`; `Ok(Some((id, access token)))` on 201, `Ok(None)` on
 /// any other answer, `Err` when no answer came (connection refused or cut).
-async fn register(
+pub(crate) async fn register(
     client: &reqwest::Client,
     auth_url: &str,
     email: &str,
@@ -99,7 +99,11 @@ async fn processed_webhooks(url: &str) -> Vec<String> {
 
 /// Waits until the mirror holds exactly the auth service's users at their
 /// versions; panics with the difference otherwise.
-async fn converged(auth_db: &str, main_db: &str, within: Duration) -> HashMap<Uuid, i64> {
+pub(crate) async fn converged(
+    auth_db: &str,
+    main_db: &str,
+    within: Duration,
+) -> HashMap<Uuid, i64> {
     let deadline = Instant::now() + within;
     loop {
         let (truth, mirror) = (auth_users(auth_db).await, mirror_users(main_db).await);

@@ -4,10 +4,12 @@
 //!
 //! - `faults`: processes killed, frozen, databases restarted, replicas.
 //! - `browser`: the web app in headless Chromium (WebDriver).
+//! - `roles`: each service as its own PostgreSQL role (deploy/postgres/roles.sql).
 
 // A failed unwrap here is a failed test, with its line number.
 #![allow(clippy::unwrap_used)]
 
 mod browser;
 mod faults;
+mod roles;
 mod stack;
