@@ -4,11 +4,13 @@
 //!
 //! - `faults`: processes killed, frozen, databases restarted, replicas.
 //! - `browser`: the web app in headless Chromium (WebDriver).
+//! - `alerts`: the Prometheus rules and Grafana dashboard against a live /metrics.
 //! - `roles`: each service as its own PostgreSQL role (deploy/postgres/roles.sql).
 
 // A failed unwrap here is a failed test, with its line number.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod browser;
 mod faults;
 mod roles;
