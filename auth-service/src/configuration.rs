@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `AUTH_BIND` | `127.0.0.1:8001` | listen address |
 //! | `AUTH_DATABASE_URL` | `sqlite://data/auth.db` | `sqlite://PATH` or `postgres://...` |
-//! | `AUTH_DB_HOST`, `AUTH_DB_PORT` (5432), `AUTH_DB_NAME`, `AUTH_DB_USER`, `AUTH_DB_PASSWORD`, `AUTH_DB_SSLMODE` | unset | the URL's parts, as seed configurations give them; used when `AUTH_DATABASE_URL` is unset |
+//! | `AUTH_DB_HOST`, `AUTH_DB_PORT` (5432), `AUTH_DB_NAME`, `AUTH_DB_USER`, `AUTH_DB_PASSWORD`, `AUTH_DB_SSLMODE`, `AUTH_DB_SSLROOTCERT` | unset | the URL's parts, as seed configurations give them; used when `AUTH_DATABASE_URL` is unset |
 //! | `AUTH_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
 //! | `AUTH_DATABASE_MAX_LIFETIME_SECONDS` | 1800 | a connection older than this is closed instead of reused |
 //! | `AUTH_DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
@@ -149,6 +149,7 @@ pub fn database(get: impl Fn(&str) -> Option<String>) -> Result<DatabaseSettings
                 user: "AUTH_DB_USER",
                 password: "AUTH_DB_PASSWORD",
                 sslmode: "AUTH_DB_SSLMODE",
+                sslrootcert: "AUTH_DB_SSLROOTCERT",
             },
             max_lifetime: "AUTH_DATABASE_MAX_LIFETIME_SECONDS",
         },

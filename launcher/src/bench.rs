@@ -305,14 +305,18 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
         },
         secs = args.seconds,
     );
-    // The pooler section comes from `./scripts/bench-pooler`; keep it.
-    let report = match std::fs::read_to_string(&args.out)
-        .ok()
-        .and_then(|old| crate::bench_pooler::section_of(&old).map(str::to_owned))
-    {
-        Some(section) => crate::bench_pooler::replace_section(&report, &section),
-        None => report,
-    };
+    // The pooler and TLS sections come from `./scripts/bench-pooler` and
+    // `./scripts/bench-tls`; keep them.
+    let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+    let mut report = report;
+    for route in [
+        crate::bench_routes::Route::Pooler,
+        crate::bench_routes::Route::Tls,
+    ] {
+        if let Some(section) = crate::bench_routes::section_of(route, &old) {
+            report = crate::bench_routes::replace_section(route, &report, section);
+        }
+    }
     std::fs::write(&args.out, &report)?;
     println!("{report}");
     Ok(())

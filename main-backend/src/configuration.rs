@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `MAIN_BIND` | `127.0.0.1:8000` | listen address |
 //! | `DATABASE_URL` | `sqlite://data/main.db` | `sqlite://PATH` or `postgres://...` |
-//! | `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSLMODE` | unset | the URL's parts, as seed configurations give them; used when `DATABASE_URL` is unset |
+//! | `DB_HOST`, `DB_PORT` (5432), `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSLMODE`, `DB_SSLROOTCERT` | unset | the URL's parts, as seed configurations give them; used when `DATABASE_URL` is unset |
 //! | `MAIN_DATABASE_POOL_SIZE` | 16 (PostgreSQL), 8 (SQLite) | connections per process |
 //! | `MAIN_DATABASE_MAX_LIFETIME_SECONDS` | 1800 | a connection older than this is closed instead of reused |
 //! | `DATABASE_POOLER` | `none` | `transaction` behind PgBouncer/Supavisor in transaction mode |
@@ -115,6 +115,7 @@ impl Settings {
                         user: "DB_USER",
                         password: "DB_PASSWORD",
                         sslmode: "DB_SSLMODE",
+                        sslrootcert: "DB_SSLROOTCERT",
                     },
                     max_lifetime: "MAIN_DATABASE_MAX_LIFETIME_SECONDS",
                 },

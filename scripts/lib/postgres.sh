@@ -32,13 +32,15 @@ start_postgres() {
   PG_URL="postgres://postgres@127.0.0.1:$1/postgres"
 }
 
-# start_tls_postgres PORT: a fresh server that accepts only TLS (pg_hba
-# rejects plain connections), with a CA and a server certificate for the
-# name `localhost` made now by the openssl CLI, and a second CA that signed
+# start_tls_postgres PORT [also-plain]: a fresh server that accepts only
+# TLS (pg_hba rejects plain connections; with `also-plain` it takes both, for
+# the TLS benchmark), with a CA and a server certificate for the name
+# `localhost` made now by the openssl CLI, and a second CA that signed
 # nothing. Sets PG_TLS_URL (sslmode=verify-full, host localhost), TLS_CA,
 # TLS_OTHER_CA and TLS_DIR.
 start_tls_postgres() {
-  local port=$1
+  local port=$1 plain=reject
+  [ "${2:-}" = also-plain ] && plain=trust
   init_postgres || return 1
   TLS_DIR=$THROWAWAY_DIR/tls
   mkdir -p "$TLS_DIR"
@@ -55,8 +57,8 @@ start_tls_postgres() {
 local     all all              trust
 hostssl   all all 127.0.0.1/32 trust
 hostssl   all all ::1/128      trust
-hostnossl all all 0.0.0.0/0    reject
-hostnossl all all ::/0         reject
+hostnossl all all 0.0.0.0/0    $plain
+hostnossl all all ::/0         $plain
 HBA
   [ "$(id -u)" = 0 ] && chown -R postgres "$THROWAWAY_DIR"
   chmod 755 "$THROWAWAY_DIR" "$TLS_DIR"

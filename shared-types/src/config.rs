@@ -99,6 +99,8 @@ pub struct DbPartVars {
     pub user: &'static str,
     pub password: &'static str,
     pub sslmode: &'static str,
+    /// The CA file for `verify-ca`/`verify-full` (libpq's `sslrootcert`).
+    pub sslrootcert: &'static str,
 }
 
 /// Where a service's database is and how to reach it.
@@ -176,6 +178,7 @@ fn url_from_parts(
         encode(user.trim()),
         encode(name.trim())
     );
+    let mut params = Vec::new();
     if let Some(mode) = part(vars.sslmode) {
         let mode = mode.trim().to_lowercase();
         if !SSLMODES.contains(&mode.as_str()) {
@@ -184,7 +187,13 @@ fn url_from_parts(
                 format!("`{mode}` is not one of {}", SSLMODES.join(", ")),
             ));
         }
-        url.push_str(&format!("?sslmode={mode}"));
+        params.push(format!("sslmode={mode}"));
+    }
+    if let Some(path) = part(vars.sslrootcert) {
+        params.push(format!("sslrootcert={}", encode(path.trim())));
+    }
+    if !params.is_empty() {
+        url.push_str(&format!("?{}", params.join("&")));
     }
     Ok(Some(url))
 }
@@ -393,6 +402,7 @@ mod tests {
             user: "DB_USER",
             password: "DB_PASSWORD",
             sslmode: "DB_SSLMODE",
+            sslrootcert: "DB_SSLROOTCERT",
         },
         max_lifetime: "DATABASE_MAX_LIFETIME_SECONDS",
     };
@@ -458,11 +468,13 @@ mod tests {
             ("DB_USER", "app@tenant"),
             ("DB_PASSWORD", "p@ss:w/rd?#%"),
             ("DB_SSLMODE", "Verify-Full"),
+            ("DB_SSLROOTCERT", "/etc/ssl/rds bundle.pem"),
         ])
         .unwrap();
         assert_eq!(
             parts.url,
-            "postgres://app%40tenant:p%40ss%3Aw%2Frd%3F%23%25@db.example.com:6543/main%20app?sslmode=verify-full"
+            "postgres://app%40tenant:p%40ss%3Aw%2Frd%3F%23%25@db.example.com:6543/main%20app\
+             ?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Frds%20bundle%2Epem"
         );
         let minimal = database(&[("DB_HOST", "::1"), ("DB_NAME", "m"), ("DB_USER", "u")]).unwrap();
         assert_eq!(minimal.url, "postgres://u@[::1]:5432/m");

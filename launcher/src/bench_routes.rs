@@ -1,14 +1,16 @@
-//! `launcher bench-pooler --postgres DIRECT_URL --pooler POOLER_URL`:
-//! authenticated-request throughput through a transaction-mode PgBouncer,
-//! as a ratio to direct connections, measured in one run.
+//! Two routes to one PostgreSQL compared in one run, as a ratio of
+//! authenticated-request throughput:
+//! - `launcher bench-pooler --postgres DIRECT_URL --pooler POOLER_URL`:
+//!   through a transaction-mode PgBouncer against direct connections;
+//! - `launcher bench-tls --postgres PLAIN_URL --tls TLS_URL`: over TLS
+//!   (the URL's sslmode, e.g. verify-full) against plain connections.
 //!
 //! Two auth services and two main backends share one pair of databases:
-//! one of each connects straight to PostgreSQL, the other through the
-//! pooler (`*_DATABASE_POOLER=transaction`). Every workload runs against
-//! both, alternating A/B/A/B so that drift (caches warming, the machine's
-//! other load) falls on both sides alike. The result replaces the pooler
-//! section of BENCHMARKS.md (`./scripts/bench` keeps it when it rewrites
-//! the rest).
+//! one of each connects the plain, direct way, the other by the route under
+//! test. Every workload runs against both, alternating A/B/A/B so that
+//! drift (caches warming, the machine's other load) falls on both sides
+//! alike. The result replaces its own section of BENCHMARKS.md
+//! (`./scripts/bench` keeps both when it rewrites the rest).
 
 use std::time::Duration;
 
@@ -17,18 +19,49 @@ use serde_json::json;
 
 use crate::bench::{cores, load, ok, Databases, Sample};
 
-pub const SECTION_START: &str = "<!-- pooler benchmark: ./scripts/bench-pooler -->";
-pub const SECTION_END: &str = "<!-- end of pooler benchmark -->";
+/// What a run compares the direct, plain route with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `--pooler URL`: a transaction-mode pooler.
+    Pooler,
+    /// `--tls URL`: TLS as the URL's sslmode asks.
+    Tls,
+}
+
+impl Route {
+    fn flag(self) -> &'static str {
+        match self {
+            Route::Pooler => "--pooler",
+            Route::Tls => "--tls",
+        }
+    }
+
+    /// The markers around this route's section of BENCHMARKS.md.
+    pub fn markers(self) -> (&'static str, &'static str) {
+        match self {
+            Route::Pooler => (
+                "<!-- pooler benchmark: ./scripts/bench-pooler -->",
+                "<!-- end of pooler benchmark -->",
+            ),
+            Route::Tls => (
+                "<!-- tls benchmark: ./scripts/bench-tls -->",
+                "<!-- end of tls benchmark -->",
+            ),
+        }
+    }
+}
 
 struct Args {
+    route: Route,
     postgres: String,
-    pooler: String,
+    /// The route under test's URL (`--pooler` or `--tls`).
+    other: String,
     seconds: u64,
     out: String,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let (mut postgres, mut pooler) = (None, None);
+fn parse(route: Route, args: &[String]) -> anyhow::Result<Args> {
+    let (mut postgres, mut other) = (None, None);
     let (mut seconds, mut out) = (5, "BENCHMARKS.md".to_owned());
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -39,15 +72,16 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         };
         match a.as_str() {
             "--postgres" => postgres = Some(value()?),
-            "--pooler" => pooler = Some(value()?),
+            flag if flag == route.flag() => other = Some(value()?),
             "--seconds" => seconds = value()?.parse()?,
             "--out" => out = value()?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
     Ok(Args {
+        route,
         postgres: postgres.ok_or_else(|| anyhow::anyhow!("--postgres URL is required"))?,
-        pooler: pooler.ok_or_else(|| anyhow::anyhow!("--pooler URL is required"))?,
+        other: other.ok_or_else(|| anyhow::anyhow!("{} URL is required", route.flag()))?,
         seconds,
         out,
     })
@@ -62,9 +96,9 @@ struct Side {
     main: Service,
 }
 
-pub async fn run(raw: &[String]) -> anyhow::Result<()> {
-    let args = parse(raw)?;
-    let dir = std::env::temp_dir().join(format!("pooler-bench-{}", uuid::Uuid::new_v4().simple()));
+pub async fn run(route: Route, raw: &[String]) -> anyhow::Result<()> {
+    let args = parse(route, raw)?;
+    let dir = std::env::temp_dir().join(format!("route-bench-{}", uuid::Uuid::new_v4().simple()));
     let system = System::new(&dir)?;
     let dbs = Databases::create(&dir, Some(&args.postgres)).await?;
     let outcome = measure(&system, &dbs, &args).await;
@@ -72,50 +106,61 @@ pub async fn run(raw: &[String]) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let section = outcome?;
     let old = std::fs::read_to_string(&args.out).unwrap_or_default();
-    std::fs::write(&args.out, replace_section(&old, &section))?;
+    std::fs::write(&args.out, replace_section(route, &old, &section))?;
     println!("{section}");
     Ok(())
 }
 
-/// `old` with its pooler section replaced by `section` (appended if none).
-pub fn replace_section(old: &str, section: &str) -> String {
-    let kept = match (old.find(SECTION_START), old.find(SECTION_END)) {
-        (Some(a), Some(b)) if a < b => {
-            format!("{}{}", &old[..a], &old[b + SECTION_END.len()..])
-        }
+/// `old` with `route`'s section replaced by `section` (appended if none).
+pub fn replace_section(route: Route, old: &str, section: &str) -> String {
+    let (start, end) = route.markers();
+    let kept = match (old.find(start), old.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{}", &old[..a], &old[b + end.len()..]),
         _ => old.to_owned(),
     };
     format!("{}\n\n{section}\n", kept.trim_end())
 }
 
-/// The pooler section of `text`, if it has one.
-pub fn section_of(text: &str) -> Option<&str> {
-    let a = text.find(SECTION_START)?;
-    let b = text.find(SECTION_END)?;
-    (a < b).then(|| &text[a..b + SECTION_END.len()])
+/// `route`'s section of `text`, if it has one.
+pub fn section_of(route: Route, text: &str) -> Option<&str> {
+    let (start, end) = route.markers();
+    let a = text.find(start)?;
+    let b = text.find(end)?;
+    (a < b).then(|| &text[a..b + end.len()])
 }
 
+/// Starts one side: `route` `None` connects straight and plain, otherwise
+/// by the route under test at `other` (the pooler's or the TLS URL).
 async fn start_side(
     system: &System,
     tag: &str,
     dbs: &Databases,
-    pooled: Option<(&str, &str)>,
+    route: Option<(Route, &str)>,
 ) -> anyhow::Result<Side> {
     let (auth_port, main_port) = (free_port()?, free_port()?);
-    let (auth_db, main_db, auth_env, main_env): (_, _, Env, Env) = match pooled {
+    let (auth_db, main_db, auth_env, main_env): (_, _, Env, Env) = match route {
         None => (dbs.auth.clone(), dbs.main.clone(), Vec::new(), Vec::new()),
-        Some((auth_pooled, main_pooled)) => (
-            auth_pooled.to_owned(),
-            main_pooled.to_owned(),
-            vec![
-                ("AUTH_DATABASE_POOLER", "transaction".to_owned()),
-                ("AUTH_DATABASE_DIRECT_URL", dbs.auth.clone()),
-            ],
-            vec![
-                ("DATABASE_POOLER", "transaction".to_owned()),
-                ("DATABASE_DIRECT_URL", dbs.main.clone()),
-            ],
-        ),
+        Some((route, other)) => {
+            let (auth_url, main_url) = (
+                with_database(other, &dbs.auth)?,
+                with_database(other, &dbs.main)?,
+            );
+            match route {
+                Route::Pooler => (
+                    auth_url,
+                    main_url,
+                    vec![
+                        ("AUTH_DATABASE_POOLER", "transaction".to_owned()),
+                        ("AUTH_DATABASE_DIRECT_URL", dbs.auth.clone()),
+                    ],
+                    vec![
+                        ("DATABASE_POOLER", "transaction".to_owned()),
+                        ("DATABASE_DIRECT_URL", dbs.main.clone()),
+                    ],
+                ),
+                Route::Tls => (auth_url, main_url, Vec::new(), Vec::new()),
+            }
+        }
     };
     let auth_pairs: Vec<(&str, &str)> = auth_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut auth = system.auth(
@@ -140,31 +185,19 @@ async fn start_side(
     Ok(Side { auth, main })
 }
 
+/// `url` naming the database that `of` (a URL) names.
 fn with_database(url: &str, of: &str) -> anyhow::Result<String> {
-    let name = of
+    let path = of.split_once('?').map_or(of, |(p, _)| p);
+    let name = path
         .rsplit_once('/')
         .map(|(_, n)| n)
         .ok_or_else(|| anyhow::anyhow!("a database URL ends in /DBNAME"))?;
-    let base = url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .ok_or_else(|| anyhow::anyhow!("--pooler URL must end in /DBNAME"))?;
-    Ok(format!("{base}/{name}"))
+    service_kit::db::url_with_database(url, name)
 }
 
 async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Result<String> {
     let direct = start_side(system, "direct", dbs, None).await?;
-    let (auth_pooled, main_pooled) = (
-        with_database(&args.pooler, &dbs.auth)?,
-        with_database(&args.pooler, &dbs.main)?,
-    );
-    let pooled = start_side(
-        system,
-        "pooled",
-        dbs,
-        Some((auth_pooled.as_str(), main_pooled.as_str())),
-    )
-    .await?;
+    let pooled = start_side(system, "other", dbs, Some((args.route, &args.other))).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -232,7 +265,7 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
     let mut rows = String::new();
     let mut headline = None;
     for (n, (what, base_of, writes)) in workloads.iter().enumerate() {
-        eprintln!("bench-pooler: {what}");
+        eprintln!("bench: {what}");
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for _round in 0..2 {
             for (k, side) in [&direct, &pooled].into_iter().enumerate() {
@@ -275,32 +308,59 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
         ));
     }
     let headline = headline.unwrap_or(f64::NAN);
-    let version = std::process::Command::new("pgbouncer")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .unwrap_or_else(|| "PgBouncer".into());
-    Ok(format!(
-        "{SECTION_START}\n\
-         ## PostgreSQL through PgBouncer (transaction mode)\n\n\
-         Reproduce: `./scripts/bench-pooler` (starts a throwaway PostgreSQL and PgBouncer, then runs\n\
-         `launcher bench-pooler --postgres URL --pooler URL --seconds {secs}`; this section is rewritten).\n\n\
-         - Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n- Pooler: {version}, `pool_mode = transaction`\n\
-         - Both sides run at once on one pair of databases: an auth service and a main backend straight to\n  \
-           PostgreSQL, and another pair with `*_DATABASE_POOLER=transaction` through PgBouncer. Each workload\n  \
-           alternates direct/pooled twice ({half:.1} s each), {tasks} clients, keep-alive; figures are the means.\n\n\
-         | workload | direct | through PgBouncer | ratio |\n|---|---|---|---|\n{rows}\n\
-         Authenticated requests that touch the database (the first row) through the pooler run at\n\
-         **{headline:.2}×** of direct (goal ≥ 0.80 {verdict}). Through the pooler each statement is sent\n\
-         unnamed, parse to execute in one round trip (`vendor/diesel-async`, see README, Production).\n\
-         {SECTION_END}",
-        secs = args.seconds,
+    let (start, end) = args.route.markers();
+    let common = format!(
+        "- Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         commit = crate::bench::commit(),
         machine = crate::bench::machine(),
+    );
+    let table = format!(
+        "alternates the two sides twice ({half:.1} s each), {tasks} clients, keep-alive; figures are the means.",
         half = half.as_secs_f64(),
-        verdict = ok(headline >= 0.8),
-    ))
+    );
+    Ok(match args.route {
+        Route::Pooler => {
+            let version = std::process::Command::new("pgbouncer")
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.lines().next().map(str::to_owned))
+                .unwrap_or_else(|| "PgBouncer".into());
+            format!(
+                "{start}\n\
+                 ## PostgreSQL through PgBouncer (transaction mode)\n\n\
+                 Reproduce: `./scripts/bench-pooler` (starts a throwaway PostgreSQL and PgBouncer, then runs\n\
+                 `launcher bench-pooler --postgres URL --pooler URL --seconds {secs}`; this section is rewritten).\n\n\
+                 {common}- Pooler: {version}, `pool_mode = transaction`\n\
+                 - Both sides run at once on one pair of databases: an auth service and a main backend straight to\n  \
+                   PostgreSQL, and another pair with `*_DATABASE_POOLER=transaction` through PgBouncer. Each workload\n  \
+                   {table}\n\n\
+                 | workload | direct | through PgBouncer | ratio |\n|---|---|---|---|\n{rows}\n\
+                 Authenticated requests that touch the database (the first row) through the pooler run at\n\
+                 **{headline:.2}×** of direct (goal ≥ 0.80 {verdict}). Through the pooler each statement is sent\n\
+                 unnamed, parse to execute in one round trip (`vendor/diesel-async`, see README, Production).\n\
+                 {end}",
+                secs = args.seconds,
+                verdict = ok(headline >= 0.8),
+            )
+        }
+        Route::Tls => format!(
+            "{start}\n\
+             ## PostgreSQL over TLS\n\n\
+             Reproduce: `./scripts/bench-tls` (starts a throwaway PostgreSQL with `ssl=on` and a CA made for the\n\
+             run, then runs `launcher bench-tls --postgres URL --tls URL --seconds {secs}`; this section is rewritten).\n\n\
+             {common}- TLS side: `sslmode=verify-full` (rustls, TLS 1.3, ECDSA P-256 certificate); plain side: `sslmode=disable`\n\
+             - Both sides run at once on one pair of databases on one server; each workload\n  \
+               {table} Connections are pooled and kept, so the\n  \
+               handshake is paid once per connection, and what is measured is encryption per query.\n\n\
+             | workload | plain | over TLS | ratio |\n|---|---|---|---|\n{rows}\n\
+             Authenticated requests that touch the database (the first row) over TLS run at **{headline:.2}×**\n\
+             of plain connections (goal ≥ 0.90 {verdict}).\n\
+             {end}",
+            secs = args.seconds,
+            verdict = ok(headline >= 0.9),
+        ),
+    })
 }
