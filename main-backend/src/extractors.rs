@@ -36,8 +36,7 @@ impl AuthenticatedUser {
         let principal = state
             .validator
             .validate(token)
-            .await
-            .map_err(sync::auth_unavailable)?
+            .await?
             .ok_or_else(invalid_token)?;
         let user_id = principal.user_id;
         if let Some(user) = state.validator.cached_profile(user_id) {
@@ -88,8 +87,7 @@ async fn service_caller(
     let principal = state
         .validator
         .validate_service(token)
-        .await
-        .map_err(sync::auth_unavailable)?
+        .await?
         .ok_or_else(|| {
             ApiError::unauthorized(
                 "invalid_token",

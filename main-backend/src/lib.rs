@@ -7,7 +7,9 @@
 //! calling), `validation` (token checks and their cache), `auth_client`
 //! (the auth service's internal API), `sync` (webhooks, lazy sync,
 //! reconciliation, revocation feed), `db` (schema and queries; `db::mirror`
-//! is the only writer of auth-owned fields), `domain` (validated input).
+//! is the only writer of auth-owned fields), `domain` (validated input),
+//! `problems` (every operation's and domain error as problem details, in
+//! one place: operations and domain types know no HTTP).
 
 #![recursion_limit = "256"]
 
@@ -18,6 +20,7 @@ pub mod db;
 pub mod domain;
 pub mod extractors;
 pub mod metrics;
+pub mod problems;
 pub mod routes;
 pub mod sync;
 pub mod validation;

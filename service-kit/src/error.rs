@@ -141,6 +141,22 @@ fn database_away(e: &diesel::result::Error) -> bool {
     }
 }
 
+/// A broken rule is 422 with the rule's own code.
+impl From<crate::invalid::Invalid> for ApiError {
+    fn from(e: crate::invalid::Invalid) -> Self {
+        Self::validation(e.code, e.detail)
+    }
+}
+
+impl From<crate::invalid::StoreError> for ApiError {
+    fn from(e: crate::invalid::StoreError) -> Self {
+        match e {
+            crate::invalid::StoreError::Query(e) => e.into(),
+            crate::invalid::StoreError::Pool(e) => e.into(),
+        }
+    }
+}
+
 impl From<PoolError> for ApiError {
     fn from(e: PoolError) -> Self {
         Self {

@@ -1,14 +1,15 @@
 //! What both services share below their own routes: the database layer
-//! (`db`: one pool and one query style for PostgreSQL and SQLite), the error
-//! type mapped to RFC 9457 problem details (`error`), bearer parsing (`http`)
-//! and logging with
-//! request ids (`telemetry`).
+//! (`db`: one pool and one query style for PostgreSQL and SQLite), the
+//! errors domain types and operations return (`invalid`: no HTTP in them),
+//! the error type mapped to RFC 9457 problem details (`error`), bearer
+//! parsing (`http`) and logging with request ids (`telemetry`).
 
 pub mod crypto;
 pub mod db;
 pub mod docs;
 pub mod error;
 pub mod http;
+pub mod invalid;
 pub mod metrics;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -1,4 +1,4 @@
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 /// An email address, trimmed and lower-cased so that uniqueness is
 /// case-insensitive and lookups need no function index.
@@ -9,10 +9,10 @@ impl Email {
     /// Checks the shape (one `@`, non-empty local part, a dotted domain, no
     /// spaces or control characters, at most 254 bytes). Whether the address
     /// receives mail is what email verification is for.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         let invalid = || {
-            ApiError::validation(
+            Invalid::new(
                 "invalid_email",
                 "email must be a valid address such as name@example.com",
             )

@@ -1,4 +1,6 @@
-//! Validated input types: a handler never holds an unchecked email or password.
+//! Validated input types: a handler never holds an unchecked email or
+//! password. A broken rule is `service_kit::invalid::Invalid`, which knows
+//! no HTTP (the error module answers it with 422 and its code).
 
 mod email;
 mod password;

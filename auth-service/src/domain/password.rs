@@ -1,6 +1,6 @@
 use secrecy::SecretString;
 
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 /// A password that meets the policy: 8 to 128 characters (NIST SP 800-63B:
 /// length, not composition rules) and not one of the most common passwords.
@@ -36,23 +36,23 @@ const COMMON: &[&str] = &[
 ];
 
 impl NewPassword {
-    pub fn parse(raw: String) -> Result<Self, ApiError> {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         if len < 8 {
-            return Err(ApiError::validation(
+            return Err(Invalid::new(
                 "weak_password",
                 "password must be at least 8 characters long",
             ));
         }
         if len > 128 {
-            return Err(ApiError::validation(
+            return Err(Invalid::new(
                 "weak_password",
                 "password must be at most 128 characters long",
             ));
         }
         let lowered = raw.to_lowercase();
         if COMMON.contains(&lowered.as_str()) || raw.chars().all(|c| raw.starts_with(c)) {
-            return Err(ApiError::validation(
+            return Err(Invalid::new(
                 "weak_password",
                 "this password is too easy to guess",
             ));
@@ -69,13 +69,13 @@ impl NewPassword {
 pub struct FullName(String);
 
 impl FullName {
-    pub fn parse(raw: &str) -> Result<Option<Self>, ApiError> {
+    pub fn parse(raw: &str) -> Result<Option<Self>, Invalid> {
         let name = raw.trim();
         if name.is_empty() {
             return Ok(None);
         }
         if name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ApiError::validation(
+            return Err(Invalid::new(
                 "validation_failed",
                 "full_name must be at most 200 characters without control characters",
             ));

@@ -1,6 +1,6 @@
 //! What a new service token may be called and carry.
 
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 /// Scopes with a meaning here; any other well-formed string is accepted and
 /// passed through introspection for callers' own use.
@@ -29,8 +29,8 @@ pub struct TokenSpec {
     pub metadata: Option<serde_json::Value>,
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::validation("validation_failed", detail)
+fn invalid(detail: impl Into<String>) -> Invalid {
+    Invalid::failed(detail)
 }
 
 impl TokenSpec {
@@ -39,7 +39,7 @@ impl TokenSpec {
         scopes: &[String],
         expires_in_days: Option<i64>,
         metadata: Option<serde_json::Value>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Invalid> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(invalid("name: 1 to 100 characters, no control characters"));

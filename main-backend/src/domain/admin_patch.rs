@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 pub const ROLES: &[&str] = &["standard_user", "admin"];
 pub const PLAN_TIERS: &[&str] = &["free", "pro", "team", "enterprise"];
@@ -32,15 +32,11 @@ pub struct AdminPatch {
     pub tool_permissions: Option<String>,
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::validation("validation_failed", detail)
+fn invalid(detail: impl Into<String>) -> Invalid {
+    Invalid::failed(detail)
 }
 
-fn one_of(
-    field: &str,
-    value: Option<String>,
-    allowed: &[&str],
-) -> Result<Option<String>, ApiError> {
+fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, Invalid> {
     match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(invalid(format!(
             "{field}: `{v}` is not one of {}",
@@ -50,7 +46,7 @@ fn one_of(
     }
 }
 
-fn sized(field: &str, value: &Value) -> Result<String, ApiError> {
+fn sized(field: &str, value: &Value) -> Result<String, Invalid> {
     let json = value.to_string();
     if json.len() > MAX_JSON_BYTES {
         return Err(invalid(format!(
@@ -61,7 +57,7 @@ fn sized(field: &str, value: &Value) -> Result<String, ApiError> {
 }
 
 /// `feature_flags` and `tool_permissions`: a JSON object.
-fn object(field: &str, value: Option<Value>) -> Result<Option<String>, ApiError> {
+fn object(field: &str, value: Option<Value>) -> Result<Option<String>, Invalid> {
     value
         .map(|v| {
             if !v.is_object() {
@@ -73,7 +69,7 @@ fn object(field: &str, value: Option<Value>) -> Result<Option<String>, ApiError>
 }
 
 impl AdminPatch {
-    pub fn parse(body: AdminPatchBody) -> Result<Self, ApiError> {
+    pub fn parse(body: AdminPatchBody) -> Result<Self, Invalid> {
         let permissions = body
             .permissions
             .map(|v| {
@@ -129,7 +125,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(v: Value) -> Result<AdminPatch, ApiError> {
+    fn parse(v: Value) -> Result<AdminPatch, Invalid> {
         let body: AdminPatchBody = serde_json::from_value(v).map_err(|e| invalid(e.to_string()))?;
         AdminPatch::parse(body)
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 /// Serialized size limit of a JSON object field (settings, metadata).
 pub const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -15,13 +15,13 @@ pub const MAX_CONTENT_BYTES: usize = 48 * 1024;
 /// Largest secret value, in bytes.
 pub const MAX_SECRET_BYTES: usize = 8 * 1024;
 
-fn invalid(field: &str, rule: impl std::fmt::Display) -> ApiError {
-    ApiError::validation("validation_failed", format!("{field}: {rule}"))
+fn invalid(field: &str, rule: impl std::fmt::Display) -> Invalid {
+    Invalid::failed(format!("{field}: {rule}"))
 }
 
 /// Trimmed text of 1..=max characters without control characters
 /// (newlines and tabs allowed where `multiline`).
-fn text(field: &str, raw: &str, max: usize, multiline: bool) -> Result<String, ApiError> {
+fn text(field: &str, raw: &str, max: usize, multiline: bool) -> Result<String, Invalid> {
     let s = raw.trim();
     let bad_char =
         |c: char| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'));
@@ -35,7 +35,7 @@ fn text(field: &str, raw: &str, max: usize, multiline: bool) -> Result<String, A
 }
 
 /// A JSON object of at most `MAX_JSON_BYTES`, serialized for storage.
-pub fn json_object(field: &str, value: Option<Value>) -> Result<String, ApiError> {
+pub fn json_object(field: &str, value: Option<Value>) -> Result<String, Invalid> {
     let value = value.unwrap_or_else(|| Value::Object(Map::new()));
     if !value.is_object() {
         return Err(invalid(field, "must be a JSON object"));
@@ -77,7 +77,7 @@ impl PageRequest {
 }
 
 impl PageQuery {
-    pub fn parse(&self) -> Result<PageRequest, ApiError> {
+    pub fn parse(&self) -> Result<PageRequest, Invalid> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=100).contains(&limit) {
             return Err(invalid("limit", "from 1 to 100"));
@@ -130,7 +130,7 @@ pub struct NewTask {
     pub completed: bool,
 }
 
-fn description(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+fn description(raw: Option<&str>) -> Result<Option<String>, Invalid> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(d) => text("description", d, 10_000, true).map(Some),
@@ -138,7 +138,7 @@ fn description(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 }
 
 impl NewTask {
-    pub fn parse(body: NewTaskBody) -> Result<Self, ApiError> {
+    pub fn parse(body: NewTaskBody) -> Result<Self, Invalid> {
         Ok(Self {
             title: text("title", &body.title, 200, false)?,
             description: description(body.description.as_deref())?,
@@ -176,7 +176,7 @@ pub struct TaskPatch {
 }
 
 impl TaskPatch {
-    pub fn parse(body: TaskPatchBody) -> Result<Self, ApiError> {
+    pub fn parse(body: TaskPatchBody) -> Result<Self, Invalid> {
         let patch = Self {
             title: body
                 .title
@@ -199,7 +199,7 @@ impl TaskPatch {
 }
 
 /// A secret's name: what the user calls it, e.g. `openai_api_key`.
-pub fn secret_name(raw: &str) -> Result<String, ApiError> {
+pub fn secret_name(raw: &str) -> Result<String, Invalid> {
     let ok = !raw.is_empty()
         && raw.len() <= 100
         && raw
@@ -221,7 +221,7 @@ pub struct SecretBody {
 
 /// Checks a secret's value and gives its hint: the last 4 characters, and
 /// only when the value has 16 or more, so a hint never gives away much.
-pub fn secret_hint(value: &str) -> Result<Option<String>, ApiError> {
+pub fn secret_hint(value: &str) -> Result<Option<String>, Invalid> {
     if value.is_empty() || value.len() > MAX_SECRET_BYTES {
         return Err(invalid("value", format!("1 to {MAX_SECRET_BYTES} bytes")));
     }
@@ -247,7 +247,7 @@ pub struct NewAgentSession {
 }
 
 impl NewAgentSession {
-    pub fn parse(body: NewAgentSessionBody) -> Result<Self, ApiError> {
+    pub fn parse(body: NewAgentSessionBody) -> Result<Self, Invalid> {
         let status = body.status.unwrap_or_else(|| "active".into());
         if !SESSION_STATUSES.contains(&status.as_str()) {
             return Err(invalid(
@@ -283,7 +283,7 @@ pub struct NewToolUsage {
 }
 
 impl NewToolUsage {
-    pub fn parse(body: NewToolUsageBody) -> Result<Self, ApiError> {
+    pub fn parse(body: NewToolUsageBody) -> Result<Self, Invalid> {
         let name_ok = !body.tool_name.is_empty()
             && body.tool_name.len() <= 100
             && body
@@ -325,7 +325,7 @@ pub struct NewCorpusItem {
 }
 
 impl NewCorpusItem {
-    pub fn parse(body: NewCorpusBody) -> Result<Self, ApiError> {
+    pub fn parse(body: NewCorpusBody) -> Result<Self, Invalid> {
         if body.content.is_empty() || body.content.len() > MAX_CONTENT_BYTES {
             return Err(invalid(
                 "content",
@@ -361,7 +361,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn task(v: Value) -> Result<NewTask, ApiError> {
+    fn task(v: Value) -> Result<NewTask, Invalid> {
         NewTask::parse(serde_json::from_value(v).expect("shape"))
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use service_kit::invalid::Invalid;
 
 const EMAIL_CHANGE: &str = "POST /v1/email/change on the auth service";
 const PASSWORD_CHANGE: &str = "POST /v1/password/change on the auth service";
@@ -91,31 +91,28 @@ pub struct ProfilePatch {
 
 /// Why a patch was refused; `AuthOwned` is counted (by `field`, one of
 /// `AUTH_OWNED`'s names, never the caller's spelling) and logged by the caller.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PatchError {
+    /// A field the auth service owns, and the endpoint that changes it.
+    #[error("`{field}` belongs to the auth service; to change it: {endpoint}")]
     AuthOwned {
         field: &'static str,
-        error: ApiError,
+        endpoint: &'static str,
     },
-    Other(ApiError),
+    /// A field only an administrator sets.
+    #[error("`{0}` is set by an administrator")]
+    AdminOwned(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
 }
 
 impl ProfilePatch {
     pub fn parse(body: &Map<String, Value>) -> Result<Self, PatchError> {
         if let Some((field, endpoint)) = body.keys().find_map(|k| auth_owned(k)) {
-            return Err(PatchError::AuthOwned {
-                field,
-                error: ApiError::validation(
-                    "auth_owned_field",
-                    format!("`{field}` belongs to the auth service; to change it: {endpoint}"),
-                ),
-            });
+            return Err(PatchError::AuthOwned { field, endpoint });
         }
         if let Some(field) = ADMIN_OWNED.iter().find(|f| body.contains_key(**f)) {
-            return Err(PatchError::Other(ApiError::forbidden(
-                "forbidden",
-                format!("`{field}` is set by an administrator"),
-            )));
+            return Err(PatchError::AdminOwned(field));
         }
         let mut patch = Self::default();
         for (key, value) in body {
@@ -123,27 +120,21 @@ impl ProfilePatch {
                 "full_name" => patch.full_name = Some(full_name(value)?),
                 "picture" => patch.picture = Some(picture(value)?),
                 other => {
-                    return Err(PatchError::Other(ApiError::validation(
-                        "validation_failed",
-                        format!(
-                            "unknown field `{other}`; only full_name and picture can be changed"
-                        ),
+                    return Err(invalid(&format!(
+                        "unknown field `{other}`; only full_name and picture can be changed"
                     )))
                 }
             }
         }
         if patch == Self::default() {
-            return Err(PatchError::Other(ApiError::validation(
-                "validation_failed",
-                "nothing to change: send full_name and/or picture",
-            )));
+            return Err(invalid("nothing to change: send full_name and/or picture"));
         }
         Ok(patch)
     }
 }
 
 fn invalid(detail: &str) -> PatchError {
-    PatchError::Other(ApiError::validation("validation_failed", detail))
+    PatchError::Invalid(Invalid::failed(detail))
 }
 
 fn full_name(value: &Value) -> Result<Option<String>, PatchError> {
@@ -224,13 +215,12 @@ mod tests {
             ("lastLogin", "last_login"),
         ] {
             match parse(json!({ sent: "x", "full_name": "A" })) {
-                Err(PatchError::AuthOwned { field, error }) => {
+                Err(e @ PatchError::AuthOwned { field, .. }) => {
                     assert_eq!(field, canonical);
-                    assert_eq!(error.code, "auth_owned_field");
+                    let detail = e.to_string();
                     assert!(
-                        error.detail.contains(canonical) && error.detail.contains("auth service"),
-                        "{}",
-                        error.detail
+                        detail.contains(canonical) && detail.contains("auth service"),
+                        "{detail}"
                     );
                 }
                 other => panic!("{sent}: {other:?}"),
@@ -251,7 +241,10 @@ mod tests {
             json!({"full_name": "a\u{0}b"}),
         ] {
             assert!(
-                matches!(parse(body.clone()), Err(PatchError::Other(_))),
+                matches!(
+                    parse(body.clone()),
+                    Err(PatchError::AdminOwned(_) | PatchError::Invalid(_))
+                ),
                 "{body}"
             );
         }

@@ -9,7 +9,7 @@ use crate::domain::admin_patch::{AdminPatch, AdminPatchBody};
 use crate::error::ApiError;
 use crate::extractors::{AdminCaller, OpsCaller};
 use crate::routes::me::profile;
-use crate::sync::reconcile::{ReconcileError, Reconciler};
+use crate::sync::reconcile::Reconciler;
 use crate::AppState;
 use service_kit::http::Json;
 
@@ -51,29 +51,7 @@ pub async fn sync(
     } else {
         "manual"
     };
-    match reconciler.run(trigger).await {
-        Ok(report) => Ok(web::Json(report)),
-        Err(ReconcileError::Busy) => Err(ApiError::conflict(
-            "sync_in_progress",
-            "a reconciliation is already running; try again when it ends",
-        )),
-        Err(ReconcileError::Auth(e)) => Err(crate::sync::auth_unavailable(e)),
-        // The cause was logged by the run; the caller gets no database text.
-        Err(ReconcileError::Db(_)) => Err(ApiError::unavailable(
-            "reconciliation failed on the database; retry shortly",
-        )),
-        Err(ReconcileError::MassDeleteRefused {
-            would_remove,
-            limit,
-        }) => Err(ApiError::conflict(
-            "mass_delete_refused",
-            format!(
-                "the auth service's answer would remove {would_remove} users (limit {limit}, \
-                 SYNC_MAX_DELETES); nothing was removed. Check AUTH_SERVICE_URL and the auth \
-                 database; if the removal is real, repeat with ?allow_mass_delete=true"
-            ),
-        )),
-    }
+    Ok(web::Json(reconciler.run(trigger).await?))
 }
 
 /// Sets a user's role, plan tier, permissions, feature flags or tool

@@ -47,12 +47,13 @@ pub async fn patch(
 ) -> Result<web::Json<Profile>, ApiError> {
     let patch = match ProfilePatch::parse(&body) {
         Ok(p) => p,
-        Err(PatchError::AuthOwned { field, error }) => {
-            state.metrics.auth_owned_attempt(field);
-            tracing::warn!(user_id = %auth.user.id.0, field, "attempt to change an auth-owned field through the main backend");
-            return Err(error);
+        Err(e) => {
+            if let PatchError::AuthOwned { field, .. } = e {
+                state.metrics.auth_owned_attempt(field);
+                tracing::warn!(user_id = %auth.user.id.0, field, "attempt to change an auth-owned field through the main backend");
+            }
+            return Err(e.into());
         }
-        Err(PatchError::Other(e)) => return Err(e),
     };
     let mut pooled = state.db.get().await?;
     let user = mirror::update_profile(

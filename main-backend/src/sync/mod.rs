@@ -16,9 +16,34 @@ use uuid::Uuid;
 use crate::auth_client::{AuthClient, AuthUnavailable};
 use crate::db::revocations::{self, Revocation};
 use crate::db::{mirror, webhooks, DbPool};
-use crate::error::ApiError;
 use crate::validation::Validator;
+use service_kit::invalid::{Invalid, StoreError};
 use service_kit::transaction;
+
+/// Why an event or a user could not be applied (`crate::problems` answers
+/// each for HTTP).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The event's `data` does not fit its type.
+    #[error(transparent)]
+    Malformed(#[from] Invalid),
+    #[error(transparent)]
+    Auth(#[from] AuthUnavailable),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for SyncError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<service_kit::db::PoolError> for SyncError {
+    fn from(e: service_kit::db::PoolError) -> Self {
+        Self::Store(e.into())
+    }
+}
 
 /// Applies one verified webhook delivery. Idempotent: the id is recorded in
 /// the same transaction as the change, and a second delivery of it is a no-op.
@@ -27,13 +52,13 @@ pub async fn apply_event(
     validator: &Validator,
     webhook_id: &str,
     event: &WebhookEvent,
-) -> Result<(), ApiError> {
+) -> Result<(), SyncError> {
     let mut revoked: Vec<(Uuid, Option<Uuid>)> = Vec::new();
     let mut rows: Vec<Revocation> = Vec::new();
     let mut touched: Option<Uuid> = None;
     let mut pooled = db.get().await?;
     let conn = &mut pooled.conn();
-    transaction!(conn, |tx| -> ApiError {
+    transaction!(conn, |tx| -> SyncError {
         if !webhooks::mark_processed(tx, webhook_id, &event.kind).await? {
             tracing::debug!(webhook_id, "webhook already applied; ignored");
             return Ok(());
@@ -82,39 +107,26 @@ pub async fn apply_event(
     Ok(())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(event: &WebhookEvent) -> Result<T, ApiError> {
-    serde_json::from_value(event.data.clone()).map_err(|e| {
-        ApiError::validation(
-            "validation_failed",
-            format!("`data` of a {} event: {e}", event.kind),
-        )
-    })
+fn parse<T: serde::de::DeserializeOwned>(event: &WebhookEvent) -> Result<T, Invalid> {
+    serde_json::from_value(event.data.clone())
+        .map_err(|e| Invalid::failed(format!("`data` of a {} event: {e}", event.kind)))
 }
 
 /// Lazy sync: a valid token whose user the mirror lacks fetches that user.
 /// `Ok(false)` when the auth service has no such user.
-pub async fn fetch_user(db: &DbPool, auth: &AuthClient, id: Uuid) -> Result<bool, ApiError> {
-    let record = auth.user(id).await.map_err(auth_unavailable)?;
+pub async fn fetch_user(db: &DbPool, auth: &AuthClient, id: Uuid) -> Result<bool, SyncError> {
+    let record = auth.user(id).await?;
     let Some(record) = record else {
         return Ok(false);
     };
     let mut pooled = db.get().await?;
     let conn = &mut pooled.conn();
-    transaction!(conn, |tx| -> ApiError {
+    transaction!(conn, |tx| -> SyncError {
         mirror::apply_records(tx, std::slice::from_ref(&record)).await?;
         Ok(())
     })?;
     tracing::info!(user_id = %id, "user fetched into the mirror on first use");
     Ok(true)
-}
-
-pub fn auth_unavailable(e: AuthUnavailable) -> ApiError {
-    tracing::warn!(error = %e, "auth service unavailable");
-    ApiError::new(
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        "auth_unavailable",
-        "the auth service cannot be reached; retry shortly",
-    )
 }
 
 /// Every `poll`, reads revocations written by any replica and evicts them
