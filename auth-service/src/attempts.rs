@@ -17,9 +17,33 @@ use crate::db::lockouts::{self, Locked, Reservation};
 use crate::db::{self, sessions, Conn};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
-use crate::routes::audit;
+use crate::services::{audit, faults, Fault};
 use crate::AppState;
 use service_kit::transaction;
+
+/// Why no check may run: a limit is full until some time, or the store
+/// failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
+    TooMany { retry_after: u64 },
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults!(AttemptError);
+
+/// Whether an operation's error is a lockout, which `Attempt::settle`
+/// must not undo by giving the slot back.
+pub trait LockedOut {
+    fn locked_out(&self) -> bool;
+}
+
+impl LockedOut for ApiError {
+    fn locked_out(&self) -> bool {
+        self.code == "too_many_attempts"
+    }
+}
 
 /// One reserved check of `email`'s secret from the client's address.
 pub struct Attempt {
@@ -28,16 +52,12 @@ pub struct Attempt {
     slot: Uuid,
 }
 
-/// 429 `too_many_attempts` with Retry-After until `until`.
-pub fn too_many_attempts(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    let seconds = u64::try_from((until - now).num_seconds())
+/// Locked until `until`: retry after that many seconds (at least one).
+pub fn too_many_attempts(until: DateTime<Utc>, now: DateTime<Utc>) -> AttemptError {
+    let retry_after = u64::try_from((until - now).num_seconds())
         .unwrap_or(0)
         .max(1);
-    ApiError::too_many(
-        "too_many_attempts",
-        seconds,
-        format!("too many failed attempts; try again in {seconds} s or reset the password"),
-    )
+    AttemptError::TooMany { retry_after }
 }
 
 impl AppState {
@@ -57,12 +77,12 @@ impl AppState {
         email_key: &str,
         user_id: Option<Uuid>,
         refused_kind: &str,
-    ) -> Result<Attempt, ApiError> {
+    ) -> Result<Attempt, AttemptError> {
         let ip = client.limit_key();
         let mut pooled = self.db.get().await?;
         let conn = &mut pooled.conn();
         let now = db::now();
-        let reservation = transaction!(conn, |tx| -> ApiError {
+        let reservation = transaction!(conn, |tx| -> AttemptError {
             Ok(lockouts::reserve(
                 tx,
                 email_key,
@@ -193,10 +213,10 @@ impl Attempt {
         user_id: Option<Uuid>,
         audit_kind: &str,
         detail: &str,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Fault> {
         let mut pooled = state.db.get().await?;
         let conn = &mut pooled.conn();
-        let locked = transaction!(conn, |tx| -> ApiError {
+        let locked = transaction!(conn, |tx| -> Fault {
             let locked = lockouts::settle_failure(
                 tx,
                 &self.email_key,
@@ -227,7 +247,11 @@ impl Attempt {
     /// The check passed; call inside the transaction that acts on it. A
     /// lock that a concurrent failure wrote meanwhile wins: 429, and the
     /// caller's transaction rolls back.
-    pub(crate) async fn passed(&self, state: &AppState, tx: &mut Conn<'_>) -> Result<(), ApiError> {
+    pub(crate) async fn passed(
+        &self,
+        state: &AppState,
+        tx: &mut Conn<'_>,
+    ) -> Result<(), AttemptError> {
         let now = db::now();
         lockouts::settle_success(tx, &self.email_key, &self.ip, state.lockout_window(), now)
             .await?
@@ -238,15 +262,15 @@ impl Attempt {
     /// for another reason (a conflict, a mail sent too recently, the
     /// database), its rollback kept the slot, and a right secret must not
     /// count as a failure, so the slot is given back (best effort).
-    pub(crate) async fn settle<T>(
+    pub(crate) async fn settle<T, E: LockedOut>(
         self,
         state: &AppState,
-        result: Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        result: Result<T, E>,
+    ) -> Result<T, E> {
         if let Err(e) = &result {
-            if e.code != "too_many_attempts" {
+            if !e.locked_out() {
                 if let Err(release) = self.released(state).await {
-                    tracing::warn!(error = %release.detail, "a passed check's slot was not released");
+                    tracing::warn!(error = %release, "a passed check's slot was not released");
                 }
             }
         }
@@ -254,7 +278,7 @@ impl Attempt {
     }
 
     /// Nothing was decided by a wrong secret: the slot is given back.
-    pub(crate) async fn released(self, state: &AppState) -> Result<(), ApiError> {
+    pub(crate) async fn released(self, state: &AppState) -> Result<(), Fault> {
         let mut pooled = state.db.get().await?;
         lockouts::release(&mut pooled.conn(), self.slot).await?;
         Ok(())

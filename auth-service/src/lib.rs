@@ -2,8 +2,11 @@
 //! tokens and every other credential.
 //!
 //! Map of the crate: `configuration` (every environment variable),
-//! `routes` (HTTP handlers, and the list of routes), `extractors` (who is
-//! calling), `domain` (validated input), `db` (schema and queries for both
+//! `routes` (HTTP handlers: parse, call one operation, shape the answer;
+//! and the list of routes), `services` (the operations: sign-up, sign-in,
+//! sessions; no HTTP in them), `problems` (every operation's error as
+//! problem details, in one place), `extractors` (who is calling), `domain`
+//! (validated input), `db` (schema and queries for both
 //! PostgreSQL and SQLite), `tokens` (JWTs and opaque tokens), `passwords`
 //! (argon2id off the async workers), `error` (problem details),
 //! `telemetry` (logs and request ids), `webhooks` (outbox delivery;
@@ -26,8 +29,10 @@ pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod passwords;
+pub mod problems;
 pub mod routes;
 pub mod service_tokens;
+pub mod services;
 pub use service_kit::telemetry;
 pub mod tokens;
 pub mod webhooks;

@@ -63,6 +63,11 @@ pub fn code_at(secret: &str, unix_time: u64) -> Option<String> {
     Some(t.generate(unix_time).to_string())
 }
 
+/// Now, as TOTP counts time.
+pub fn unix_now() -> u64 {
+    u64::try_from(crate::db::now().timestamp()).unwrap_or(0)
+}
+
 pub fn looks_like_totp(code: &str) -> bool {
     code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
 }

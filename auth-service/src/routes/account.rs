@@ -11,7 +11,6 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::audit;
 use crate::db::events::{self, kind};
 use crate::db::mail::{self, kind as mail_kind};
 use crate::db::one_time_tokens::{self as ott, purpose};
@@ -19,8 +18,10 @@ use crate::db::{self, lockouts, sessions, users, Conn};
 use crate::domain::{Email, NewPassword};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::services::{audit, Fault};
 use crate::tokens::{hash_token, random_token};
 use crate::AppState;
+use service_kit::invalid::Invalid;
 use service_kit::transaction;
 
 // Request bodies derive no `Debug`: they hold passwords and tokens.
@@ -84,7 +85,7 @@ impl AppState {
         subject: &str,
         page: &str,
         token: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Fault> {
         let payload = mail::Payload {
             subject: subject.to_owned(),
             token: Some(token.to_owned()),
@@ -97,18 +98,16 @@ impl AppState {
     /// 422 `email_not_allowed` when `AUTH_ALLOWED_EMAIL_DOMAINS` is set and
     /// `email`'s domain is not in it: accounts of this deployment belong
     /// to those organisations only.
-    pub(crate) fn check_email_domain(&self, email: &Email) -> Result<(), ApiError> {
+    pub(crate) fn check_email_domain(&self, email: &Email) -> Result<(), Invalid> {
         match &self.settings.allowed_email_domains {
-            Some(allowed) if !allowed.iter().any(|d| d == email.domain()) => {
-                Err(ApiError::validation(
-                    "email_not_allowed",
-                    format!(
-                        "addresses at {} cannot have an account here; allowed: {}",
-                        email.domain(),
-                        allowed.join(", ")
-                    ),
-                ))
-            }
+            Some(allowed) if !allowed.iter().any(|d| d == email.domain()) => Err(Invalid::new(
+                "email_not_allowed",
+                format!(
+                    "addresses at {} cannot have an account here; allowed: {}",
+                    email.domain(),
+                    allowed.join(", ")
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -143,7 +142,7 @@ impl AppState {
         tx: &mut Conn<'_>,
         user_id: Uuid,
         email: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Fault> {
         let token = random_token();
         let now = db::now();
         ott::insert_verification(
@@ -352,7 +351,8 @@ pub async fn request_verification(
                 .await?;
             state
                 .queue_verification(tx, auth.user.id.0, &auth.user.email)
-                .await
+                .await?;
+            Ok(())
         })?;
         state.mail.wake();
     }

@@ -1,19 +1,19 @@
-//! TOTP: setup, enable (with recovery codes), disable, and the second-factor
-//! check that login uses.
+//! TOTP: setup, enable (with recovery codes), disable. The second-factor
+//! check itself is `crate::services::second_factor`.
 
 use actix_web::{web, HttpResponse};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use shared_types::{RecoveryCodes, TotpSetup};
 
-use super::auth::audit;
 use crate::attempts::Refusal;
 use crate::db::events::{self, kind};
 use crate::db::mail;
-use crate::db::{self, mfa as mfa_db, users, Conn};
+use crate::db::{self, mfa as mfa_db, users};
 use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
 use crate::mfa;
+use crate::services::{audit, second_factor};
 use crate::tokens::hash_token;
 use crate::AppState;
 use service_kit::transaction;
@@ -34,48 +34,11 @@ pub struct DisableRequest {
     code: String,
 }
 
-fn unix_now() -> u64 {
-    u64::try_from(db::now().timestamp()).unwrap_or(0)
-}
-
 fn already_enabled() -> ApiError {
     ApiError::conflict(
         "mfa_already_enabled",
         "TOTP is already enabled; disable it first",
     )
-}
-
-impl AppState {
-    /// The second factor of a user whose TOTP is enabled: a current code
-    /// not used before, or an unused recovery code (spent by this call).
-    pub(crate) async fn second_factor_ok(
-        &self,
-        conn: &mut Conn<'_>,
-        user_id: uuid::Uuid,
-        code: &str,
-    ) -> Result<bool, ApiError> {
-        let code = code.trim();
-        if mfa::looks_like_totp(code) {
-            let Some(row) = mfa_db::find(conn, user_id).await? else {
-                return Ok(false);
-            };
-            let secret = mfa::open(&self.settings.secrets_key, user_id, &row.secret_sealed)
-                .ok_or_else(|| {
-                    ApiError::internal(anyhow::anyhow!(
-                        "TOTP secret does not open: was AUTH_SECRETS_KEY (or, without it, AUTH_SERVICE_API_KEY) changed?"
-                    ))
-                })?;
-            return match mfa::matching_step(&secret, code, unix_now()) {
-                Some(step) => Ok(mfa_db::accept_step(conn, user_id, step).await?),
-                None => Ok(false),
-            };
-        }
-        let normalized = mfa::normalize_recovery_code(code);
-        if normalized.is_empty() {
-            return Ok(false);
-        }
-        Ok(mfa_db::spend_recovery_code(conn, user_id, &hash_token(&normalized), db::now()).await?)
-    }
 }
 
 /// `POST /v1/mfa/totp/setup`: a new secret, shown this once; it does
@@ -142,7 +105,7 @@ pub async fn enable(
     }
     let secret = mfa::open(&state.settings.secrets_key, user_id, &row.secret_sealed)
         .ok_or_else(|| invalid("the TOTP secret is no longer readable; set up again"))?;
-    let step = mfa::matching_step(&secret, body.code.trim(), unix_now()).ok_or_else(|| {
+    let step = mfa::matching_step(&secret, body.code.trim(), mfa::unix_now()).ok_or_else(|| {
         invalid("the code does not match; check the app's clock and try the current code")
     })?;
     let attempt = state
@@ -224,10 +187,7 @@ pub async fn disable(
             return Ok(Err(refused("password incorrect")));
         }
         let mut pooled = state.db.get().await?;
-        if !state
-            .second_factor_ok(&mut pooled.conn(), user.id.0, &body.code)
-            .await?
-        {
+        if !second_factor::check(&state, &mut pooled.conn(), user.id.0, &body.code).await? {
             return Ok(Err(refused("code incorrect")));
         }
         Ok(Ok(()))

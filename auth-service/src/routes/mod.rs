@@ -9,8 +9,6 @@ mod internal;
 mod me;
 mod mfa;
 
-pub(crate) use auth::audit;
-
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::web;
 use service_kit::docs::SecuritySchemes;

@@ -1,0 +1,41 @@
+//! The second factor of a user whose TOTP is enabled, as sign-in and
+//! turning TOTP off check it.
+
+use uuid::Uuid;
+
+use super::Fault;
+use crate::db::{self, mfa as mfa_db, Conn};
+use crate::mfa;
+use crate::tokens::hash_token;
+use crate::AppState;
+
+/// True for a current code not used before, or an unused recovery code
+/// (spent by this call).
+pub async fn check(
+    state: &AppState,
+    conn: &mut Conn<'_>,
+    user_id: Uuid,
+    code: &str,
+) -> Result<bool, Fault> {
+    let code = code.trim();
+    if mfa::looks_like_totp(code) {
+        let Some(row) = mfa_db::find(conn, user_id).await? else {
+            return Ok(false);
+        };
+        let secret = mfa::open(&state.settings.secrets_key, user_id, &row.secret_sealed)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "TOTP secret does not open: was AUTH_SECRETS_KEY (or, without it, AUTH_SERVICE_API_KEY) changed?"
+                )
+            })?;
+        return match mfa::matching_step(&secret, code, mfa::unix_now()) {
+            Some(step) => Ok(mfa_db::accept_step(conn, user_id, step).await?),
+            None => Ok(false),
+        };
+    }
+    let normalized = mfa::normalize_recovery_code(code);
+    if normalized.is_empty() {
+        return Ok(false);
+    }
+    Ok(mfa_db::spend_recovery_code(conn, user_id, &hash_token(&normalized), db::now()).await?)
+}
