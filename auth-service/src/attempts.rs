@@ -111,18 +111,40 @@ impl AppState {
     }
 }
 
-/// Why a re-authentication failed: audited as the detail, answered as the error.
+/// A wrong secret, and why (`detail`, for the audit row).
 pub struct Refusal {
     pub detail: &'static str,
-    pub error: ApiError,
+}
+
+/// Why a re-authentication let no change through.
+#[derive(Debug, thiserror::Error)]
+pub enum ReauthError {
+    /// The secret was wrong (counted, and audited with its detail).
+    #[error("the secret is incorrect")]
+    Refused,
+    #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
+    TooMany { retry_after: u64 },
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults!(ReauthError);
+
+impl From<AttemptError> for ReauthError {
+    fn from(e: AttemptError) -> Self {
+        match e {
+            AttemptError::TooMany { retry_after } => Self::TooMany { retry_after },
+            AttemptError::Fault(f) => Self::Fault(f),
+        }
+    }
 }
 
 impl AppState {
     /// Checks the secret asked again before an account change (`check`:
     /// `Err` when it is wrong) in a slot of the signed-in user's email from
-    /// this address, exactly like a login: 429 once locked, and a failure
-    /// that fills a limit also ends the session it came from, so a stolen
-    /// session cannot go on guessing. On `Ok` the caller settles the
+    /// this address, exactly like a login: refused once locked, and a
+    /// failure that fills a limit also ends the session it came from, so a
+    /// stolen session cannot go on guessing. On `Ok` the caller settles the
     /// attempt with `passed` in the transaction that makes the change.
     pub(crate) async fn reauthenticate<F>(
         &self,
@@ -130,9 +152,9 @@ impl AppState {
         auth: &AuthenticatedUser,
         audit_kind: &str,
         check: F,
-    ) -> Result<Attempt, ApiError>
+    ) -> Result<Attempt, ReauthError>
     where
-        F: std::future::Future<Output = Result<Result<(), Refusal>, ApiError>>,
+        F: std::future::Future<Output = Result<Result<(), Refusal>, Fault>>,
     {
         let user_id = auth.user.id.0;
         let attempt = self
@@ -143,7 +165,7 @@ impl AppState {
             Ok(Err(refusal)) => refusal,
             Err(e) => {
                 attempt.released(self).await?;
-                return Err(e);
+                return Err(e.into());
             }
         };
         let locked = attempt
@@ -152,7 +174,7 @@ impl AppState {
         if locked {
             let mut pooled = self.db.get().await?;
             let conn = &mut pooled.conn();
-            transaction!(conn, |tx| -> ApiError {
+            transaction!(conn, |tx| -> Fault {
                 sessions::revoke(tx, user_id, auth.session_id, "too_many_attempts", db::now())
                     .await?;
                 events::record(
@@ -171,13 +193,11 @@ impl AppState {
             self.outbox.wake();
             tracing::warn!(%user_id, session_id = %auth.session_id, "session revoked after too many failed re-authentications");
         }
-        Err(refusal.error)
+        Err(ReauthError::Refused)
     }
-}
 
-impl AppState {
-    /// `reauthenticate` with the account's password as the secret: 401
-    /// `invalid_credentials` (audited with `detail`) when it is wrong.
+    /// `reauthenticate` with the account's password as the secret (a
+    /// wrong one is audited with `detail`).
     pub(crate) async fn reauthenticate_password(
         &self,
         client: &ClientInfo,
@@ -185,21 +205,30 @@ impl AppState {
         audit_kind: &str,
         password: String,
         detail: &'static str,
-    ) -> Result<Attempt, ApiError> {
+    ) -> Result<Attempt, ReauthError> {
         let check = async {
             Ok(if self.password_matches(&auth.user, password).await? {
                 Ok(())
             } else {
-                Err(Refusal {
-                    detail,
-                    error: ApiError::unauthorized(
-                        "invalid_credentials",
-                        "the password is incorrect",
-                    ),
-                })
+                Err(Refusal { detail })
             })
         };
         self.reauthenticate(client, auth, audit_kind, check).await
+    }
+
+    /// True when `password` is the user's; costs one argon2 verification.
+    pub(crate) async fn password_matches(
+        &self,
+        user: &crate::db::users::User,
+        password: String,
+    ) -> Result<bool, Fault> {
+        Ok(self
+            .hasher
+            .verify(
+                secrecy::SecretString::from(password),
+                Some(user.password_hash.clone()),
+            )
+            .await?)
     }
 }
 

@@ -2,8 +2,10 @@
 //! details, in one place. The operations (`services`, `attempts`) know no
 //! HTTP; handlers return `ApiError` and `?` converts through these.
 
-use crate::attempts::AttemptError;
+use crate::attempts::{AttemptError, ReauthError};
 use crate::error::ApiError;
+use crate::services::account::AccountError;
+use crate::services::mfa::MfaError;
 use crate::services::sessions::RefreshError;
 use crate::services::sign_in::SignInError;
 use crate::services::sign_up::SignUpError;
@@ -66,6 +68,68 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => ApiError::unauthorized("invalid_refresh_token", e.to_string()),
             RefreshError::Reused => ApiError::unauthorized("refresh_token_reused", e.to_string()),
             RefreshError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<ReauthError> for ApiError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::Refused => {
+                ApiError::unauthorized("invalid_credentials", "the password is incorrect")
+            }
+            ReauthError::TooMany { retry_after } => {
+                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
+            }
+            ReauthError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(invalid) => invalid.into(),
+            AccountError::WrongPassword => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            AccountError::TooManyAttempts { retry_after } => {
+                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
+            }
+            AccountError::MailTooSoon { retry_after } => {
+                ApiError::too_many("too_many_requests", retry_after, e.to_string())
+            }
+            AccountError::InvalidToken => ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_token",
+                e.to_string(),
+            ),
+            AccountError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
+            AccountError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(e: MfaError) -> Self {
+        let bad_code = |e: &MfaError| {
+            ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_code",
+                e.to_string(),
+            )
+        };
+        match e {
+            MfaError::AlreadyEnabled => ApiError::conflict("mfa_already_enabled", e.to_string()),
+            MfaError::NotEnabled => ApiError::conflict("mfa_not_enabled", e.to_string()),
+            MfaError::NotSetUp | MfaError::Unreadable | MfaError::CodeMismatch => bad_code(&e),
+            MfaError::WrongPassword | MfaError::WrongPasswordOrCode => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            MfaError::TooManyAttempts { retry_after } => {
+                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
+            }
+            MfaError::Fault(f) => f.into(),
         }
     }
 }

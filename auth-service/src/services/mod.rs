@@ -5,9 +5,11 @@
 //! problem details, in one place; the handlers in `routes/` parse, call one
 //! operation and shape the answer (status, cookies, body).
 //!
+//! - `account`: password change and reset, email verification and change;
 //! - `sign_up`: a new account and its first session;
 //! - `sign_in`: email and password (and the second factor), under the
 //!   brute-force accounting of `crate::attempts`;
+//! - `mfa`: turning TOTP on and off;
 //! - `second_factor`: a TOTP or recovery code, as sign-in and turning TOTP
 //!   off check it;
 //! - `sessions`: what a session is made of (its token pair), refresh with
@@ -15,6 +17,8 @@
 //!
 //! A new sign-in method is one module here plus one route file.
 
+pub mod account;
+pub mod mfa;
 pub mod second_factor;
 pub mod sessions;
 pub mod sign_in;
