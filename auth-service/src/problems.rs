@@ -5,6 +5,7 @@
 use crate::attempts::{AttemptError, ReauthError};
 use crate::error::ApiError;
 use crate::services::account::AccountError;
+use crate::services::admin::AdminError;
 use crate::services::mfa::MfaError;
 use crate::services::sessions::RefreshError;
 use crate::services::sign_in::SignInError;
@@ -130,6 +131,15 @@ impl From<MfaError> for ApiError {
                 ApiError::too_many("too_many_attempts", retry_after, e.to_string())
             }
             MfaError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::NoSuchUser | AdminError::NoSuchToken => ApiError::not_found(e.to_string()),
+            AdminError::Fault(f) => f.into(),
         }
     }
 }

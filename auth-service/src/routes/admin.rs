@@ -1,6 +1,6 @@
 //! The admin API; every handler takes `AdminCaller` (a service token with
-//! scope `admin`) and every change writes an `admin_action` audit row in the
-//! same transaction as the change.
+//! scope `admin`), and the changes are `crate::services::admin`'s (each
+//! writes an `admin_action` audit row in the same transaction).
 
 use actix_web::{web, HttpResponse};
 use secrecy::ExposeSecret;
@@ -10,28 +10,14 @@ use shared_types::{
 };
 use uuid::Uuid;
 
-use crate::db::events::{self, kind, AuthEvent};
+use crate::db::events::{self, kind};
 use crate::db::service_tokens::{self as rows, ServiceTokenRow};
-use crate::db::{self, mfa as mfa_db, sessions, users};
 use crate::domain::TokenSpec;
 use crate::error::ApiError;
-use crate::extractors::{AdminCaller, ServiceCaller};
+use crate::extractors::AdminCaller;
 use crate::service_tokens;
+use crate::services::admin;
 use crate::AppState;
-use service_kit::transaction;
-
-fn action(caller: &ServiceCaller, user_id: Option<Uuid>, detail: String) -> AuthEvent {
-    AuthEvent {
-        user_id: user_id.map(db::DbUuid),
-        ..service_tokens::audit_event(
-            kind::ADMIN_ACTION,
-            Some(caller.token_id),
-            Some(&caller.client),
-            true,
-            Some(detail),
-        )
-    }
-}
 
 fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
     ServiceTokenInfo {
@@ -66,7 +52,7 @@ pub async fn create_token(
         &mut pooled.conn(),
         &spec,
         &service_tokens::created_by_token(caller.token_id),
-        action(&caller, None, String::new()),
+        admin::token_created(&caller),
     )
     .await?;
     Ok(HttpResponse::Created().json(CreatedServiceToken {
@@ -94,24 +80,8 @@ pub async fn revoke_token(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let found = transaction!(conn, |tx| -> ApiError {
-        let found = rows::revoke(tx, id, db::now()).await?;
-        if found == Some(true) {
-            events::record(
-                tx,
-                &action(&caller, None, format!("revoked service token {id}")),
-            )
-            .await?;
-        }
-        Ok(found)
-    })?;
-    match found {
-        Some(_) => Ok(HttpResponse::NoContent().finish()),
-        None => Err(ApiError::not_found("no such service token")),
-    }
+    admin::revoke_token(&state, &caller, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The emergency switch. Every token stops working at the commit, on every
@@ -121,57 +91,10 @@ pub async fn revoke_all_tokens(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
 ) -> Result<web::Json<RevokedCount>, ApiError> {
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let revoked = transaction!(conn, |tx| -> ApiError {
-        let revoked = rows::revoke_all(tx, db::now()).await?;
-        events::record(
-            tx,
-            &action(
-                &caller,
-                None,
-                format!("revoked all service tokens ({revoked})"),
-            ),
-        )
-        .await?;
-        Ok(revoked)
-    })?;
-    tracing::warn!(revoked, by = %caller.token_id, "every service token was revoked");
+    let revoked = admin::revoke_all_tokens(&state, &caller).await?;
     Ok(web::Json(RevokedCount {
         revoked: revoked as u64,
     }))
-}
-
-async fn set_locked(
-    caller: ServiceCaller,
-    state: web::Data<AppState>,
-    id: Uuid,
-    locked: bool,
-) -> Result<HttpResponse, ApiError> {
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let verb = if locked { "locked" } else { "unlocked" };
-    let found = transaction!(conn, |tx| -> ApiError {
-        let found = users::set_locked(tx, id, locked, db::now()).await?;
-        if let Some(changed) = found {
-            let detail = if changed {
-                format!("{verb} user")
-            } else {
-                format!("user was already {verb}")
-            };
-            events::record(tx, &action(&caller, Some(id), detail)).await?;
-        }
-        Ok(found)
-    })?;
-    match found {
-        Some(changed) => {
-            if changed {
-                state.outbox.wake();
-            }
-            Ok(HttpResponse::NoContent().finish())
-        }
-        None => Err(ApiError::not_found("no such user")),
-    }
 }
 
 /// Locks an account: its sessions are revoked and its tokens stop
@@ -182,7 +105,8 @@ pub async fn lock_user(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    set_locked(caller, state, path.into_inner(), true).await
+    admin::set_locked(&state, &caller, path.into_inner(), true).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(post, path = "/admin/v1/users/{id}/unlock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Unlocked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
@@ -191,7 +115,8 @@ pub async fn unlock_user(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    set_locked(caller, state, path.into_inner(), false).await
+    admin::set_locked(&state, &caller, path.into_inner(), false).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Removes a user's second factor (TOTP and recovery codes) and ends
@@ -203,31 +128,7 @@ pub async fn reset_mfa(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let now = db::now();
-    let found = transaction!(conn, |tx| -> ApiError {
-        let Some(user) = users::find(tx, id).await? else {
-            return Ok(false);
-        };
-        mfa_db::remove(tx, id).await?;
-        if user.mfa_enabled {
-            users::set_mfa_enabled(tx, id, false, now).await?;
-        }
-        let revoked = sessions::revoke_all(tx, id, None, "mfa_reset", now).await?;
-        let detail = format!(
-            "second factor reset (was {}); sessions revoked: {}",
-            if user.mfa_enabled { "on" } else { "off" },
-            revoked.len()
-        );
-        events::record(tx, &action(&caller, Some(id), detail)).await?;
-        Ok(true)
-    })?;
-    if !found {
-        return Err(ApiError::not_found("no such user"));
-    }
-    state.outbox.wake();
+    admin::reset_mfa(&state, &caller, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -237,26 +138,8 @@ pub async fn delete_user(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let deleted = transaction!(conn, |tx| -> ApiError {
-        let deleted = users::delete(tx, id, db::now()).await?;
-        if let Some(user) = &deleted {
-            // The email is kept in the audit trail: who was deleted matters
-            // more after the fact than before.
-            let detail = format!("deleted user {}", user.email);
-            events::record(tx, &action(&caller, Some(id), detail)).await?;
-        }
-        Ok(deleted)
-    })?;
-    match deleted {
-        Some(_) => {
-            state.outbox.wake();
-            Ok(HttpResponse::NoContent().finish())
-        }
-        None => Err(ApiError::not_found("no such user")),
-    }
+    admin::delete_user(&state, &caller, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

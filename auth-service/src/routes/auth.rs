@@ -51,47 +51,45 @@ pub struct RefreshRequest {
 pub const REFRESH_COOKIE: &str = "refresh_token";
 const REFRESH_COOKIE_PATHS: [&str; 2] = ["/v1/token", "/v1/logout"];
 
-impl AppState {
-    /// The refresh cookies with `value`; an empty value and age 0 delete them.
-    fn refresh_cookies(&self, value: &str, max_age: Duration) -> [Cookie<'static>; 2] {
-        REFRESH_COOKIE_PATHS.map(|path| {
-            Cookie::build(REFRESH_COOKIE, value.to_owned())
-                .path(path)
-                .http_only(true)
-                .same_site(SameSite::Strict)
-                .secure(self.settings.cookie_secure)
-                .max_age(actix_web::cookie::time::Duration::seconds(
-                    max_age.num_seconds(),
-                ))
-                .finish()
-        })
-    }
+/// The refresh cookies with `value`; an empty value and age 0 delete them.
+fn refresh_cookies(state: &AppState, value: &str, max_age: Duration) -> [Cookie<'static>; 2] {
+    REFRESH_COOKIE_PATHS.map(|path| {
+        Cookie::build(REFRESH_COOKIE, value.to_owned())
+            .path(path)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(state.settings.cookie_secure)
+            .max_age(actix_web::cookie::time::Duration::seconds(
+                max_age.num_seconds(),
+            ))
+            .finish()
+    })
+}
 
-    /// Answers with `body`, which holds `pair`: unchanged in body mode; in
-    /// cookie mode the refresh token moves out of the JSON into the cookie.
-    fn deliver<T: Serialize>(
-        &self,
-        transport: TokenTransport,
-        mut answer: HttpResponseBuilder,
-        body: &T,
-        pair: &TokenPair,
-    ) -> Result<HttpResponse, ApiError> {
-        if transport == TokenTransport::Body {
-            return Ok(answer.json(body));
-        }
-        let mut json = serde_json::to_value(body).map_err(ApiError::internal)?;
-        if let Some(object) = json.as_object_mut() {
-            object.remove("refresh_token");
-            if let Some(tokens) = object.get_mut("tokens").and_then(|t| t.as_object_mut()) {
-                tokens.remove("refresh_token");
-            }
-        }
-        let days = Duration::days(self.settings.refresh_token_days);
-        for cookie in self.refresh_cookies(&pair.refresh_token, days) {
-            answer.cookie(cookie);
-        }
-        Ok(answer.json(json))
+/// Answers with `body`, which holds `pair`: unchanged in body mode; in
+/// cookie mode the refresh token moves out of the JSON into the cookie.
+fn deliver<T: Serialize>(
+    state: &AppState,
+    transport: TokenTransport,
+    mut answer: HttpResponseBuilder,
+    body: &T,
+    pair: &TokenPair,
+) -> Result<HttpResponse, ApiError> {
+    if transport == TokenTransport::Body {
+        return Ok(answer.json(body));
     }
+    let mut json = serde_json::to_value(body).map_err(ApiError::internal)?;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("refresh_token");
+        if let Some(tokens) = object.get_mut("tokens").and_then(|t| t.as_object_mut()) {
+            tokens.remove("refresh_token");
+        }
+    }
+    let days = Duration::days(state.settings.refresh_token_days);
+    for cookie in refresh_cookies(state, &pair.refresh_token, days) {
+        answer.cookie(cookie);
+    }
+    Ok(answer.json(json))
 }
 
 #[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 201, description = "Account and first session", body = RegisterResponse), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
@@ -115,7 +113,13 @@ pub async fn register(
         user: signed_up.user,
         tokens: signed_up.tokens,
     };
-    state.deliver(transport, HttpResponse::Created(), &answer, &answer.tokens)
+    deliver(
+        &state,
+        transport,
+        HttpResponse::Created(),
+        &answer,
+        &answer.tokens,
+    )
 }
 
 /// `POST /v1/login` (`crate::services::sign_in` says in what order what
@@ -134,7 +138,7 @@ pub async fn login(
         totp_code: body.totp_code,
     };
     let tokens = sign_in::sign_in(&state, &client, credentials).await?;
-    state.deliver(transport, HttpResponse::Ok(), &tokens, &tokens)
+    deliver(&state, transport, HttpResponse::Ok(), &tokens, &tokens)
 }
 
 /// `POST /v1/token/refresh`: the refresh token comes from the JSON body,
@@ -162,7 +166,13 @@ pub async fn refresh(
     let pair = sessions::refresh(&state, &client, &presented)
         .await
         .map_err(ApiError::from)?;
-    Ok(state.deliver(transport, HttpResponse::Ok(), &pair, &pair)?)
+    Ok(deliver(
+        &state,
+        transport,
+        HttpResponse::Ok(),
+        &pair,
+        &pair,
+    )?)
 }
 
 /// Ends the caller's current session (`/v1/logout`). In cookie mode the
@@ -204,7 +214,7 @@ pub async fn logout(
     }
     ended.dedup();
     sessions::sign_out(&state, &client, &ended).await?;
-    Ok(state.without_refresh_cookies(HttpResponse::NoContent()))
+    Ok(without_refresh_cookies(&state, HttpResponse::NoContent()))
 }
 
 /// Ends every session of the caller (`/v1/logout/all`).
@@ -215,16 +225,14 @@ pub async fn logout_all(
     auth: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
     sessions::sign_out_everywhere(&state, &client, auth.user.id.0).await?;
-    Ok(state.without_refresh_cookies(HttpResponse::NoContent()))
+    Ok(without_refresh_cookies(&state, HttpResponse::NoContent()))
 }
 
-impl AppState {
-    /// `answer` with the refresh cookies deleted: a browser app's cookie
-    /// goes with the session.
-    fn without_refresh_cookies(&self, mut answer: HttpResponseBuilder) -> HttpResponse {
-        for cookie in self.refresh_cookies("", Duration::zero()) {
-            answer.cookie(cookie);
-        }
-        answer.finish()
+/// `answer` with the refresh cookies deleted: a browser app's cookie goes
+/// with the session.
+fn without_refresh_cookies(state: &AppState, mut answer: HttpResponseBuilder) -> HttpResponse {
+    for cookie in refresh_cookies(state, "", Duration::zero()) {
+        answer.cookie(cookie);
     }
+    answer.finish()
 }

@@ -6,7 +6,6 @@ use crate::db::sessions;
 use crate::error::ApiError;
 use crate::extractors::AuthenticatedUser;
 use crate::AppState;
-use service_kit::transaction;
 
 #[utoipa::path(get, path = "/v1/me", tag = "account", responses((status = 200, description = "The caller", body = AuthMe), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn me(auth: AuthenticatedUser) -> web::Json<AuthMe> {
@@ -50,16 +49,8 @@ pub async fn delete_session(
     auth: AuthenticatedUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let session_id = path.into_inner();
-    let revoked = transaction!(conn, |tx| -> ApiError {
-        let now = crate::db::now();
-        Ok(sessions::revoke(tx, auth.user.id.0, session_id, "revoked_by_user", now).await?)
-    })?;
-    if !revoked {
+    if !crate::services::sessions::end_own(&state, auth.user.id.0, path.into_inner()).await? {
         return Err(ApiError::not_found("no such session"));
     }
-    state.outbox.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,6 +9,8 @@
 //! - `sign_up`: a new account and its first session;
 //! - `sign_in`: email and password (and the second factor), under the
 //!   brute-force accounting of `crate::attempts`;
+//! - `admin`: locking, unlocking, deleting users, resetting their second
+//!   factor, revoking service tokens;
 //! - `mfa`: turning TOTP on and off;
 //! - `second_factor`: a TOTP or recovery code, as sign-in and turning TOTP
 //!   off check it;
@@ -18,6 +20,7 @@
 //! A new sign-in method is one module here plus one route file.
 
 pub mod account;
+pub mod admin;
 pub mod mfa;
 pub mod second_factor;
 pub mod sessions;

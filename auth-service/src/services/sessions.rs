@@ -248,6 +248,20 @@ pub async fn sign_out(
     Ok(())
 }
 
+/// Ends one of `user_id`'s own sessions; false when it has no such live
+/// session (someone else's id is answered like an unknown one).
+pub async fn end_own(state: &AppState, user_id: Uuid, session_id: Uuid) -> Result<bool, Fault> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let revoked = transaction!(conn, |tx| -> Fault {
+        Ok(sessions::revoke(tx, user_id, session_id, "revoked_by_user", db::now()).await?)
+    })?;
+    if revoked {
+        state.outbox.wake();
+    }
+    Ok(revoked)
+}
+
 /// Ends every session of `user_id`.
 pub async fn sign_out_everywhere(
     state: &AppState,
