@@ -14,7 +14,7 @@ use crate::db::events::{self, kind};
 use crate::db::service_tokens as rows;
 use crate::db::{self, DbPool};
 use crate::domain::TokenSpec;
-use crate::service_tokens::{self, audit_event, CREATED_BY_CLI};
+use crate::services::service_tokens::{self, audit_event, CREATED_BY_CLI};
 use service_kit::transaction;
 
 #[derive(Debug, Subcommand)]

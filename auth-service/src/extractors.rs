@@ -13,7 +13,7 @@ use crate::configuration::Cidr;
 use crate::db::{sessions, users::User};
 use crate::domain::service_token::scope;
 use crate::error::ApiError;
-use crate::service_tokens::{self, Checked};
+use crate::services::service_tokens::{self, Checked};
 use crate::telemetry::RequestId;
 use crate::AppState;
 use futures::future::LocalBoxFuture;

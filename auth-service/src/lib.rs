@@ -1,20 +1,23 @@
 //! The auth service: the only owner of users, passwords, sessions, refresh
 //! tokens and every other credential.
 //!
-//! Map of the crate: `configuration` (every environment variable),
-//! `routes` (HTTP handlers: parse, call one operation, shape the answer;
-//! and the list of routes), `services` (the operations: sign-up, sign-in,
-//! sessions; no HTTP in them), `problems` (every operation's error as
-//! problem details, in one place), `extractors` (who is calling), `domain`
-//! (validated input), `db` (schema and queries for both
-//! PostgreSQL and SQLite), `tokens` (JWTs and opaque tokens), `passwords`
-//! (argon2id off the async workers), `error` (problem details),
-//! `telemetry` (logs and request ids), `webhooks` (outbox delivery;
-//! the outbox table itself is `db::outbox`), `service_tokens` (tokens for
-//! programs, and their batched usage), `cli` (the `service-token` commands),
-//! `mail` (sending queued mail; the queue is `db::mail`), `mfa` (TOTP and
-//! recovery codes), `attempts` (the exact brute-force accounting around
-//! every check of a secret; its counters and locks are `db::lockouts`).
+//! Map of the crate:
+//! - `routes`: HTTP handlers (parse, call one operation, shape the answer)
+//!   and the list of routes; `extractors`: who is calling;
+//! - `services`: the operations (sign-up, sign-in, sessions, account
+//!   changes, MFA, admin actions, service tokens), with no HTTP in them;
+//!   `problems`: every operation's error as problem details, in one place;
+//! - `attempts`: the exact brute-force accounting around every check of a
+//!   secret (its counters and locks are `db::lockouts`);
+//! - `domain`: validated input; `db`: schema and queries for both
+//!   PostgreSQL and SQLite;
+//! - `tokens` (JWTs and opaque tokens), `passwords` (argon2id off the
+//!   async workers), `mfa` (TOTP and recovery codes);
+//! - `webhooks` (outbox delivery; the outbox table is `db::outbox`), `mail`
+//!   (sending queued mail; the queue is `db::mail`);
+//! - `configuration` (every environment variable), `cli` (the
+//!   `service-token` commands), `error` (problem details), `telemetry`
+//!   (logs and request ids).
 
 #![recursion_limit = "256"]
 
@@ -31,7 +34,6 @@ pub mod mfa;
 pub mod passwords;
 pub mod problems;
 pub mod routes;
-pub mod service_tokens;
 pub mod services;
 pub use service_kit::telemetry;
 pub mod tokens;
@@ -62,7 +64,7 @@ pub struct AppState {
     /// Wake-up for the webhook worker; call after committing events.
     pub outbox: webhooks::Wakeup,
     /// Service-token uses waiting for the next batched write.
-    pub usage: service_tokens::Usage,
+    pub usage: services::service_tokens::Usage,
     /// Wake-up for the mail sender; call after committing queued mail.
     pub mail: webhooks::Wakeup,
     pub metrics: Arc<metrics::AuthMetrics>,
@@ -111,7 +113,7 @@ impl Application {
                 None
             }
         };
-        let usage = service_tokens::Usage::default();
+        let usage = services::service_tokens::Usage::default();
         let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
         let mail = webhooks::Wakeup::default();
         let mail_sender = tokio::spawn(

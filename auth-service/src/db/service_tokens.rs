@@ -1,5 +1,5 @@
 //! Queries on `service_tokens`. Rows hold the SHA-256 of a token, never the
-//! token; what a token is and how it is checked is `crate::service_tokens`.
+//! token; what a token is and how it is checked is `crate::services::service_tokens`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -31,13 +31,13 @@ pub struct ServiceTokenRow {
 
 impl ServiceTokenRow {
     pub fn scope_list(&self) -> Vec<String> {
-        // Written only by `crate::service_tokens::create`; a row that does
+        // Written only by `crate::services::service_tokens::create`; a row that does
         // not parse grants nothing.
         serde_json::from_str(&self.scopes).unwrap_or_default()
     }
 
     /// The metadata object; `None` when there is none (or it does not parse:
-    /// written only by `crate::service_tokens::create`).
+    /// written only by `crate::services::service_tokens::create`).
     pub fn metadata_object(&self) -> Option<serde_json::Value> {
         self.metadata
             .as_ref()
@@ -111,7 +111,7 @@ pub async fn revoke_all(conn: &mut Conn<'_>, now: DateTime<Utc>) -> QueryResult<
     .await)
 }
 
-/// Adds a batch of uses (see `crate::service_tokens::Usage`).
+/// Adds a batch of uses (see `crate::services::service_tokens::Usage`).
 pub async fn add_usage(
     conn: &mut Conn<'_>,
     id: Uuid,

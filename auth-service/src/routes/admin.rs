@@ -15,8 +15,8 @@ use crate::db::service_tokens::{self as rows, ServiceTokenRow};
 use crate::domain::TokenSpec;
 use crate::error::ApiError;
 use crate::extractors::AdminCaller;
-use crate::service_tokens;
 use crate::services::admin;
+use crate::services::service_tokens;
 use crate::AppState;
 
 fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::db::{outbox, sessions, users};
 use crate::error::ApiError;
 use crate::extractors::{ClientInfo, InternalCaller};
-use crate::service_tokens::{self, Checked};
+use crate::services::service_tokens::{self, Checked};
 use crate::AppState;
 
 /// RFC 7662. Any token that is not a live access token of an unlocked user

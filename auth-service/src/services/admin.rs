@@ -9,7 +9,7 @@ use crate::db::events::{self, kind, AuthEvent};
 use crate::db::service_tokens as rows;
 use crate::db::{self, mfa as mfa_db, sessions, users};
 use crate::extractors::ServiceCaller;
-use crate::service_tokens;
+use crate::services::service_tokens;
 use crate::AppState;
 use service_kit::transaction;
 

@@ -14,6 +14,8 @@
 //! - `mfa`: turning TOTP on and off;
 //! - `second_factor`: a TOTP or recovery code, as sign-in and turning TOTP
 //!   off check it;
+//! - `service_tokens`: tokens for programs (made, checked, their batched
+//!   usage);
 //! - `sessions`: what a session is made of (its token pair), refresh with
 //!   reuse detection, and signing out.
 //!
@@ -23,6 +25,7 @@ pub mod account;
 pub mod admin;
 pub mod mfa;
 pub mod second_factor;
+pub mod service_tokens;
 pub mod sessions;
 pub mod sign_in;
 pub mod sign_up;

@@ -644,7 +644,7 @@ async fn forged_service_tokens_cannot_flood_the_audit_trail() {
             .entry(res.expect("request").status().as_u16())
             .or_insert(0usize) += 1;
     }
-    let budget = auth_service::service_tokens::FAILURE_BUDGET as usize;
+    let budget = auth_service::services::service_tokens::FAILURE_BUDGET as usize;
     assert_eq!(
         statuses,
         [(401, budget), (429, 60 - budget)].into(),
