@@ -72,9 +72,8 @@
         await action(values, f);
       } catch (err) {
         error.textContent = message(err);
-        const bad = err.field && f.querySelector(`[name="${err.field}"]`);
-        if (bad) bad.focus();
-        else { error.setAttribute("tabindex", "-1"); error.focus(); }
+        error.setAttribute("tabindex", "-1");
+        error.focus();
       } finally {
         button.disabled = false;
       }
@@ -89,7 +88,6 @@
       super(body.detail || body.title || `HTTP ${status}`);
       this.status = status;
       this.code = body.code || "";
-      this.field = (body.errors && body.errors[0] && body.errors[0].field) || null;
     }
   }
 
