@@ -619,6 +619,55 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// `vendor/diesel-async` is a patched copy (its PATCHED.md). A version
+    /// bump would silently switch to the unpatched registry crate (the
+    /// `[patch]` stops applying) and break every query behind a
+    /// transaction-mode pooler; so would a PATCHED.md that no longer shows
+    /// the change the tree holds.
+    #[test]
+    fn the_vendored_diesel_async_is_the_locked_one() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+        let lock = read("Cargo.lock");
+        let entry = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"diesel-async\"\n"))
+            .expect("diesel-async in Cargo.lock");
+        assert!(
+            !entry.contains("source = "),
+            "Cargo.lock takes diesel-async from a registry: the [patch] to vendor/diesel-async no longer applies"
+        );
+        let version_of = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_owned)
+        };
+        let vendored =
+            version_of(&read("vendor/diesel-async/Cargo.toml")).expect("vendored version");
+        assert_eq!(version_of(entry).as_deref(), Some(vendored.as_str()));
+        let notes = read("vendor/diesel-async/PATCHED.md");
+        assert!(notes.starts_with(&format!("# Patched diesel-async {vendored}\n")));
+        let source = read("vendor/diesel-async/src/pg/mod.rs");
+        let diff = notes
+            .split("```diff\n")
+            .nth(1)
+            .and_then(|d| d.split("```").next())
+            .expect("the diff in PATCHED.md");
+        let added: Vec<&str> = diff
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .map(|l| &l[1..])
+            .collect();
+        assert!(added.len() > 20, "the diff holds the change");
+        for line in added {
+            assert!(
+                source.contains(line),
+                "PATCHED.md adds a line src/pg/mod.rs lacks: {line}"
+            );
+        }
+    }
+
     /// The URL that `shared_types::config` builds from seed parts reaches
     /// the driver with the password intact, whatever it holds.
     #[test]
