@@ -5,7 +5,7 @@
 //!   (`cargo run -p launcher`).
 //! - `system`: the real service binaries as child processes (ports, env,
 //!   logs, kill -9, SIGSTOP/SIGCONT, RSS), used by `launcher bench` and by
-//!   `tests/faults.rs`.
+//!   the system tests (`tests/system/`).
 
 pub mod dev;
 pub mod system;

@@ -1,5 +1,5 @@
 //! The auth service's tables and queries. The generic layer (pool, `Conn`,
-//! `run!`, `transaction!`, SQL types, migrations) is the `db-core` crate,
+//! `run!`, `transaction!`, SQL types, migrations) is `service_kit::db`,
 //! shared with the main backend.
 
 pub mod schema;

@@ -144,17 +144,13 @@ async fn outbox_clean(stack_auth_db: &str, main_db: &str, users: usize, leased_b
     }
     let created = events.iter().filter(|e| e.1 == "user.created").count();
     assert_eq!(created, users, "one user.created per user");
-    let processed: Vec<String> = processed_webhooks(main_db).await;
-    let processed_set: HashSet<&String> = processed.iter().collect();
-    assert_eq!(processed.len(), processed_set.len());
+    // The ledger's key is the webhook id, so "once" is the schema's; what
+    // can go wrong is a missing or a foreign id.
+    let processed: HashSet<String> = processed_webhooks(main_db).await.into_iter().collect();
     let event_ids: HashSet<String> = events.iter().map(|e| e.0.to_string()).collect();
     assert_eq!(
-        processed_set
-            .into_iter()
-            .cloned()
-            .collect::<HashSet<String>>(),
-        event_ids,
-        "the receiver's ledger has every event once, and nothing else"
+        processed, event_ids,
+        "the receiver's ledger has every event, and nothing else"
     );
 }
 
