@@ -16,44 +16,19 @@ use std::time::{Duration, Instant};
 use launcher::system::{free_port, Service, System};
 use serde_json::json;
 
-struct Args {
+/// `launcher bench`: the whole benchmark, written to `--out`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A PostgreSQL admin URL to run on (two databases are made and dropped);
+    /// SQLite when absent.
+    #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The report to rewrite.
+    #[arg(long, default_value = "BENCHMARKS.md")]
     out: String,
-}
-
-fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut out = Args {
-        postgres: None,
-        seconds: 10,
-        out: "BENCHMARKS.md".into(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--postgres" => {
-                out.postgres = Some(
-                    it.next()
-                        .ok_or_else(|| anyhow::anyhow!("--postgres URL"))?
-                        .clone(),
-                )
-            }
-            "--seconds" => {
-                out.seconds = it
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("--seconds N"))?
-                    .parse()?
-            }
-            "--out" => {
-                out.out = it
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("--out FILE"))?
-                    .clone()
-            }
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(out)
 }
 
 /// Latencies in microseconds, sorted.
@@ -247,8 +222,7 @@ pub struct Run {
     pub secs: Duration,
 }
 
-pub async fn run(raw: &[String]) -> anyhow::Result<()> {
-    let args = parse(raw)?;
+pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
     let system = System::new(&dir)?;
     let dbs = Databases::create(&dir, args.postgres.as_deref()).await?;

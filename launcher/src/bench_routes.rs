@@ -29,13 +29,6 @@ pub enum Route {
 }
 
 impl Route {
-    fn flag(self) -> &'static str {
-        match self {
-            Route::Pooler => "--pooler",
-            Route::Tls => "--tls",
-        }
-    }
-
     /// The markers around this route's section of BENCHMARKS.md.
     pub fn markers(self) -> (&'static str, &'static str) {
         match self {
@@ -51,40 +44,23 @@ impl Route {
     }
 }
 
-struct Args {
-    route: Route,
+/// `launcher bench-pooler` / `bench-tls`: two routes to one server.
+#[derive(clap::Args)]
+pub struct Args {
+    /// PostgreSQL straight and plain (an admin URL: databases are made).
+    #[arg(long, value_name = "URL")]
     postgres: String,
-    /// The route under test's URL (`--pooler` or `--tls`).
+    /// The route under test (`--pooler` / `--tls` as the scripts spell it):
+    /// the pooler's URL (`bench-pooler`) or the same
+    /// server's URL with its sslmode (`bench-tls`).
+    #[arg(long = "via", alias = "pooler", alias = "tls", value_name = "URL")]
     other: String,
+    /// Seconds per workload (split over its phases).
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// The report whose section is rewritten.
+    #[arg(long, default_value = "BENCHMARKS.md")]
     out: String,
-}
-
-fn parse(route: Route, args: &[String]) -> anyhow::Result<Args> {
-    let (mut postgres, mut other) = (None, None);
-    let (mut seconds, mut out) = (5, "BENCHMARKS.md".to_owned());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "--postgres" => postgres = Some(value()?),
-            flag if flag == route.flag() => other = Some(value()?),
-            "--seconds" => seconds = value()?.parse()?,
-            "--out" => out = value()?,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(Args {
-        route,
-        postgres: postgres.ok_or_else(|| anyhow::anyhow!("--postgres URL is required"))?,
-        other: other.ok_or_else(|| anyhow::anyhow!("{} URL is required", route.flag()))?,
-        seconds,
-        out,
-    })
 }
 
 /// Extra variables for one service.
@@ -96,12 +72,11 @@ struct Side {
     main: Service,
 }
 
-pub async fn run(route: Route, raw: &[String]) -> anyhow::Result<()> {
-    let args = parse(route, raw)?;
+pub async fn run(route: Route, args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("route-bench-{}", uuid::Uuid::new_v4().simple()));
     let system = System::new(&dir)?;
     let dbs = Databases::create(&dir, Some(&args.postgres)).await?;
-    let outcome = measure(&system, &dbs, &args).await;
+    let outcome = measure(&system, &dbs, route, &args).await;
     dbs.drop_all().await;
     let _ = std::fs::remove_dir_all(&dir);
     let section = outcome?;
@@ -195,9 +170,14 @@ fn with_database(url: &str, of: &str) -> anyhow::Result<String> {
     service_kit::db::url_with_database(url, name)
 }
 
-async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Result<String> {
+async fn measure(
+    system: &System,
+    dbs: &Databases,
+    route: Route,
+    args: &Args,
+) -> anyhow::Result<String> {
     let direct = start_side(system, "direct", dbs, None).await?;
-    let pooled = start_side(system, "other", dbs, Some((args.route, &args.other))).await?;
+    let pooled = start_side(system, "other", dbs, Some((route, &args.other))).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -308,7 +288,7 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
         ));
     }
     let headline = headline.unwrap_or(f64::NAN);
-    let (start, end) = args.route.markers();
+    let (start, end) = route.markers();
     let common = format!(
         "- Date: {date}\n- Commit: {commit}\n- Machine: {machine}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
@@ -319,7 +299,7 @@ async fn measure(system: &System, dbs: &Databases, args: &Args) -> anyhow::Resul
         "alternates the two sides twice ({half:.1} s each), {tasks} clients, keep-alive; figures are the means.",
         half = half.as_secs_f64(),
     );
-    Ok(match args.route {
+    Ok(match route {
         Route::Pooler => {
             let version = std::process::Command::new("pgbouncer")
                 .arg("--version")

@@ -16,17 +16,35 @@ mod bench_sync;
 
 use launcher::dev;
 
+#[derive(clap::Parser)]
+#[command(
+    name = "launcher",
+    about = "Both services for development, and the benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Both services on SQLite with generated development secrets (the default).
+    Dev,
+    /// The benchmark; rewrites BENCHMARKS.md.
+    Bench(bench::Args),
+    /// Through a transaction-mode pooler against direct; rewrites its section.
+    BenchPooler(bench_routes::Args),
+    /// Over TLS against plain connections; rewrites its section.
+    BenchTls(bench_routes::Args),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("dev") => dev::run().await,
-        Some("bench") => bench::run(&args[1..]).await,
-        Some("bench-pooler") => bench_routes::run(bench_routes::Route::Pooler, &args[1..]).await,
-        Some("bench-tls") => bench_routes::run(bench_routes::Route::Tls, &args[1..]).await,
-        Some(other) => {
-            eprintln!("unknown command `{other}`; use `dev` (default) or `bench [--postgres URL] [--seconds N] [--out FILE]` or `bench-pooler --postgres URL --pooler URL [--seconds N]` or `bench-tls --postgres URL --tls URL [--seconds N]`");
-            std::process::exit(2)
-        }
+    use clap::Parser;
+    match Cli::parse().command.unwrap_or(Command::Dev) {
+        Command::Dev => dev::run().await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::BenchPooler(args) => bench_routes::run(bench_routes::Route::Pooler, args).await,
+        Command::BenchTls(args) => bench_routes::run(bench_routes::Route::Tls, args).await,
     }
 }
