@@ -45,6 +45,30 @@ impl LockedOut for ApiError {
     }
 }
 
+/// For an operation's error enum with `TooManyAttempts { retry_after }`
+/// and `Fault(Fault)` variants: `From<AttemptError>` (so `?` works on a
+/// reservation and on `passed`) and `LockedOut` (for `settle`).
+macro_rules! lockout_errors {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$crate::attempts::AttemptError> for $error {
+            fn from(e: $crate::attempts::AttemptError) -> Self {
+                match e {
+                    $crate::attempts::AttemptError::TooMany { retry_after } => {
+                        Self::TooManyAttempts { retry_after }
+                    }
+                    $crate::attempts::AttemptError::Fault(f) => Self::Fault(f),
+                }
+            }
+        }
+        impl $crate::attempts::LockedOut for $error {
+            fn locked_out(&self) -> bool {
+                matches!(self, Self::TooManyAttempts { .. })
+            }
+        }
+    )+};
+}
+pub(crate) use lockout_errors;
+
 /// One reserved check of `email`'s secret from the client's address.
 pub struct Attempt {
     email_key: String,

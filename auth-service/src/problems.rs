@@ -12,6 +12,12 @@ use crate::services::sign_in::SignInError;
 use crate::services::sign_up::SignUpError;
 use crate::services::Fault;
 
+/// 429 `too_many_attempts` with Retry-After: every lockout, whichever
+/// operation met it.
+fn too_many_attempts(retry_after: u64, e: &impl std::fmt::Display) -> ApiError {
+    ApiError::too_many("too_many_attempts", retry_after, e.to_string())
+}
+
 /// 503 when the store is away, 500 otherwise; the cause goes to the log.
 impl From<Fault> for ApiError {
     fn from(e: Fault) -> Self {
@@ -26,9 +32,7 @@ impl From<Fault> for ApiError {
 impl From<AttemptError> for ApiError {
     fn from(e: AttemptError) -> Self {
         match e {
-            AttemptError::TooMany { retry_after } => {
-                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
-            }
+            AttemptError::TooMany { retry_after } => too_many_attempts(retry_after, &e),
             AttemptError::Fault(f) => f.into(),
         }
     }
@@ -50,9 +54,7 @@ impl From<SignInError> for ApiError {
             SignInError::InvalidCredentials => {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
-            SignInError::TooManyAttempts { retry_after } => {
-                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
-            }
+            SignInError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
             SignInError::AccountLocked => ApiError::forbidden("account_locked", e.to_string()),
             // Both ask for the second factor; the detail says which.
             SignInError::MfaRequired | SignInError::WrongSecondFactor => {
@@ -79,9 +81,7 @@ impl From<ReauthError> for ApiError {
             ReauthError::Refused => {
                 ApiError::unauthorized("invalid_credentials", "the password is incorrect")
             }
-            ReauthError::TooMany { retry_after } => {
-                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
-            }
+            ReauthError::TooMany { retry_after } => too_many_attempts(retry_after, &e),
             ReauthError::Fault(f) => f.into(),
         }
     }
@@ -94,9 +94,7 @@ impl From<AccountError> for ApiError {
             AccountError::WrongPassword => {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
-            AccountError::TooManyAttempts { retry_after } => {
-                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
-            }
+            AccountError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
             AccountError::MailTooSoon { retry_after } => {
                 ApiError::too_many("too_many_requests", retry_after, e.to_string())
             }
@@ -127,9 +125,7 @@ impl From<MfaError> for ApiError {
             MfaError::WrongPassword | MfaError::WrongPasswordOrCode => {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
-            MfaError::TooManyAttempts { retry_after } => {
-                ApiError::too_many("too_many_attempts", retry_after, e.to_string())
-            }
+            MfaError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
             MfaError::Fault(f) => f.into(),
         }
     }

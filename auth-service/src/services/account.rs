@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use uuid::Uuid;
 
 use super::{audit, faults, Fault};
-use crate::attempts::{LockedOut, ReauthError};
+use crate::attempts::{lockout_errors, ReauthError};
 use crate::db::events::{self, kind};
 use crate::db::mail::{self, kind as mail_kind};
 use crate::db::one_time_tokens::{self as ott, purpose};
@@ -53,17 +53,7 @@ impl From<ReauthError> for AccountError {
     }
 }
 
-impl From<crate::attempts::AttemptError> for AccountError {
-    fn from(e: crate::attempts::AttemptError) -> Self {
-        ReauthError::from(e).into()
-    }
-}
-
-impl LockedOut for AccountError {
-    fn locked_out(&self) -> bool {
-        matches!(self, Self::TooManyAttempts { .. })
-    }
-}
+lockout_errors!(AccountError);
 
 /// Mail is spaced per address and kind: at most one a minute.
 #[derive(Debug)]

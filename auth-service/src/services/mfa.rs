@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 use shared_types::{RecoveryCodes, TotpSetup};
 
 use super::{audit, faults, second_factor, Fault};
-use crate::attempts::{LockedOut, ReauthError, Refusal};
+use crate::attempts::{lockout_errors, ReauthError, Refusal};
 use crate::db::events::{self, kind};
 use crate::db::mail;
 use crate::db::{self, mfa as mfa_db, users};
@@ -43,22 +43,7 @@ pub enum MfaError {
 
 faults!(MfaError);
 
-impl From<crate::attempts::AttemptError> for MfaError {
-    fn from(e: crate::attempts::AttemptError) -> Self {
-        match e {
-            crate::attempts::AttemptError::TooMany { retry_after } => {
-                Self::TooManyAttempts { retry_after }
-            }
-            crate::attempts::AttemptError::Fault(f) => Self::Fault(f),
-        }
-    }
-}
-
-impl LockedOut for MfaError {
-    fn locked_out(&self) -> bool {
-        matches!(self, Self::TooManyAttempts { .. })
-    }
-}
+lockout_errors!(MfaError);
 
 /// `refused` is what a wrong secret means for this change.
 fn reauth(e: ReauthError, refused: MfaError) -> MfaError {

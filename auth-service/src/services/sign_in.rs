@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use shared_types::TokenPair;
 
 use super::{audit, faults, second_factor, sessions, Fault};
-use crate::attempts::{AttemptError, LockedOut};
+use crate::attempts::lockout_errors;
 use crate::db::events::{self, kind};
 use crate::db::{self, users};
 use crate::domain::Email;
@@ -49,20 +49,7 @@ pub enum SignInError {
 
 faults!(SignInError);
 
-impl From<AttemptError> for SignInError {
-    fn from(e: AttemptError) -> Self {
-        match e {
-            AttemptError::TooMany { retry_after } => Self::TooManyAttempts { retry_after },
-            AttemptError::Fault(f) => Self::Fault(f),
-        }
-    }
-}
-
-impl LockedOut for SignInError {
-    fn locked_out(&self) -> bool {
-        matches!(self, Self::TooManyAttempts { .. })
-    }
-}
+lockout_errors!(SignInError);
 
 impl SignInError {
     /// How `auth_login_attempts_total` counts it.
