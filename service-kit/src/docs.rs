@@ -32,6 +32,58 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Every operation answers its errors as problem details (RFC 9457): the
+/// `4XX` and `5XX` responses are added here, once, instead of on each
+/// handler's `#[utoipa::path]`. An operation that says more about its
+/// errors (e.g. a 409 worth naming) keeps its own description.
+pub struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        use utoipa::{PartialSchema, ToSchema};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .entry(shared_types::Problem::name().into_owned())
+            .or_insert_with(shared_types::Problem::schema);
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(shared_types::Problem::name())))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("4XX".into())
+                    .or_insert_with(|| problem("Problem details (RFC 9457); `code` says which"));
+                responses.entry("5XX".into()).or_insert_with(|| {
+                    problem("Problem details; 503 when a dependency is unavailable")
+                });
+            }
+        }
+    }
+}
+
 /// The documentation's own routes, which the document does not list.
 pub const DOC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),

@@ -314,6 +314,14 @@ pub fn check_openapi_json(doc: &serde_json::Value) {
                 responses.is_some_and(|r| !r.is_empty()),
                 "{method} {path} documents no response"
             );
+            // Errors are problem details everywhere (docs::ProblemResponses).
+            for class in ["4XX", "5XX"] {
+                assert_eq!(
+                    op["responses"][class]["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path}: {class} as problem details"
+                );
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ pub struct ChangeEmail {
 }
 
 /// `POST /v1/password/change`: every other session of the user ends.
-#[utoipa::path(post, path = "/v1/password/change", tag = "account", request_body = ChangePassword, responses((status = 204, description = "Changed; other sessions end"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/password/change", tag = "account", request_body = ChangePassword, responses((status = 204, description = "Changed; other sessions end")), security(("bearer" = [])))]
 pub async fn change_password(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -62,7 +62,7 @@ pub async fn change_password(
 /// `POST /v1/password/forgot`: 202 at once, whatever the email. The lookup
 /// and the mail happen after the answer, so neither the answer nor its
 /// timing says whether an account exists.
-#[utoipa::path(post, path = "/v1/password/forgot", tag = "account", request_body = Forgot, responses((status = 202, description = "A reset link is mailed if the account exists"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/password/forgot", tag = "account", request_body = Forgot, responses((status = 202, description = "A reset link is mailed if the account exists")), security(()))]
 pub async fn forgot_password(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -81,7 +81,7 @@ pub async fn forgot_password(
 /// `POST /v1/password/reset`: sets the password, ends every session, lifts
 /// brute-force locks on the address (the reset proved the owner) and marks
 /// the address verified (the mail reached it).
-#[utoipa::path(post, path = "/v1/password/reset", tag = "account", request_body = Reset, responses((status = 204, description = "Password set; every session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/password/reset", tag = "account", request_body = Reset, responses((status = 204, description = "Password set; every session ended")), security(()))]
 pub async fn reset_password(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -95,7 +95,7 @@ pub async fn reset_password(
 
 /// `POST /v1/email/verify/request`: mails a new link (nothing when the
 /// address is verified already).
-#[utoipa::path(post, path = "/v1/email/verify/request", tag = "account", responses((status = 202, description = "A verification link is mailed"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/email/verify/request", tag = "account", responses((status = 202, description = "A verification link is mailed")), security(("bearer" = [])))]
 pub async fn request_verification(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,
@@ -105,7 +105,7 @@ pub async fn request_verification(
 }
 
 /// `POST /v1/email/verify`
-#[utoipa::path(post, path = "/v1/email/verify", tag = "account", request_body = TokenBody, responses((status = 204, description = "Email verified"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/email/verify", tag = "account", request_body = TokenBody, responses((status = 204, description = "Email verified")), security(()))]
 pub async fn verify_email(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -117,7 +117,7 @@ pub async fn verify_email(
 
 /// `POST /v1/email/change`: a link to the new address, a notice to the old.
 /// The address changes only when the link is followed.
-#[utoipa::path(post, path = "/v1/email/change", tag = "account", request_body = ChangeEmail, responses((status = 202, description = "A confirmation link is mailed to the new address"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/email/change", tag = "account", request_body = ChangeEmail, responses((status = 202, description = "A confirmation link is mailed to the new address")), security(("bearer" = [])))]
 pub async fn change_email(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -131,7 +131,7 @@ pub async fn change_email(
 }
 
 /// `POST /v1/email/change/confirm`
-#[utoipa::path(post, path = "/v1/email/change/confirm", tag = "account", request_body = TokenBody, responses((status = 204, description = "Email changed"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/email/change/confirm", tag = "account", request_body = TokenBody, responses((status = 204, description = "Email changed")), security(()))]
 pub async fn confirm_email_change(
     state: web::Data<AppState>,
     client: ClientInfo,

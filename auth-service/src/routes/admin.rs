@@ -35,7 +35,7 @@ fn info(row: &ServiceTokenRow) -> ServiceTokenInfo {
     }
 }
 
-#[utoipa::path(post, path = "/admin/v1/service-tokens", tag = "admin", request_body = CreateServiceToken, responses((status = 201, description = "The token, shown once", body = CreatedServiceToken), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/service-tokens", tag = "admin", request_body = CreateServiceToken, responses((status = 201, description = "The token, shown once", body = CreatedServiceToken)), security(("service" = [])))]
 pub async fn create_token(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -64,7 +64,7 @@ pub async fn create_token(
     }))
 }
 
-#[utoipa::path(get, path = "/admin/v1/service-tokens", tag = "admin", responses((status = 200, description = "Every token, never the secret", body = Vec<ServiceTokenInfo>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/admin/v1/service-tokens", tag = "admin", responses((status = 200, description = "Every token, never the secret", body = Vec<ServiceTokenInfo>)), security(("service" = [])))]
 pub async fn list_tokens(
     _caller: AdminCaller,
     state: web::Data<AppState>,
@@ -74,7 +74,7 @@ pub async fn list_tokens(
     Ok(web::Json(rows.iter().map(info).collect()))
 }
 
-#[utoipa::path(delete, path = "/admin/v1/service-tokens/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(delete, path = "/admin/v1/service-tokens/{id}", tag = "admin", params(("id" = Uuid, Path, description = "Token id")), responses((status = 204, description = "Revoked")), security(("service" = [])))]
 pub async fn revoke_token(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -86,7 +86,7 @@ pub async fn revoke_token(
 
 /// The emergency switch. Every token stops working at the commit, on every
 /// replica, since each check reads the row.
-#[utoipa::path(post, path = "/admin/v1/service-tokens/revoke-all", tag = "admin", responses((status = 200, description = "How many were revoked", body = RevokedCount), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/service-tokens/revoke-all", tag = "admin", responses((status = 200, description = "How many were revoked", body = RevokedCount)), security(("service" = [])))]
 pub async fn revoke_all_tokens(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -99,7 +99,7 @@ pub async fn revoke_all_tokens(
 
 /// Locks an account: its sessions are revoked and its tokens stop
 /// introspecting as active at once; login answers 403 `account_locked`.
-#[utoipa::path(post, path = "/admin/v1/users/{id}/lock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Locked; sessions revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/users/{id}/lock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Locked; sessions revoked")), security(("service" = [])))]
 pub async fn lock_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -109,7 +109,7 @@ pub async fn lock_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/admin/v1/users/{id}/unlock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Unlocked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/users/{id}/unlock", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Unlocked")), security(("service" = [])))]
 pub async fn unlock_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -122,7 +122,7 @@ pub async fn unlock_user(
 /// Removes a user's second factor (TOTP and recovery codes) and ends
 /// every session: for an owner who lost the device. The owner signs in
 /// with the password alone and enrolls again.
-#[utoipa::path(post, path = "/admin/v1/users/{id}/mfa/reset", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Second factor removed; sessions revoked"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/users/{id}/mfa/reset", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Second factor removed; sessions revoked")), security(("service" = [])))]
 pub async fn reset_mfa(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -132,7 +132,7 @@ pub async fn reset_mfa(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(delete, path = "/admin/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path, description = "User id")), responses((status = 204, description = "Deleted")), security(("service" = [])))]
 pub async fn delete_user(
     AdminCaller(caller): AdminCaller,
     state: web::Data<AppState>,
@@ -151,7 +151,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit events, newest first", body = Vec<AuditEvent>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit events, newest first", body = Vec<AuditEvent>)), security(("service" = [])))]
 pub async fn audit(
     _caller: AdminCaller,
     state: web::Data<AppState>,

@@ -92,7 +92,7 @@ fn deliver<T: Serialize>(
     Ok(answer.json(json))
 }
 
-#[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 201, description = "Account and first session", body = RegisterResponse), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/register", tag = "auth", request_body = RegisterRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 201, description = "Account and first session", body = RegisterResponse)), security(()))]
 pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -124,7 +124,7 @@ pub async fn register(
 
 /// `POST /v1/login` (`crate::services::sign_in` says in what order what
 /// is checked).
-#[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = LoginRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 200, description = "A new session", body = TokenPair), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/login", tag = "auth", request_body = LoginRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie` for browser clients")), responses((status = 200, description = "A new session", body = TokenPair)), security(()))]
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -143,7 +143,7 @@ pub async fn login(
 
 /// `POST /v1/token/refresh`: the refresh token comes from the JSON body,
 /// or in cookie mode from the cookie (the body is then ignored).
-#[utoipa::path(post, path = "/v1/token/refresh", tag = "auth", request_body = RefreshRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the refresh token is read from the cookie and the body ignored")), responses((status = 200, description = "The next token pair; the presented refresh token is spent", body = TokenPair), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/v1/token/refresh", tag = "auth", request_body = RefreshRequest, params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the refresh token is read from the cookie and the body ignored")), responses((status = 200, description = "The next token pair; the presented refresh token is spent", body = TokenPair)), security(()))]
 pub async fn refresh(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -181,7 +181,7 @@ pub async fn refresh(
 /// ends it: holding the refresh token proves the session. The cookies are
 /// always deleted in cookie mode, so a browser is never left holding a
 /// live 7-day credential after "signed out".
-#[utoipa::path(post, path = "/v1/logout", tag = "auth", params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the session of the refresh cookie ends even without a valid bearer")), responses((status = 204, description = "This session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/logout", tag = "auth", params(("X-Token-Transport" = Option<String>, Header, description = "`cookie`: the session of the refresh cookie ends even without a valid bearer")), responses((status = 204, description = "This session ended")), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -218,7 +218,7 @@ pub async fn logout(
 }
 
 /// Ends every session of the caller (`/v1/logout/all`).
-#[utoipa::path(post, path = "/v1/logout/all", tag = "auth", responses((status = 204, description = "Every session ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/logout/all", tag = "auth", responses((status = 204, description = "Every session ended")), security(("bearer" = [])))]
 pub async fn logout_all(
     state: web::Data<AppState>,
     client: ClientInfo,

@@ -18,7 +18,7 @@ use crate::AppState;
 /// RFC 7662. Any token that is not a live access token of an unlocked user
 /// or a live service token is `{active: false}`, whatever the reason: the
 /// caller learns nothing more.
-#[utoipa::path(post, path = "/internal/v1/introspect", tag = "internal", request_body = IntrospectRequest, responses((status = 200, description = "RFC 7662: `active` and, when active, the claims", body = Introspection), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/internal/v1/introspect", tag = "internal", request_body = IntrospectRequest, responses((status = 200, description = "RFC 7662: `active` and, when active, the claims", body = Introspection)), security(("service" = [])))]
 pub async fn introspect(
     _caller: InternalCaller,
     state: web::Data<AppState>,
@@ -100,7 +100,7 @@ pub struct PageQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/internal/v1/users", tag = "internal", params(PageQuery), responses((status = 200, description = "One page of users by id", body = UserPage), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/internal/v1/users", tag = "internal", params(PageQuery), responses((status = 200, description = "One page of users by id", body = UserPage)), security(("service" = [])))]
 pub async fn list_users(
     _caller: InternalCaller,
     state: web::Data<AppState>,
@@ -127,7 +127,7 @@ pub async fn list_users(
     }))
 }
 
-#[utoipa::path(get, path = "/internal/v1/users/{id}", tag = "internal", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, description = "One user", body = UserRecord), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/internal/v1/users/{id}", tag = "internal", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, description = "One user", body = UserRecord)), security(("service" = [])))]
 pub async fn get_user(
     _caller: InternalCaller,
     state: web::Data<AppState>,
@@ -140,7 +140,7 @@ pub async fn get_user(
     Ok(web::Json(user.record()))
 }
 
-#[utoipa::path(get, path = "/internal/v1/users/count", tag = "internal", responses((status = 200, description = "How many users exist", body = UserCount), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/internal/v1/users/count", tag = "internal", responses((status = 200, description = "How many users exist", body = UserCount)), security(("service" = [])))]
 pub async fn count_users(
     _caller: InternalCaller,
     state: web::Data<AppState>,
@@ -150,7 +150,7 @@ pub async fn count_users(
     Ok(web::Json(UserCount { count }))
 }
 
-#[utoipa::path(get, path = "/internal/v1/webhooks/stats", tag = "internal", responses((status = 200, description = "The outbox", body = WebhookStats), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(get, path = "/internal/v1/webhooks/stats", tag = "internal", responses((status = 200, description = "The outbox", body = WebhookStats)), security(("service" = [])))]
 pub async fn webhook_stats(
     _caller: InternalCaller,
     state: web::Data<AppState>,
@@ -171,7 +171,7 @@ pub async fn webhook_stats(
 /// The body is optional: an empty POST requeues every failed event. It is
 /// parsed by hand because `Option<Json<_>>` would turn a malformed body into
 /// "no body", and so into "requeue everything".
-#[utoipa::path(post, path = "/internal/v1/webhooks/redeliver", tag = "internal", request_body = Option<RedeliverRequest>, responses((status = 202, description = "Failed events requeued", body = Requeued), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/internal/v1/webhooks/redeliver", tag = "internal", request_body = Option<RedeliverRequest>, responses((status = 202, description = "Failed events requeued", body = Requeued)), security(("service" = [])))]
 pub async fn redeliver(
     _caller: InternalCaller,
     state: web::Data<AppState>,

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extractors::AuthenticatedUser;
 use crate::AppState;
 
-#[utoipa::path(get, path = "/v1/me", tag = "account", responses((status = 200, description = "The caller", body = AuthMe), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/me", tag = "account", responses((status = 200, description = "The caller", body = AuthMe)), security(("bearer" = [])))]
 pub async fn me(auth: AuthenticatedUser) -> web::Json<AuthMe> {
     let u = auth.user;
     web::Json(AuthMe {
@@ -20,7 +20,7 @@ pub async fn me(auth: AuthenticatedUser) -> web::Json<AuthMe> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/sessions", tag = "account", responses((status = 200, description = "The caller's live sessions", body = Vec<SessionInfo>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/sessions", tag = "account", responses((status = 200, description = "The caller's live sessions", body = Vec<SessionInfo>)), security(("bearer" = [])))]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,
@@ -43,7 +43,7 @@ pub async fn list_sessions(
 
 /// Revokes one of the caller's sessions. Someone else's session id answers
 /// 404, exactly like an unknown one, so ids can't be probed.
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "account", params(("id" = Uuid, Path, description = "Session id")), responses((status = 204, description = "Ended"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "account", params(("id" = Uuid, Path, description = "Session id")), responses((status = 204, description = "Ended")), security(("bearer" = [])))]
 pub async fn delete_session(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,

@@ -28,7 +28,7 @@ pub struct DisableRequest {
 
 /// `POST /v1/mfa/totp/setup`: a new secret, shown this once; it does
 /// nothing until `enable` proves an app holds it.
-#[utoipa::path(post, path = "/v1/mfa/totp/setup", tag = "mfa", responses((status = 200, description = "A new secret, shown once", body = TotpSetup), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/mfa/totp/setup", tag = "mfa", responses((status = 200, description = "A new secret, shown once", body = TotpSetup)), security(("bearer" = [])))]
 pub async fn setup(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,
@@ -40,7 +40,7 @@ pub async fn setup(
 /// and return ten single-use recovery codes (only their hashes are kept); a
 /// notice goes to the account's address, so an owner whose session was
 /// stolen learns of an enrollment that was not theirs.
-#[utoipa::path(post, path = "/v1/mfa/totp/enable", tag = "mfa", request_body = EnableRequest, responses((status = 200, description = "On; recovery codes, shown once", body = RecoveryCodes), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/mfa/totp/enable", tag = "mfa", request_body = EnableRequest, responses((status = 200, description = "On; recovery codes, shown once", body = RecoveryCodes)), security(("bearer" = [])))]
 pub async fn enable(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -55,7 +55,7 @@ pub async fn enable(
 /// `POST /v1/mfa/totp/disable`: needs the password and a code (or a
 /// recovery code), so a stolen session alone cannot remove the factor;
 /// both are counted like a login's.
-#[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", request_body = DisableRequest, responses((status = 204, description = "Off"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/mfa/totp/disable", tag = "mfa", request_body = DisableRequest, responses((status = 204, description = "Off")), security(("bearer" = [])))]
 pub async fn disable(
     state: web::Data<AppState>,
     client: ClientInfo,

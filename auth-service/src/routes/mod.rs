@@ -11,7 +11,7 @@ mod mfa;
 
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::web;
-use service_kit::docs::SecuritySchemes;
+use service_kit::docs::{ProblemResponses, SecuritySchemes};
 use service_kit::http::Routes;
 use utoipa::OpenApi;
 
@@ -43,7 +43,7 @@ pub type RateLimit =
         admin::create_token, admin::list_tokens, admin::revoke_all_tokens, admin::revoke_token,
         admin::lock_user, admin::unlock_user, admin::reset_mfa, admin::delete_user, admin::audit,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ProblemResponses),
     tags(
         (name = "auth", description = "Sign-up, sign-in, tokens, sign-out"),
         (name = "account", description = "The signed-in user's account"),

@@ -24,7 +24,7 @@ pub struct SyncQuery {
 }
 
 /// Runs a full reconciliation now and reports what it changed.
-#[utoipa::path(post, path = "/admin/v1/sync", tag = "admin", params(SyncQuery), responses((status = 200, description = "What the reconciliation changed", body = SyncReport), (status = "4XX", description = "Problem details (RFC 9457); `code` says which; 409 `mass_delete_refused` when the run would remove more than `SYNC_MAX_DELETES` users", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(post, path = "/admin/v1/sync", tag = "admin", params(SyncQuery), responses((status = 200, description = "What the reconciliation changed", body = SyncReport), (status = "4XX", description = "Problem details (RFC 9457); `code` says which; 409 `mass_delete_refused` when the run would remove more than `SYNC_MAX_DELETES` users", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
 pub async fn sync(
     caller: OpsCaller,
     state: web::Data<AppState>,
@@ -57,7 +57,7 @@ pub async fn sync(
 /// Sets a user's role, plan tier, permissions, feature flags or tool
 /// permissions. Auth-owned fields are not accepted here (unknown fields are
 /// 422); they change only through the auth service and the sync path.
-#[utoipa::path(patch, path = "/admin/v1/users/{id}", tag = "admin", request_body = crate::domain::admin_patch::AdminPatchBody, params(("id" = Uuid, Path, description = "User id")), responses((status = 200, description = "The updated profile", body = Profile), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("service" = [])))]
+#[utoipa::path(patch, path = "/admin/v1/users/{id}", tag = "admin", request_body = crate::domain::admin_patch::AdminPatchBody, params(("id" = Uuid, Path, description = "User id")), responses((status = 200, description = "The updated profile", body = Profile)), security(("service" = [])))]
 pub async fn patch_user(
     caller: AdminCaller,
     state: web::Data<AppState>,

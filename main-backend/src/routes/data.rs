@@ -17,7 +17,7 @@ use crate::extractors::AuthenticatedUser;
 use crate::AppState;
 use service_kit::http::Json;
 
-#[utoipa::path(get, path = "/v1/me/settings", tag = "data", responses((status = 200, description = "The caller's settings object", body = Object), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/me/settings", tag = "data", responses((status = 200, description = "The caller's settings object", body = Object)), security(("bearer" = [])))]
 pub async fn get_settings(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -31,7 +31,7 @@ pub async fn get_settings(
 }
 
 /// Replaces the preferences with the body: a JSON object of at most 16 KiB.
-#[utoipa::path(put, path = "/v1/me/settings", tag = "data", request_body = Object, responses((status = 200, description = "The stored settings", body = Object), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/me/settings", tag = "data", request_body = Object, responses((status = 200, description = "The stored settings", body = Object)), security(("bearer" = [])))]
 pub async fn put_settings(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -44,7 +44,7 @@ pub async fn put_settings(
     Ok(web::Json(body))
 }
 
-#[utoipa::path(get, path = "/v1/me/secrets", tag = "data", responses((status = 200, description = "Names and hints, never values", body = Vec<SecretInfo>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/me/secrets", tag = "data", responses((status = 200, description = "Names and hints, never values", body = Vec<SecretInfo>)), security(("bearer" = [])))]
 pub async fn list_secrets(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -64,7 +64,7 @@ pub async fn list_secrets(
 
 /// Stores a secret sealed for this user and name; the value is never
 /// returned or logged.
-#[utoipa::path(put, path = "/v1/me/secrets/{name}", tag = "data", request_body = crate::domain::business::SecretBody, params(("name" = String, Path, description = "Secret name: 1 to 64 of a-z, 0-9, `-`, `_`, `.`")), responses((status = 204, description = "Stored, sealed"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/me/secrets/{name}", tag = "data", request_body = crate::domain::business::SecretBody, params(("name" = String, Path, description = "Secret name: 1 to 64 of a-z, 0-9, `-`, `_`, `.`")), responses((status = 204, description = "Stored, sealed")), security(("bearer" = [])))]
 pub async fn put_secret(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -80,7 +80,7 @@ pub async fn put_secret(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(delete, path = "/v1/me/secrets/{name}", tag = "data", params(("name" = String, Path, description = "Secret name: 1 to 64 of a-z, 0-9, `-`, `_`, `.`")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/me/secrets/{name}", tag = "data", params(("name" = String, Path, description = "Secret name: 1 to 64 of a-z, 0-9, `-`, `_`, `.`")), responses((status = 204, description = "Deleted")), security(("bearer" = [])))]
 pub async fn delete_secret(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -94,7 +94,7 @@ pub async fn delete_secret(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/v1/agent-sessions", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<AgentSession>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/agent-sessions", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<AgentSession>)), security(("bearer" = [])))]
 pub async fn list_agent_sessions(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -111,7 +111,7 @@ pub async fn list_agent_sessions(
     )))
 }
 
-#[utoipa::path(post, path = "/v1/agent-sessions", tag = "data", request_body = crate::domain::business::NewAgentSessionBody, responses((status = 201, description = "Created", body = AgentSession), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/agent-sessions", tag = "data", request_body = crate::domain::business::NewAgentSessionBody, responses((status = 201, description = "Created", body = AgentSession)), security(("bearer" = [])))]
 pub async fn create_agent_session(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -123,7 +123,7 @@ pub async fn create_agent_session(
     Ok(HttpResponse::Created().json(row.wire()))
 }
 
-#[utoipa::path(get, path = "/v1/tool-usage", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<ToolUsage>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tool-usage", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<ToolUsage>)), security(("bearer" = [])))]
 pub async fn list_tool_usage(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -142,7 +142,7 @@ pub async fn list_tool_usage(
 
 /// Records a tool call; `agent_session_id`, when given, must be one of the
 /// caller's sessions (404 otherwise, as for any row that is not theirs).
-#[utoipa::path(post, path = "/v1/tool-usage", tag = "data", request_body = crate::domain::business::NewToolUsageBody, responses((status = 201, description = "Recorded", body = ToolUsage), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tool-usage", tag = "data", request_body = crate::domain::business::NewToolUsageBody, responses((status = 201, description = "Recorded", body = ToolUsage)), security(("bearer" = [])))]
 pub async fn create_tool_usage(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -161,7 +161,7 @@ pub async fn create_tool_usage(
     Ok(HttpResponse::Created().json(row.wire()))
 }
 
-#[utoipa::path(get, path = "/v1/corpus", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<CorpusItem>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/corpus", tag = "data", params(crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<CorpusItem>)), security(("bearer" = [])))]
 pub async fn list_corpus(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -178,7 +178,7 @@ pub async fn list_corpus(
     )))
 }
 
-#[utoipa::path(post, path = "/v1/corpus", tag = "data", request_body = crate::domain::business::NewCorpusBody, responses((status = 201, description = "Created", body = CorpusItem), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/corpus", tag = "data", request_body = crate::domain::business::NewCorpusBody, responses((status = 201, description = "Created", body = CorpusItem)), security(("bearer" = [])))]
 pub async fn create_corpus(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,

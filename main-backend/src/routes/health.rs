@@ -9,13 +9,13 @@ use crate::db::{mirror, sync_runs, webhooks};
 use crate::error::ApiError;
 use crate::AppState;
 
-#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "The process is up", body = Object), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "The process is up", body = Object)), security(()))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready when the database answers and the auth service is reachable.
-#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "Database and auth service answer", body = Object), (status = 503, description = "Not ready", body = Object), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "Database and auth service answer", body = Object), (status = 503, description = "Not ready", body = Object)), security(()))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.get().await {
         Ok(mut c) => c.conn().ping().await.is_ok(),
@@ -39,12 +39,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// `failing` (the auth service cannot be reached). Computed at most once a
 /// second per replica: anyone may call it.
 /// Prometheus text format; see `crate::metrics` for what is counted.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")), security(()))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.base.render(&state.db)
 }
 
-#[utoipa::path(get, path = "/health/sync", tag = "health", responses((status = 200, description = "The mirror's drift and backlog", body = shared_types::SyncHealth), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/health/sync", tag = "health", responses((status = 200, description = "The mirror's drift and backlog", body = shared_types::SyncHealth)), security(()))]
 pub async fn sync(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cached = {
         let guard = state.sync_health.lock().unwrap_or_else(|e| e.into_inner());

@@ -31,7 +31,7 @@ pub fn profile(u: &MirrorUser) -> Profile {
     }
 }
 
-#[utoipa::path(get, path = "/v1/me", tag = "profile", responses((status = 200, description = "Mirror fields and business fields", body = Profile), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/me", tag = "profile", responses((status = 200, description = "Mirror fields and business fields", body = Profile)), security(("bearer" = [])))]
 pub async fn get(auth: AuthenticatedUser) -> web::Json<Profile> {
     web::Json(profile(&auth.user))
 }
@@ -39,7 +39,7 @@ pub async fn get(auth: AuthenticatedUser) -> web::Json<Profile> {
 /// Changes `full_name` and/or `picture`. An auth-owned field is refused
 /// with 422 `auth_owned_field` naming the auth-service endpoint, counted
 /// and logged: a client doing that has a bug worth finding.
-#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = crate::domain::profile::ProfilePatchBody, responses((status = 200, description = "The updated profile", body = Profile), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = crate::domain::profile::ProfilePatchBody, responses((status = 200, description = "The updated profile", body = Profile)), security(("bearer" = [])))]
 pub async fn patch(
     state: web::Data<AppState>,
     auth: AuthenticatedUser,

@@ -10,7 +10,7 @@ mod webapp;
 mod webhooks;
 
 use actix_web::web;
-use service_kit::docs::SecuritySchemes;
+use service_kit::docs::{ProblemResponses, SecuritySchemes};
 use service_kit::http::Routes;
 use utoipa::OpenApi;
 
@@ -35,7 +35,7 @@ use utoipa::OpenApi;
         tasks::list, tasks::create, tasks::get, tasks::patch, tasks::delete,
         admin::sync, admin::patch_user,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ProblemResponses),
     tags(
         (name = "profile", description = "The caller's profile"),
         (name = "tasks", description = "The caller's tasks"),

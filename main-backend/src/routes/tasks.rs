@@ -30,7 +30,7 @@ fn no_task() -> ApiError {
     ApiError::not_found("no such task")
 }
 
-#[utoipa::path(get, path = "/v1/users/{user_id}/tasks", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<Task>), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{user_id}/tasks", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), crate::domain::business::PageQuery), responses((status = 200, description = "Newest first", body = Page<Task>)), security(("bearer" = [])))]
 pub async fn list(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -49,7 +49,7 @@ pub async fn list(
     )))
 }
 
-#[utoipa::path(post, path = "/v1/users/{user_id}/tasks", tag = "tasks", request_body = crate::domain::business::NewTaskBody, params(("user_id" = Uuid, Path, description = "The caller's own user id")), responses((status = 201, description = "Created", body = Task), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/users/{user_id}/tasks", tag = "tasks", request_body = crate::domain::business::NewTaskBody, params(("user_id" = Uuid, Path, description = "The caller's own user id")), responses((status = 201, description = "Created", body = Task)), security(("bearer" = [])))]
 pub async fn create(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -63,7 +63,7 @@ pub async fn create(
     Ok(HttpResponse::Created().json(row.wire()))
 }
 
-#[utoipa::path(get, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 200, description = "The task", body = Task), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 200, description = "The task", body = Task)), security(("bearer" = [])))]
 pub async fn get(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -78,7 +78,7 @@ pub async fn get(
     Ok(web::Json(row.wire()))
 }
 
-#[utoipa::path(patch, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", request_body = crate::domain::business::TaskPatchBody, params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 200, description = "The updated task", body = Task), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", request_body = crate::domain::business::TaskPatchBody, params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 200, description = "The updated task", body = Task)), security(("bearer" = [])))]
 pub async fn patch(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,
@@ -95,7 +95,7 @@ pub async fn patch(
     Ok(web::Json(row.wire()))
 }
 
-#[utoipa::path(delete, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/users/{user_id}/tasks/{task_id}", tag = "tasks", params(("user_id" = Uuid, Path, description = "The caller's own user id"), ("task_id" = Uuid, Path, description = "Task id")), responses((status = 204, description = "Deleted")), security(("bearer" = [])))]
 pub async fn delete(
     auth: AuthenticatedUser,
     state: web::Data<AppState>,

@@ -46,12 +46,12 @@ fn page(state: &AppState) -> HttpResponse {
     asset("text/html; charset=utf-8", Some(csp)).body(INDEX)
 }
 
-#[utoipa::path(get, path = "/", tag = "web app", responses((status = 200, description = "The web app", body = String, content_type = "text/html"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/", tag = "web app", responses((status = 200, description = "The web app", body = String, content_type = "text/html")), security(()))]
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
     page(&state)
 }
 
-#[utoipa::path(get, path = "/account/{page}", tag = "web app", params(("page" = String, Path, description = "verify-email, reset-password or confirm-email")), responses((status = 200, description = "A mail link's page", body = String, content_type = "text/html"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/account/{page}", tag = "web app", params(("page" = String, Path, description = "verify-email, reset-password or confirm-email")), responses((status = 200, description = "A mail link's page", body = String, content_type = "text/html")), security(()))]
 pub async fn account(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -62,17 +62,17 @@ pub async fn account(
     Ok(page(&state))
 }
 
-#[utoipa::path(get, path = "/app.js", tag = "web app", responses((status = 200, description = "The web app's script", body = String, content_type = "text/javascript"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/app.js", tag = "web app", responses((status = 200, description = "The web app's script", body = String, content_type = "text/javascript")), security(()))]
 pub async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", None).body(SCRIPT)
 }
 
-#[utoipa::path(get, path = "/app.css", tag = "web app", responses((status = 200, description = "The web app's style sheet", body = String, content_type = "text/css"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/app.css", tag = "web app", responses((status = 200, description = "The web app's style sheet", body = String, content_type = "text/css")), security(()))]
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", None).body(STYLE)
 }
 
-#[utoipa::path(get, path = "/app/config.json", tag = "web app", responses((status = 200, description = "Where the auth service is", body = Object), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(get, path = "/app/config.json", tag = "web app", responses((status = 200, description = "Where the auth service is", body = Object)), security(()))]
 pub async fn config(state: web::Data<AppState>) -> HttpResponse {
     asset("application/json", None).json(json!({ "auth_url": state.settings.auth_public_url }))
 }

@@ -12,7 +12,7 @@ use crate::AppState;
 /// bad or missing one, or a timestamp more than five minutes off), then
 /// applies the event once. Answers 204 once the change is committed: the
 /// auth service retries anything else.
-#[utoipa::path(post, path = "/webhooks/auth", tag = "webhooks", request_body = shared_types::WebhookEvent, params(("webhook-id" = String, Header, description = "Standard Webhooks message id"), ("webhook-timestamp" = i64, Header, description = "Unix seconds"), ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>` with AUTH_WEBHOOK_SECRET")), responses((status = 204, description = "Applied (or already applied)"), (status = "4XX", description = "Problem details (RFC 9457); `code` says which", body = shared_types::Problem, content_type = "application/problem+json"), (status = "5XX", description = "Problem details; 503 when a dependency is unavailable", body = shared_types::Problem, content_type = "application/problem+json")), security(()))]
+#[utoipa::path(post, path = "/webhooks/auth", tag = "webhooks", request_body = shared_types::WebhookEvent, params(("webhook-id" = String, Header, description = "Standard Webhooks message id"), ("webhook-timestamp" = i64, Header, description = "Unix seconds"), ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>` with AUTH_WEBHOOK_SECRET")), responses((status = 204, description = "Applied (or already applied)")), security(()))]
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
