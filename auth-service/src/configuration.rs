@@ -88,7 +88,7 @@ pub struct Settings {
     pub app_url: String,
     /// The refresh cookie's `Secure` attribute.
     pub cookie_secure: bool,
-    pub cors: shared_types::config::CorsSettings,
+    pub cors: service_kit::config::CorsSettings,
     pub smtp_url: Option<SecretString>,
     pub mail_outbox: PathBuf,
     pub lockout_threshold: u32,
@@ -107,8 +107,8 @@ pub struct Settings {
     pub workers: Option<usize>,
 }
 
-pub use shared_types::config::{check_secret, ConfigError, MIN_SECRET_BYTES};
-use shared_types::config::{err, parse_opt, DatabaseSettings, DatabaseVars};
+pub use service_kit::config::{check_secret, ConfigError, MIN_SECRET_BYTES};
+use service_kit::config::{err, parse_opt, DatabaseSettings, DatabaseVars};
 use shared_types::webhook::WebhookKey;
 
 /// The webhook receiver and the retry policy.
@@ -142,7 +142,7 @@ pub fn database(get: impl Fn(&str) -> Option<String>) -> Result<DatabaseSettings
             direct_url: "AUTH_DATABASE_DIRECT_URL",
             pooler: "AUTH_DATABASE_POOLER",
             pool_size: "AUTH_DATABASE_POOL_SIZE",
-            parts: shared_types::config::DbPartVars {
+            parts: service_kit::config::DbPartVars {
                 host: "AUTH_DB_HOST",
                 port: "AUTH_DB_PORT",
                 name: "AUTH_DB_NAME",
@@ -235,7 +235,7 @@ impl Settings {
                 })?;
                 Some(WebhookTarget {
                     url,
-                    key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &secret)?,
+                    key: WebhookKey::parse(&secret).map_err(|e| err("AUTH_WEBHOOK_SECRET", e.0))?,
                     give_up_after: std::time::Duration::from_secs(
                         parse_opt(&get, "AUTH_WEBHOOK_GIVE_UP_SECONDS", 1, 30 * 24 * 3600)?
                             .unwrap_or(24 * 3600),
@@ -342,8 +342,8 @@ impl Settings {
                     ))
                 }
             },
-            cors: shared_types::config::CorsSettings::from_lookup(&get)?,
-            public_origin: shared_types::config::origin_of(&public_url),
+            cors: service_kit::config::CorsSettings::from_lookup(&get)?,
+            public_origin: service_kit::config::origin_of(&public_url),
             public_url,
             smtp_url: get("SMTP_URL").map(SecretString::from),
             mail_outbox: get("AUTH_MAIL_OUTBOX")

@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use shared_types::config::{
+use service_kit::config::{
     check_secret, err, parse_opt, ConfigError, DatabaseSettings, DatabaseVars,
 };
 use shared_types::webhook::WebhookKey;
@@ -41,7 +41,7 @@ pub struct Settings {
     pub auth_service_url: String,
     /// The auth service as browsers reach it (`AUTH_PUBLIC_URL`).
     pub auth_public_url: String,
-    pub cors: shared_types::config::CorsSettings,
+    pub cors: service_kit::config::CorsSettings,
     pub auth_api_key: SecretString,
     pub webhook_key: WebhookKey,
     pub secrets_key: std::sync::Arc<crate::crypto::SecretsKey>,
@@ -94,7 +94,7 @@ impl Settings {
         let auth_public_url = get("AUTH_PUBLIC_URL")
             .map(|u| u.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| auth_service_url.clone());
-        if shared_types::config::origin_of(&auth_public_url).is_none() {
+        if service_kit::config::origin_of(&auth_public_url).is_none() {
             return Err(err("AUTH_PUBLIC_URL", "must be an http(s) URL"));
         }
         let sync_interval =
@@ -108,7 +108,7 @@ impl Settings {
                     direct_url: "DATABASE_DIRECT_URL",
                     pooler: "DATABASE_POOLER",
                     pool_size: "MAIN_DATABASE_POOL_SIZE",
-                    parts: shared_types::config::DbPartVars {
+                    parts: service_kit::config::DbPartVars {
                         host: "DB_HOST",
                         port: "DB_PORT",
                         name: "DB_NAME",
@@ -123,9 +123,10 @@ impl Settings {
             )?,
             auth_service_url,
             auth_public_url,
-            cors: shared_types::config::CorsSettings::from_lookup(&get)?,
+            cors: service_kit::config::CorsSettings::from_lookup(&get)?,
             auth_api_key: api_key.into(),
-            webhook_key: WebhookKey::parse("AUTH_WEBHOOK_SECRET", &webhook_secret)?,
+            webhook_key: WebhookKey::parse(&webhook_secret)
+                .map_err(|e| err("AUTH_WEBHOOK_SECRET", e.0))?,
             secrets_key: std::sync::Arc::new(secrets_key),
             validation_ttl: Duration::from_secs(
                 parse_opt(&get, "VALIDATION_CACHE_TTL_SECONDS", 1, 24 * 3600)?.unwrap_or(300),

@@ -290,7 +290,7 @@ pub const TOKEN_TRANSPORT_HEADER: &str = "x-token-transport";
 /// credentials only when configured, and the headers our APIs use.
 /// Requests from other origins are served without CORS headers (the
 /// browser then hides the answer); their preflights are refused.
-pub fn cors(settings: &shared_types::config::CorsSettings) -> actix_cors::Cors {
+pub fn cors(settings: &crate::config::CorsSettings) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([

@@ -1,9 +1,12 @@
-//! What both services share below their own routes: the database layer
+//! What both services share below their own routes: configuration
+//! helpers (`config`: settings both parse alike, the database's among
+//! them), the database layer
 //! (`db`: one pool and one query style for PostgreSQL and SQLite), the
 //! errors domain types and operations return (`invalid`: no HTTP in them),
 //! the error type mapped to RFC 9457 problem details (`error`), bearer
 //! parsing (`http`) and logging with request ids (`telemetry`).
 
+pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod docs;

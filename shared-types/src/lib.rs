@@ -5,7 +5,6 @@
 //! chrono and the small RustCrypto crates for webhook signatures, so any client
 //! can use it without pulling in a web framework or ORM.
 
-pub mod config;
 pub mod webhook;
 
 use chrono::{DateTime, Utc};

@@ -38,7 +38,7 @@ fn asset(content_type: &'static str, csp: Option<String>) -> actix_web::HttpResp
 /// Scripts and styles from this origin only, no inline code, and network
 /// calls to this origin and the auth service alone.
 fn page(state: &AppState) -> HttpResponse {
-    let auth = shared_types::config::origin_of(&state.settings.auth_public_url).unwrap_or_default();
+    let auth = service_kit::config::origin_of(&state.settings.auth_public_url).unwrap_or_default();
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          connect-src 'self' {auth}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"

@@ -403,7 +403,7 @@ impl Stack {
         secret: Option<&str>,
     ) -> reqwest::Response {
         let body = serde_json::to_vec(body).expect("json");
-        let key = WebhookKey::parse("test", secret.unwrap_or(&self.webhook_secret)).expect("key");
+        let key = WebhookKey::parse(secret.unwrap_or(&self.webhook_secret)).expect("key");
         self.client
             .post(format!("{}/webhooks/auth", self.main_url))
             .header("content-type", "application/json")

@@ -20,6 +20,7 @@ pub use sql_types::{DbJson, DbTime, DbUuid, SqlJson, SqlTimestamp, SqlUuid};
 
 use std::time::Duration;
 
+pub use crate::config::Pooler;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection as _;
@@ -30,7 +31,6 @@ use diesel_async::pooled_connection::{
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
-pub use shared_types::config::Pooler;
 
 /// SQLite through diesel's sync connection, run on tokio's blocking pool.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, FinishBeforeDrop>;
@@ -205,7 +205,7 @@ impl DbPool {
 
     /// The pool a service's database settings describe; by default 16
     /// connections on PostgreSQL and 8 on SQLite (one writer at a time).
-    pub async fn for_settings(s: &shared_types::config::DatabaseSettings) -> anyhow::Result<Self> {
+    pub async fn for_settings(s: &crate::config::DatabaseSettings) -> anyhow::Result<Self> {
         let default = match Backend::of_url(&s.url) {
             Some(Backend::Sqlite) => 8,
             _ => 16,
@@ -668,7 +668,7 @@ mod tests {
         }
     }
 
-    /// The URL that `shared_types::config` builds from seed parts reaches
+    /// The URL that `crate::config` builds from seed parts reaches
     /// the driver with the password intact, whatever it holds.
     #[test]
     fn percent_encoded_credentials_reach_the_driver_decoded() {
