@@ -180,4 +180,37 @@ async fn concurrent_duplicate_deliveries_apply_once() {
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
     }
     assert_eq!(stack.mirror_count().await, 1);
+    // An upsert would leave one mirror row however often it ran; a
+    // revocation is a row per application, so it shows "once" for real.
+    let session = Uuid::now_v7();
+    let revoked = json!({
+        "type": "session.revoked",
+        "timestamp": Utc::now(),
+        "data": {"user_id": id, "session_ids": [session]},
+    });
+    let ids: Vec<String> = (0..8).map(|_| "same-revocation".to_owned()).collect();
+    let sends = ids
+        .iter()
+        .map(|webhook_id| stack.send_webhook(webhook_id, now, &revoked, None));
+    for res in futures::future::join_all(sends).await {
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+    let db = stack.main_db().await;
+    let mut pooled = db.get().await.expect("conn");
+    let rows: i64 = service_kit::run!(&mut pooled.conn(), |c| {
+        use diesel::prelude::*;
+        use main_backend::db::schema::revocations as r;
+        diesel_async::RunQueryDsl::get_result(
+            r::table
+                .filter(r::session_id.eq(Some(service_kit::db::DbUuid(session))))
+                .count(),
+            c,
+        )
+        .await
+    })
+    .expect("count");
+    assert_eq!(
+        rows, 1,
+        "one revocation row for eight deliveries of one event"
+    );
 }
