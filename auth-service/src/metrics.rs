@@ -14,6 +14,7 @@ pub struct AuthMetrics {
     introspections: IntCounterVec,
     deliveries: IntCounterVec,
     delivery_latency: Histogram,
+    reset_requests: IntCounterVec,
     outbox: IntGaugeVec,
 }
 
@@ -59,6 +60,12 @@ impl AuthMetrics {
                 "From the change's commit to the receiver's 2xx",
                 LATENCY_BUCKETS,
             ),
+            reset_requests: base.counter_vec(
+                "auth_password_reset_requests_total",
+                "Password reset requests by what became of them after the 202: queued (a mail), \
+                 spaced (one went there under a minute ago), no_account, failed",
+                &["outcome"],
+            ),
             outbox: base.gauge_vec(
                 "auth_outbox_events",
                 "Webhook outbox events by status (pending, failed), read at scrape time",
@@ -66,6 +73,12 @@ impl AuthMetrics {
             ),
             base,
         }
+    }
+
+    /// What a password reset request came to (`queued`, `spaced`,
+    /// `no_account`, `failed`), known only after the 202 went out.
+    pub fn reset_request(&self, outcome: &'static str) {
+        self.reset_requests.with_label_values(&[outcome]).inc();
     }
 
     pub fn login(&self, outcome: LoginOutcome) {

@@ -71,9 +71,14 @@ pub async fn forgot_password(
     let email = Email::parse(&body.into_inner().email)?;
     let state = state.into_inner();
     tokio::spawn(async move {
-        if let Err(e) = account::send_reset(&state, &email).await {
-            tracing::warn!(error = %e, request_id = ?client.request_id, "password reset mail not queued");
-        }
+        let outcome = match account::send_reset(&state, &email).await {
+            Ok(done) => done.label(),
+            Err(e) => {
+                tracing::warn!(error = %e, request_id = ?client.request_id, "password reset mail not queued");
+                "failed"
+            }
+        };
+        state.metrics.reset_request(outcome);
     });
     Ok(HttpResponse::Accepted().finish())
 }

@@ -219,13 +219,34 @@ pub async fn change_password(
     Ok(())
 }
 
+/// What a password reset request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetRequest {
+    /// A mail with a reset link is queued.
+    Queued,
+    /// One went to that address less than a minute ago: nothing more.
+    Spaced,
+    /// No account has this address: nothing is sent.
+    NoAccount,
+}
+
+impl ResetRequest {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Spaced => "spaced",
+            Self::NoAccount => "no_account",
+        }
+    }
+}
+
 /// Mails a reset link when `email` has an account (nothing otherwise, and
 /// nothing when one went there less than a minute ago).
-pub async fn send_reset(state: &AppState, email: &Email) -> Result<(), Fault> {
+pub async fn send_reset(state: &AppState, email: &Email) -> Result<ResetRequest, Fault> {
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let Some(user) = users::find_by_email(conn, email.as_str()).await? else {
-        return Ok(());
+        return Ok(ResetRequest::NoAccount);
     };
     let now = db::now();
     let token = random_token();
@@ -251,10 +272,11 @@ pub async fn send_reset(state: &AppState, email: &Email) -> Result<(), Fault> {
             .await?;
         Ok(true)
     })?;
-    if queued {
-        state.mail.wake();
+    if !queued {
+        return Ok(ResetRequest::Spaced);
     }
-    Ok(())
+    state.mail.wake();
+    Ok(ResetRequest::Queued)
 }
 
 /// Sets the password, ends every session, lifts brute-force locks on the

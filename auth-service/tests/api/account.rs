@@ -215,7 +215,19 @@ async fn forgot_answers_the_same_for_unknown_emails_and_mails_only_accounts() {
     // flooding), and the unknown address never gets one.
     app.post_json("/v1/password/forgot", &json!({"email": known}))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The request is handled after its 202: wait until it was (spaced out),
+    // and until nothing is left to send, then look.
+    app.wait_metric(
+        r#"auth_password_reset_requests_total{outcome="spaced"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        app.metric(r#"auth_password_reset_requests_total{outcome="no_account"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(app.pending_mail().await, 0);
     let mails = app.mails();
     assert_eq!(
         mails
@@ -330,7 +342,8 @@ async fn email_verification_follows_the_mailed_link_once() {
         .post_bearer("/v1/email/verify/request", &reg.tokens.access_token, None)
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Mail is queued inside the request: none queued means none to come.
+    assert_eq!(app.pending_mail().await, 0);
     assert_eq!(app.mails().len(), 1);
     let rows = audit(
         &app,
@@ -609,7 +622,37 @@ async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
         .post_json("/v1/password/forgot", &json!({"email": address}))
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The reset mail is queued after the 202, and tried against the dead
+    // server: wait until that attempt failed.
+    {
+        use auth_service::db::schema::mail_queue as mq;
+        use diesel::prelude::*;
+        let db = app.db().await;
+        let mut pooled = db.get().await.expect("conn");
+        let conn = &mut pooled.conn();
+        let mut failed = 0;
+        for _ in 0..200 {
+            failed = service_kit::run!(&mut *conn, |c| {
+                diesel_async::RunQueryDsl::get_result(
+                    mq::table
+                        .filter(mq::kind.eq("password_reset"))
+                        .filter(mq::last_error.is_not_null())
+                        .count(),
+                    c,
+                )
+                .await
+            })
+            .expect("count");
+            if failed > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            failed, 1,
+            "the first attempt failed against the dead server"
+        );
+    }
     // Now it comes up, and the queued mail arrives on a retry.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -738,7 +781,11 @@ async fn a_burst_of_mail_requests_sends_one_mail_a_minute() {
     let burst = (0..10).map(|i| send(i, "/v1/email/change", Some(body.clone())));
     let statuses = status_counts(burst).await;
     assert_eq!(statuses, [(202, 1), (429, 9)].into(), "{statuses:?}");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The mails the two 202s queued arrive; then nothing is left to send.
+    app.nth_mail(&address, "email_verification", 2).await;
+    app.mail(&victim, "email_change").await;
+    app.mail(&address, "email_change_notice").await;
+    assert_eq!(app.pending_mail().await, 0);
     let mails = app.mails();
     let count = |to: &str, kind: &str| {
         mails
@@ -757,7 +804,17 @@ async fn a_burst_of_mail_requests_sends_one_mail_a_minute() {
     let burst = (0..10).map(|_| app.post_json("/v1/password/forgot", &forgot));
     futures::future::join_all(burst).await;
     app.mail(&address, "password_reset").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.wait_metric(
+        r#"auth_password_reset_requests_total{outcome="spaced"}"#,
+        9.0,
+    )
+    .await;
+    assert_eq!(
+        app.metric(r#"auth_password_reset_requests_total{outcome="queued"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(app.pending_mail().await, 0);
     let resets = app
         .mails()
         .iter()

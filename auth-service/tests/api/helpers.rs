@@ -252,6 +252,51 @@ impl TestApp {
             .collect()
     }
 
+    /// The value of one series of this server's `/metrics`, e.g.
+    /// `auth_password_reset_requests_total{outcome="spaced"}` (0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (up to 10 s) until `series` reaches `value`: the positive
+    /// signal a check for "nothing else happened" waits for first.
+    pub async fn wait_metric(&self, series: &str, value: f64) {
+        for _ in 0..200 {
+            if self.metric(series).await >= value {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{series} did not reach {value}");
+    }
+
+    /// Mails still waiting to be sent (queued, not yet sent or given up).
+    pub async fn pending_mail(&self) -> i64 {
+        use auth_service::db::schema::mail_queue as mq;
+        use diesel::prelude::*;
+        let db = self.db().await;
+        let mut pooled = db.get().await.expect("conn");
+        service_kit::run!(&mut pooled.conn(), |c| {
+            diesel_async::RunQueryDsl::get_result(
+                mq::table.filter(mq::status.eq("pending")).count(),
+                c,
+            )
+            .await
+        })
+        .expect("pending mail")
+    }
+
     /// Waits (up to 10 s) for the `n`-th mail (1-based) of `kind` to `to`,
     /// as a person waits for mail.
     pub async fn nth_mail(&self, to: &str, kind: &str, n: usize) -> Value {
