@@ -15,7 +15,6 @@ use uuid::Uuid;
 use crate::db::events::{self, kind};
 use crate::db::lockouts::{self, Locked, Reservation};
 use crate::db::{self, sessions, Conn};
-use crate::error::ApiError;
 use crate::extractors::{AuthenticatedUser, ClientInfo};
 use crate::services::{audit, faults, Fault};
 use crate::AppState;
@@ -37,12 +36,6 @@ faults!(AttemptError);
 /// must not undo by giving the slot back.
 pub trait LockedOut {
     fn locked_out(&self) -> bool;
-}
-
-impl LockedOut for ApiError {
-    fn locked_out(&self) -> bool {
-        self.code == "too_many_attempts"
-    }
 }
 
 /// For an operation's error enum with `TooManyAttempts { retry_after }`
@@ -76,12 +69,11 @@ pub struct Attempt {
     slot: Uuid,
 }
 
-/// Locked until `until`: retry after that many seconds (at least one).
+/// Locked until `until`.
 pub fn too_many_attempts(until: DateTime<Utc>, now: DateTime<Utc>) -> AttemptError {
-    let retry_after = u64::try_from((until - now).num_seconds())
-        .unwrap_or(0)
-        .max(1);
-    AttemptError::TooMany { retry_after }
+    AttemptError::TooMany {
+        retry_after: crate::services::seconds_until(until, now),
+    }
 }
 
 impl AppState {

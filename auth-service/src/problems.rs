@@ -2,7 +2,7 @@
 //! details, in one place. The operations (`services`, `attempts`) know no
 //! HTTP; handlers return `ApiError` and `?` converts through these.
 
-use crate::attempts::{AttemptError, ReauthError};
+use crate::attempts::AttemptError;
 use crate::error::ApiError;
 use crate::services::account::AccountError;
 use crate::services::admin::AdminError;
@@ -71,18 +71,6 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => ApiError::unauthorized("invalid_refresh_token", e.to_string()),
             RefreshError::Reused => ApiError::unauthorized("refresh_token_reused", e.to_string()),
             RefreshError::Fault(f) => f.into(),
-        }
-    }
-}
-
-impl From<ReauthError> for ApiError {
-    fn from(e: ReauthError) -> Self {
-        match e {
-            ReauthError::Refused => {
-                ApiError::unauthorized("invalid_credentials", "the password is incorrect")
-            }
-            ReauthError::TooMany { retry_after } => too_many_attempts(retry_after, &e),
-            ReauthError::Fault(f) => f.into(),
         }
     }
 }

@@ -55,20 +55,6 @@ impl From<ReauthError> for AccountError {
 
 lockout_errors!(AccountError);
 
-/// Mail is spaced per address and kind: at most one a minute.
-#[derive(Debug)]
-pub struct MailTooSoon {
-    pub retry_after: u64,
-}
-
-impl From<MailTooSoon> for AccountError {
-    fn from(e: MailTooSoon) -> Self {
-        Self::MailTooSoon {
-            retry_after: e.retry_after,
-        }
-    }
-}
-
 impl AppState {
     /// `{AUTH_APP_URL}/account/{page}?token=...`: where the mail's link
     /// leads (the web app's page that posts the token back to the matching
@@ -122,15 +108,13 @@ impl AppState {
         tx: &mut Conn<'_>,
         kind: &str,
         to: &str,
-    ) -> Result<Result<(), MailTooSoon>, Fault> {
-        Ok(match mail::spacing_wait(tx, kind, to).await? {
+    ) -> Result<(), AccountError> {
+        match mail::spacing_wait(tx, kind, to).await? {
             None => Ok(()),
-            Some(next) => Err(MailTooSoon {
-                retry_after: u64::try_from((next - db::now()).num_seconds())
-                    .unwrap_or(0)
-                    .max(1),
+            Some(next) => Err(AccountError::MailTooSoon {
+                retry_after: super::seconds_until(next, db::now()),
             }),
-        })
+        }
     }
 
     /// Queues a verification of `email` for `user_id`.
@@ -332,7 +316,7 @@ pub async fn request_verification(
     transaction!(conn, |tx| -> AccountError {
         state
             .mail_spacing(tx, mail_kind::EMAIL_VERIFICATION, &auth.user.email)
-            .await??;
+            .await?;
         state
             .queue_verification(tx, auth.user.id.0, &auth.user.email)
             .await?;
@@ -416,7 +400,7 @@ pub async fn change_email(
         }
         state
             .mail_spacing(tx, mail_kind::EMAIL_CHANGE, new_email.as_str())
-            .await??;
+            .await?;
         attempt.passed(state, tx).await?;
         ott::insert_verification(
             tx,

@@ -78,6 +78,16 @@ macro_rules! faults {
 }
 pub(crate) use faults;
 
+/// Whole seconds from `now` to `until`, at least one: a `Retry-After`.
+pub fn seconds_until(
+    until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> u64 {
+    u64::try_from((until - now).num_seconds())
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// The audit row of something `client` did (to `user_id`'s account).
 pub fn audit(
     kind: &str,

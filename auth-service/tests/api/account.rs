@@ -217,17 +217,7 @@ async fn forgot_answers_the_same_for_unknown_emails_and_mails_only_accounts() {
         .await;
     // The request is handled after its 202: wait until it was (spaced out),
     // and until nothing is left to send, then look.
-    app.wait_metric(
-        r#"auth_password_reset_requests_total{outcome="spaced"}"#,
-        1.0,
-    )
-    .await;
-    assert_eq!(
-        app.metric(r#"auth_password_reset_requests_total{outcome="no_account"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(app.pending_mail().await, 0);
+    reset_requests_handled(&app, &[("spaced", 1.0), ("no_account", 1.0)]).await;
     let mails = app.mails();
     assert_eq!(
         mails
@@ -804,23 +794,27 @@ async fn a_burst_of_mail_requests_sends_one_mail_a_minute() {
     let burst = (0..10).map(|_| app.post_json("/v1/password/forgot", &forgot));
     futures::future::join_all(burst).await;
     app.mail(&address, "password_reset").await;
-    app.wait_metric(
-        r#"auth_password_reset_requests_total{outcome="spaced"}"#,
-        9.0,
-    )
-    .await;
-    assert_eq!(
-        app.metric(r#"auth_password_reset_requests_total{outcome="queued"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(app.pending_mail().await, 0);
+    reset_requests_handled(&app, &[("spaced", 9.0), ("queued", 1.0)]).await;
     let resets = app
         .mails()
         .iter()
         .filter(|m| m["to"] == address.as_str() && m["kind"] == "password_reset")
         .count();
     assert_eq!(resets, 1);
+}
+
+/// Password reset requests are handled after their 202: waits until they
+/// were, with exactly these outcomes, and until no mail is left to send.
+async fn reset_requests_handled(app: &TestApp, outcomes: &[(&str, f64)]) {
+    let series =
+        |outcome: &str| format!(r#"auth_password_reset_requests_total{{outcome="{outcome}"}}"#);
+    for (outcome, count) in outcomes {
+        app.wait_metric(&series(outcome), *count).await;
+    }
+    for (outcome, count) in outcomes {
+        assert_eq!(app.metric(&series(outcome)).await, *count, "{outcome}");
+    }
+    assert_eq!(app.pending_mail().await, 0);
 }
 
 /// How many of `burst`'s answers had each status, the requests sent at once.
