@@ -13,8 +13,9 @@
 //!   PostgreSQL and SQLite;
 //! - `tokens` (JWTs and opaque tokens), `passwords` (argon2id off the
 //!   async workers), `mfa` (TOTP and recovery codes);
-//! - `webhooks` (outbox delivery; the outbox table is `db::outbox`), `mail`
-//!   (sending queued mail; the queue is `db::mail`);
+//! - `jobs`: one leased job queue for everything sent in the background
+//!   (its table is `db::jobs`); the kinds of job are `webhooks` (delivering
+//!   the outbox, `db::outbox`) and `mail` (queued by `db::mail`);
 //! - `configuration` (every environment variable), `cli` (the
 //!   `service-token` commands), `error` (problem details), `telemetry`
 //!   (logs and request ids).
@@ -28,6 +29,7 @@ pub mod db;
 pub mod domain;
 pub use service_kit::error;
 pub mod extractors;
+pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod mfa;
@@ -61,12 +63,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keys: Arc<TokenKeys>,
     pub hasher: PasswordHasher,
-    /// Wake-up for the webhook worker; call after committing events.
-    pub outbox: webhooks::Wakeup,
+    /// Wake-up for the webhook deliveries; call after committing events.
+    pub outbox: jobs::Wakeup,
     /// Service-token uses waiting for the next batched write.
     pub usage: services::service_tokens::Usage,
     /// Wake-up for the mail sender; call after committing queued mail.
-    pub mail: webhooks::Wakeup,
+    pub mail: jobs::Wakeup,
     pub metrics: Arc<metrics::AuthMetrics>,
 }
 
@@ -99,14 +101,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let outbox = webhooks::Wakeup::default();
+        let outbox = jobs::Wakeup::default();
         let metrics = Arc::new(metrics::AuthMetrics::new());
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = match settings.webhook.clone() {
             Some(target) => {
-                let worker =
-                    webhooks::Worker::new(db.clone(), target, outbox.clone(), metrics.clone())?;
-                Some(tokio::spawn(worker.run(stopped)))
+                let delivery = webhooks::Delivery::new(db.clone(), target, metrics.clone())?;
+                let runner = jobs::Runner::new(db.clone(), delivery, outbox.clone());
+                Some(tokio::spawn(runner.run(stopped)))
             }
             None => {
                 tracing::warn!("AUTH_WEBHOOK_URL=off: webhook events stay pending");
@@ -115,9 +117,10 @@ impl Application {
         };
         let usage = services::service_tokens::Usage::default();
         let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
-        let mail = webhooks::Wakeup::default();
+        let mail = jobs::Wakeup::default();
         let mail_sender = tokio::spawn(
-            mail::Sender::new(db.clone(), &settings, mail.clone())?.run(stop_worker.subscribe()),
+            jobs::Runner::new(db.clone(), mail::Sender::new(&settings)?, mail.clone())
+                .run(stop_worker.subscribe()),
         );
         // One limiter for every worker thread, keyed by client address.
         let rate_limit = match settings.rate_limit_per_minute {

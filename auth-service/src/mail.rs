@@ -1,14 +1,11 @@
-//! Sending mail: drains `db::mail` over SMTP (`SMTP_URL`, lettre with
-//! rustls) or, without SMTP, appends one JSON line per mail to
+//! Sending mail: the `mail` jobs (`db::mail`), over SMTP (`SMTP_URL`, lettre
+//! with rustls) or, without SMTP, appended as one JSON line per mail to
 //! `AUTH_MAIL_OUTBOX`: `{to, subject, kind, token, link}`, which development
 //! and the tests read the way a person reads mail.
 //!
 //! Requests never wait for mail: they queue it in their transaction and
-//! wake this sender. A failed send is retried with the webhook worker's
-//! backoff (from 2 s, for about two hours; the tokens expire before long
-//! anyway), then marked failed. Several replicas may run a sender each: a
-//! mail is leased before it is sent, so it goes out once (at least once if a
-//! sender dies between sending and marking).
+//! wake the runner (`crate::jobs`). A failed send is retried from 2 s for
+//! about two hours (the tokens expire before long anyway), then given up.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,21 +17,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use service_kit::crypto::SealingKey;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
 
 use crate::configuration::Settings;
-use crate::db::mail::{self, kind, Payload, QueuedMail};
-use crate::db::DbPool;
-use crate::webhooks::{retry_delay, until_due, Wakeup};
-
-const POLL: Duration = Duration::from_secs(2);
-const LEASE_SECONDS: i64 = 120;
-const BATCH: i64 = 32;
-const BACKOFF_BASE: Duration = Duration::from_secs(2);
-const GIVE_UP_AFTER: Duration = Duration::from_secs(2 * 3600);
-/// Housekeeping (this sender runs it): sent mail and old sign-in attempts.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-const KEEP_SENT_DAYS: i64 = 7;
+use crate::db::jobs::{Claimed, JobKind, Status};
+use crate::db::mail::{MailKind, Payload, QueuedMail};
+use crate::db::Conn;
+use crate::jobs::{Failure, Job};
 
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -42,23 +30,15 @@ enum Transport {
 }
 
 pub struct Sender {
-    db: DbPool,
     key: Arc<SealingKey>,
     from: Mailbox,
     transport: Transport,
-    queue: Wakeup,
     /// Attempts older than this can no longer count toward a lock.
     lockout_window: chrono::Duration,
 }
 
-/// Why one mail could not be sent, and whether trying again can help.
-struct SendError {
-    message: String,
-    permanent: bool,
-}
-
 impl Sender {
-    pub fn new(db: DbPool, settings: &Settings, queue: Wakeup) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let transport = match &settings.smtp_url {
             Some(url) => Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
@@ -69,166 +49,79 @@ impl Sender {
             None => Transport::File(settings.mail_outbox.clone()),
         };
         Ok(Self {
-            db,
             key: settings.secrets_key.clone(),
             from: settings.mail_from.clone(),
             transport,
-            queue,
             lockout_window: chrono::Duration::minutes(settings.lockout_minutes),
         })
     }
 
-    /// Runs until `shutdown` turns true; a round in progress finishes first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut last_prune = None::<std::time::Instant>;
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            if last_prune.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
-                last_prune = Some(std::time::Instant::now());
-                self.prune().await;
-            }
-            let wait = match self.round().await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => self.idle_wait().await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mail round failed; retrying");
-                    POLL
-                }
-            };
-            tokio::select! {
-                _ = self.queue.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-        tracing::debug!("mail sender stopped");
-    }
-
-    async fn prune(&self) {
-        let Ok(mut pooled) = self.db.get().await else {
-            return;
-        };
-        let conn = &mut pooled.conn();
-        let now = Utc::now();
-        let mail = mail::prune_done(conn, now - chrono::Duration::days(KEEP_SENT_DAYS)).await;
-        // A day at least, so the audit of a lock can still be matched to its attempts.
-        let keep = self.lockout_window.max(chrono::Duration::days(1));
-        let attempts = crate::db::lockouts::prune(conn, now - keep).await;
-        match (mail, attempts) {
-            (Ok(m), Ok(a)) if m + a > 0 => {
-                tracing::info!(
-                    mail = m,
-                    attempts = a,
-                    "old mail and sign-in attempts removed"
-                )
-            }
-            (Ok(_), Ok(_)) => {}
-            (m, a) => tracing::warn!(mail = ?m.err(), attempts = ?a.err(), "pruning failed"),
-        }
-    }
-
-    async fn idle_wait(&self) -> Duration {
-        let next = match self.db.get().await {
-            Ok(mut c) => mail::next_due(&mut c.conn()).await.ok().flatten(),
-            Err(_) => None,
-        };
-        until_due(next, POLL)
-    }
-
-    async fn round(&self) -> anyhow::Result<usize> {
-        let claimed = {
-            let mut pooled = self.db.get().await?;
-            mail::claim(
-                &mut pooled.conn(),
-                BATCH,
-                chrono::Duration::seconds(LEASE_SECONDS),
-            )
-            .await?
-        };
-        let n = claimed.len();
-        for queued in claimed {
-            self.deliver(queued).await;
-        }
-        Ok(n)
-    }
-
-    async fn deliver(&self, queued: QueuedMail) {
-        let id = queued.id.0;
-        let outcome = match queued.open(&self.key) {
-            Some(payload) => self.send(&queued, &payload).await,
-            None => Err(SendError {
-                message: "payload does not open under AUTH_SECRETS_KEY".into(),
-                permanent: true,
-            }),
-        };
-        let Ok(mut pooled) = self.db.get().await else {
-            tracing::warn!(mail_id = %id, "could not record mail outcome; the lease runs out and it is retried");
-            return;
-        };
-        let conn = &mut pooled.conn();
-        let recorded = match outcome {
-            Ok(()) => {
-                tracing::info!(mail_id = %id, kind = %queued.kind, "mail sent");
-                mail::mark_sent(conn, id).await
-            }
-            Err(e) => {
-                let retry = if e.permanent {
-                    None
-                } else {
-                    retry_delay(queued.attempts, BACKOFF_BASE, GIVE_UP_AFTER)
-                };
-                tracing::warn!(mail_id = %id, kind = %queued.kind, attempts = queued.attempts, error = %e.message, will_retry = retry.is_some(), "mail not sent");
-                let at =
-                    retry.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
-                mail::mark_attempt_failed(conn, id, &e.message, at).await
-            }
-        };
-        if let Err(e) = recorded {
-            tracing::warn!(mail_id = %id, error = %e, "could not record mail outcome");
-        }
-    }
-
-    async fn send(&self, queued: &QueuedMail, payload: &Payload) -> Result<(), SendError> {
+    async fn send(&self, queued: &QueuedMail, payload: &Payload) -> Result<(), Failure> {
         match &self.transport {
             Transport::File(path) => {
                 let line = serde_json::json!({
-                    "to": queued.to_addr,
+                    "to": queued.to,
                     "subject": payload.subject,
-                    "kind": queued.kind,
+                    "kind": queued.kind.as_str(),
                     "token": payload.token,
                     "link": payload.link,
                 });
-                append_line(path, &line.to_string())
-                    .await
-                    .map_err(|e| SendError {
-                        message: format!("AUTH_MAIL_OUTBOX {}: {e}", path.display()),
-                        permanent: false,
-                    })
+                append_line(path, &line.to_string()).await.map_err(|e| {
+                    Failure::retry(format!("AUTH_MAIL_OUTBOX {}: {e}", path.display()))
+                })
             }
             Transport::Smtp(smtp) => {
-                let to: Mailbox = queued.to_addr.parse().map_err(|e| SendError {
-                    message: format!("recipient: {e}"),
-                    permanent: true,
-                })?;
+                let to: Mailbox = queued
+                    .to
+                    .parse()
+                    .map_err(|e| Failure::permanent(format!("recipient: {e}")))?;
                 let message = Message::builder()
                     .from(self.from.clone())
                     .to(to)
                     .subject(&payload.subject)
                     .header(ContentType::TEXT_PLAIN)
-                    .body(body(&queued.kind, payload))
-                    .map_err(|e| SendError {
-                        message: format!("building the message: {e}"),
-                        permanent: true,
-                    })?;
-                smtp.send(message).await.map(drop).map_err(|e| SendError {
+                    .body(body(queued.kind, payload))
+                    .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
+                smtp.send(message).await.map(drop).map_err(|e| Failure {
                     // 5xx answers (unknown mailbox, ...) will not change.
                     permanent: e.is_permanent(),
                     message: e.to_string(),
                 })
             }
         }
+    }
+}
+
+impl Job for Sender {
+    const KIND: JobKind = JobKind::Mail;
+    const BATCH: i64 = 32;
+    const LEASE: Duration = Duration::from_secs(120);
+    const POLL: Duration = Duration::from_secs(2);
+    // Given-up mail has no payload left, and its token has expired.
+    const PRUNED: &'static [Status] = &[Status::Done, Status::Failed];
+
+    fn backoff(&self) -> (Duration, Duration) {
+        (Duration::from_secs(2), Duration::from_secs(2 * 3600))
+    }
+
+    async fn run(&self, job: &Claimed) -> Result<(), Failure> {
+        let queued = QueuedMail::open(job, &self.key)
+            .ok_or_else(|| Failure::permanent(format!("not a mail: {}", job.subject)))?;
+        let payload = queued
+            .payload
+            .as_ref()
+            .ok_or_else(|| Failure::permanent("payload does not open under AUTH_SECRETS_KEY"))?;
+        self.send(&queued, payload).await?;
+        tracing::info!(mail_id = %queued.id, kind = queued.kind.as_str(), "mail sent");
+        Ok(())
+    }
+
+    /// Old sign-in attempts (this runner is the auth service's one
+    /// periodic housekeeper): a day at least, so the audit of a lock can
+    /// still be matched to its attempts.
+    async fn prune_more(&self, conn: &mut Conn<'_>) -> diesel::QueryResult<usize> {
+        let keep = self.lockout_window.max(chrono::Duration::days(1));
+        crate::db::lockouts::prune(conn, Utc::now() - keep).await
     }
 }
 
@@ -248,24 +141,28 @@ async fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> 
 }
 
 /// The plain-text body of a mail.
-fn body(kind: &str, payload: &Payload) -> String {
+fn body(kind: MailKind, payload: &Payload) -> String {
     let link = payload.link.as_deref().unwrap_or_default();
     match kind {
-        kind::EMAIL_VERIFICATION => format!(
+        MailKind::EmailVerification => format!(
             "Confirm your email address by opening this link:\n\n{link}\n\n\
              The link works once and expires in 24 hours. If you did not sign up, ignore this mail.\n"
         ),
-        kind::PASSWORD_RESET => format!(
+        MailKind::PasswordReset => format!(
             "Someone asked to reset the password of your account. To choose a new one, open:\n\n{link}\n\n\
              The link works once and expires in 1 hour. If it was not you, ignore this mail: your password stays as it is.\n"
         ),
-        kind::EMAIL_CHANGE => format!(
+        MailKind::EmailChange => format!(
             "Confirm this address as the new email of your account by opening:\n\n{link}\n\n\
              The link works once and expires in 1 hour. If you did not ask for this, ignore this mail.\n"
         ),
-        _ => "Someone asked to change the email address of your account to another address.\n\
+        MailKind::EmailChangeNotice => "Someone asked to change the email address of your account to another address.\n\
               If it was you, nothing needs doing. If it was not, change your password now: \
               the change only happens once the new address is confirmed.\n"
+            .to_owned(),
+        MailKind::MfaEnabled => "Two-factor sign-in was just turned on for your account: signing in now also \
+              takes a code from your authenticator app or one of your recovery codes.\n\
+              If it was not you, reset your password now and contact support.\n"
             .to_owned(),
     }
 }

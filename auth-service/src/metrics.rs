@@ -5,7 +5,8 @@
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 use service_kit::metrics::{Metrics, LATENCY_BUCKETS};
 
-use crate::db::{outbox, DbPool};
+use crate::db::jobs::{self, JobKind};
+use crate::db::DbPool;
 
 pub struct AuthMetrics {
     pub base: Metrics,
@@ -117,7 +118,7 @@ impl AuthMetrics {
     /// gauges and `/health/ready` say why.
     pub async fn render(&self, db: &DbPool) -> actix_web::HttpResponse {
         if let Ok(mut pooled) = db.get().await {
-            if let Ok(stats) = outbox::stats(&mut pooled.conn()).await {
+            if let Ok(stats) = jobs::stats(&mut pooled.conn(), JobKind::Webhook).await {
                 self.outbox
                     .with_label_values(&["pending"])
                     .set(stats.pending);

@@ -140,17 +140,62 @@ impl Introspection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookEvent {
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schema(value_type = String, example = "user.created")]
+    pub kind: EventType,
     pub timestamp: DateTime<Utc>,
     pub data: serde_json::Value,
 }
 
 /// Webhook event types named by the contract.
-pub mod event_types {
-    pub const USER_CREATED: &str = "user.created";
-    pub const USER_UPDATED: &str = "user.updated";
-    pub const USER_DELETED: &str = "user.deleted";
-    pub const SESSION_REVOKED: &str = "session.revoked";
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum EventType {
+    UserCreated,
+    UserUpdated,
+    UserDeleted,
+    SessionRevoked,
+    /// A type this build does not know (a newer auth service may send
+    /// more): kept as sent, so a receiver can record and skip it.
+    Other(String),
+}
+
+impl EventType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::UserCreated => "user.created",
+            Self::UserUpdated => "user.updated",
+            Self::UserDeleted => "user.deleted",
+            Self::SessionRevoked => "session.revoked",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl From<String> for EventType {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "user.created" => Self::UserCreated,
+            "user.updated" => Self::UserUpdated,
+            "user.deleted" => Self::UserDeleted,
+            "session.revoked" => Self::SessionRevoked,
+            _ => Self::Other(s),
+        }
+    }
+}
+
+impl From<EventType> for String {
+    fn from(t: EventType) -> Self {
+        match t {
+            EventType::Other(s) => s,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `data` of a `session.revoked` event; empty `session_ids` means every session.

@@ -1,40 +1,56 @@
-//! The mail queue: `mail_queue`.
+//! Mail in the job queue (`db::jobs`, kind `mail`).
 //!
 //! A mail is written in the same transaction as the token it carries (a
 //! reset, a verification), so a committed token always has its mail, and a
-//! rolled-back one never does. The payload (subject, token, link) is sealed
-//! under the service's secrets key and erased once the mail is sent or
-//! given up on: the token itself is stored in clear nowhere. The sender is
-//! `crate::mail`; claims use the same lease as the webhook outbox.
+//! rolled-back one never does. The job's subject is `<kind>:<address>`, in
+//! clear for the spacing below; its data (subject line, token, link) is
+//! sealed under the service's secrets key and erased once the mail is sent
+//! or given up on: the token itself is stored in clear nowhere. The sender
+//! is `crate::mail`.
 
-use chrono::{DateTime, Duration, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use service_kit::crypto::SealingKey;
-use service_kit::run;
 use uuid::Uuid;
 
-use super::schema::mail_queue as mq;
-use super::sql_types::{DbTime, DbUuid};
+use super::jobs::{self, Claimed, JobKind, NewJob};
 use super::Conn;
+use diesel::QueryResult;
 
-/// The `kind` of a mail, as written to the outbox file.
-pub mod kind {
-    pub const EMAIL_VERIFICATION: &str = "email_verification";
-    pub const PASSWORD_RESET: &str = "password_reset";
+/// What a mail is for; its name is the `kind` of the outbox file's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    EmailVerification,
+    PasswordReset,
     /// To the new address, with the confirmation token.
-    pub const EMAIL_CHANGE: &str = "email_change";
+    EmailChange,
     /// To the old address, without a token.
-    pub const EMAIL_CHANGE_NOTICE: &str = "email_change_notice";
+    EmailChangeNotice,
     /// A notice (no token) that two-factor sign-in was turned on.
-    pub const MFA_ENABLED: &str = "mfa_enabled";
+    MfaEnabled,
 }
 
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
+impl MailKind {
+    const ALL: [Self; 5] = [
+        Self::EmailVerification,
+        Self::PasswordReset,
+        Self::EmailChange,
+        Self::EmailChangeNotice,
+        Self::MfaEnabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailVerification => "email_verification",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChange => "email_change",
+            Self::EmailChangeNotice => "email_change_notice",
+            Self::MfaEnabled => "mfa_enabled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// What is sealed. No `Debug`: it holds a token.
@@ -45,14 +61,12 @@ pub struct Payload {
     pub link: Option<String>,
 }
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = mq)]
+/// A claimed mail job, read.
 pub struct QueuedMail {
-    pub id: DbUuid,
-    pub kind: String,
-    pub to_addr: String,
-    pub payload_sealed: Option<String>,
-    pub attempts: i32,
+    pub id: Uuid,
+    pub kind: MailKind,
+    pub to: String,
+    pub payload: Option<Payload>,
 }
 
 fn aad(id: Uuid) -> Vec<u8> {
@@ -61,11 +75,26 @@ fn aad(id: Uuid) -> Vec<u8> {
     aad
 }
 
+fn subject(kind: MailKind, to: &str) -> String {
+    format!("{}:{to}", kind.as_str())
+}
+
 impl QueuedMail {
-    pub fn open(&self, key: &SealingKey) -> Option<Payload> {
-        let sealed = self.payload_sealed.as_deref()?;
-        let plain = key.open_text(&aad(self.id.0), sealed).ok()?;
-        serde_json::from_slice(&plain).ok()
+    /// Reads a claimed job: `None` when its subject is not a mail's. The
+    /// payload is `None` when it does not open under `key` (or was erased).
+    pub fn open(job: &Claimed, key: &SealingKey) -> Option<Self> {
+        let (kind, to) = job.subject.split_once(':')?;
+        let id = job.id.0;
+        let payload = job.data.as_deref().and_then(|sealed| {
+            let plain = key.open_text(&aad(id), sealed).ok()?;
+            serde_json::from_slice(&plain).ok()
+        });
+        Some(Self {
+            id,
+            kind: MailKind::parse(kind)?,
+            to: to.to_owned(),
+            payload,
+        })
     }
 }
 
@@ -73,7 +102,7 @@ impl QueuedMail {
 pub async fn enqueue(
     tx: &mut Conn<'_>,
     key: &SealingKey,
-    kind: &str,
+    kind: MailKind,
     to: &str,
     payload: &Payload,
 ) -> QueryResult<Uuid> {
@@ -81,20 +110,16 @@ pub async fn enqueue(
     let plain = serde_json::to_vec(payload)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     let sealed = key.seal_text(&aad(id), &plain);
-    let now = super::now();
-    run!(tx, |c| diesel::insert_into(mq::table)
-        .values((
-            mq::id.eq(DbUuid(id)),
-            mq::kind.eq(kind),
-            mq::to_addr.eq(to),
-            mq::payload_sealed.eq(Some(&sealed)),
-            mq::status.eq(status::PENDING),
-            mq::attempts.eq(0),
-            mq::next_attempt_at.eq(DbTime(now)),
-            mq::created_at.eq(DbTime(now)),
-        ))
-        .execute(c)
-        .await)?;
+    jobs::enqueue(
+        tx,
+        NewJob {
+            kind: JobKind::Mail,
+            id,
+            subject: &subject(kind, to),
+            data: Some(&sealed),
+        },
+    )
+    .await?;
     Ok(id)
 }
 
@@ -109,99 +134,12 @@ pub const SPACING: chrono::Duration = chrono::Duration::seconds(60);
 /// transaction that queues the mail, before anything else.
 pub async fn spacing_wait(
     tx: &mut Conn<'_>,
-    kind: &str,
+    kind: MailKind,
     to: &str,
 ) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
-    tx.lock_key(&format!("mail:{kind}:{to}")).await?;
-    let last: Option<DbTime> = run!(tx, |c| mq::table
-        .filter(mq::to_addr.eq(to))
-        .filter(mq::kind.eq(kind))
-        .select(diesel::dsl::max(mq::created_at))
-        .first(c)
-        .await)?;
+    let subject = subject(kind, to);
+    tx.lock_key(&format!("mail:{subject}")).await?;
+    let last = jobs::last_written(tx, JobKind::Mail, &subject).await?;
     let now = super::now();
-    Ok(last.map(|t| t.0 + SPACING).filter(|next| *next > now))
-}
-
-/// Leases up to `limit` due mails for `lease` and counts the attempt.
-pub async fn claim(
-    conn: &mut Conn<'_>,
-    limit: i64,
-    lease: Duration,
-) -> QueryResult<Vec<QueuedMail>> {
-    super::claim_due!(conn, mq, QueuedMail, status::PENDING, limit, lease)
-}
-
-/// Sent: the payload is erased.
-pub async fn mark_sent(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<()> {
-    run!(conn, |c| diesel::update(mq::table.find(DbUuid(id)))
-        .set((
-            mq::status.eq(status::SENT),
-            mq::sent_at.eq(Some(DbTime(super::now()))),
-            mq::payload_sealed.eq(None::<String>),
-            mq::locked_until.eq(None::<DbTime>),
-            mq::last_error.eq(None::<String>),
-        ))
-        .execute(c)
-        .await)?;
-    Ok(())
-}
-
-/// A failed attempt: retried at `retry_at`, or given up (`failed`, payload
-/// erased: its token expires soon anyway) when `None`.
-pub async fn mark_attempt_failed(
-    conn: &mut Conn<'_>,
-    id: Uuid,
-    error: &str,
-    retry_at: Option<DateTime<Utc>>,
-) -> QueryResult<()> {
-    let error: String = error.chars().take(500).collect();
-    run!(conn, |c| {
-        let row = mq::table.find(DbUuid(id));
-        match retry_at {
-            Some(at) => {
-                diesel::update(row)
-                    .set((
-                        mq::next_attempt_at.eq(DbTime(at)),
-                        mq::locked_until.eq(None::<DbTime>),
-                        mq::last_error.eq(Some(&error)),
-                    ))
-                    .execute(c)
-                    .await
-            }
-            None => {
-                diesel::update(row)
-                    .set((
-                        mq::status.eq(status::FAILED),
-                        mq::payload_sealed.eq(None::<String>),
-                        mq::locked_until.eq(None::<DbTime>),
-                        mq::last_error.eq(Some(&error)),
-                    ))
-                    .execute(c)
-                    .await
-            }
-        }
-    })?;
-    Ok(())
-}
-
-/// When the earliest pending mail is due (for the sender's sleep).
-pub async fn next_due(conn: &mut Conn<'_>) -> QueryResult<Option<DateTime<Utc>>> {
-    let t: Option<DbTime> = run!(conn, |c| mq::table
-        .filter(mq::status.eq(status::PENDING))
-        .select(diesel::dsl::min(mq::next_attempt_at))
-        .first(c)
-        .await)?;
-    Ok(t.map(|t| t.0))
-}
-
-/// Removes sent and failed mail (already without payload) older than `before`.
-pub async fn prune_done(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
-    run!(conn, |c| diesel::delete(
-        mq::table
-            .filter(mq::status.ne(status::PENDING))
-            .filter(mq::created_at.lt(DbTime(before)))
-    )
-    .execute(c)
-    .await)
+    Ok(last.map(|t| t + SPACING).filter(|next| *next > now))
 }

@@ -99,13 +99,7 @@ diesel::table! {
         id -> SqlUuid,
         event_type -> Text,
         payload -> Text,
-        status -> Text,
-        attempts -> Integer,
-        next_attempt_at -> SqlTimestamp,
-        locked_until -> Nullable<SqlTimestamp>,
-        last_error -> Nullable<Text>,
         created_at -> SqlTimestamp,
-        delivered_at -> Nullable<SqlTimestamp>,
     }
 }
 
@@ -201,17 +195,18 @@ diesel::table! {
     use diesel::sql_types::*;
     use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
 
-    mail_queue (id) {
-        id -> SqlUuid,
+    jobs (kind, id) {
         kind -> Text,
-        to_addr -> Text,
-        payload_sealed -> Nullable<Text>,
+        id -> SqlUuid,
+        subject -> Text,
+        data -> Nullable<Text>,
         status -> Text,
         attempts -> Integer,
         next_attempt_at -> SqlTimestamp,
         locked_until -> Nullable<SqlTimestamp>,
         last_error -> Nullable<Text>,
         created_at -> SqlTimestamp,
-        sent_at -> Nullable<SqlTimestamp>,
+        finished_at -> Nullable<SqlTimestamp>,
     }
 }
+diesel::allow_tables_to_appear_in_same_query!(webhook_events, jobs);

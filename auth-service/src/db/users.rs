@@ -63,7 +63,7 @@ pub async fn insert(conn: &mut Conn<'_>, new: &NewUser<'_>) -> QueryResult<User>
         .returning(User::as_returning())
         .get_result(c)
         .await)?;
-    super::outbox::user_event(conn, shared_types::event_types::USER_CREATED, &user).await?;
+    super::outbox::user_event(conn, shared_types::EventType::UserCreated, &user).await?;
     Ok(user)
 }
 
@@ -149,7 +149,7 @@ pub async fn set_locked(
     if locked {
         super::sessions::revoke_all(tx, id, None, "account locked", now).await?;
     }
-    super::outbox::user_event(tx, shared_types::event_types::USER_UPDATED, &user).await?;
+    super::outbox::user_event(tx, shared_types::EventType::UserUpdated, &user).await?;
     Ok(Some(true))
 }
 
@@ -165,7 +165,7 @@ pub async fn delete(tx: &mut Conn<'_>, id: Uuid, now: DateTime<Utc>) -> QueryRes
         .await)?;
     user.version += 1;
     user.updated_at = DbTime(now);
-    super::outbox::user_event(tx, shared_types::event_types::USER_DELETED, &user).await?;
+    super::outbox::user_event(tx, shared_types::EventType::UserDeleted, &user).await?;
     Ok(Some(user))
 }
 
@@ -188,7 +188,7 @@ macro_rules! update_announced {
         .await
         .optional())?;
         if let Some(user) = &updated {
-            super::outbox::user_event($tx, shared_types::event_types::USER_UPDATED, user).await?;
+            super::outbox::user_event($tx, shared_types::EventType::UserUpdated, user).await?;
         }
         updated
     }};

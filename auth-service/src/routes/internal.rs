@@ -9,7 +9,8 @@ use shared_types::{
 };
 use uuid::Uuid;
 
-use crate::db::{outbox, sessions, users};
+use crate::db::jobs::{self, JobKind};
+use crate::db::{sessions, users};
 use crate::error::ApiError;
 use crate::extractors::{ClientInfo, InternalCaller};
 use crate::services::service_tokens::{self, Checked};
@@ -156,14 +157,14 @@ pub async fn webhook_stats(
     state: web::Data<AppState>,
 ) -> Result<web::Json<WebhookStats>, ApiError> {
     let mut pooled = state.db.get().await?;
-    let stats = outbox::stats(&mut pooled.conn()).await?;
+    let stats = jobs::stats(&mut pooled.conn(), JobKind::Webhook).await?;
     let now = crate::db::now();
     Ok(web::Json(WebhookStats {
         pending: stats.pending,
         failed: stats.failed,
-        delivered: stats.delivered,
+        delivered: stats.done,
         oldest_pending_seconds: stats.oldest_pending.map(|t| (now - t).num_seconds().max(0)),
-        last_delivered_at: stats.last_delivered,
+        last_delivered_at: stats.last_done,
     }))
 }
 
@@ -190,7 +191,7 @@ pub async fn redeliver(
         ));
     }
     let mut pooled = state.db.get().await?;
-    let requeued = outbox::redeliver(&mut pooled.conn(), ids.as_deref()).await?;
+    let requeued = jobs::retry_failed(&mut pooled.conn(), JobKind::Webhook, ids.as_deref()).await?;
     if requeued > 0 {
         state.outbox.wake();
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{audit, faults, Fault};
 use crate::attempts::{lockout_errors, ReauthError};
 use crate::db::events::{self, kind};
-use crate::db::mail::{self, kind as mail_kind};
+use crate::db::mail::{self, MailKind};
 use crate::db::one_time_tokens::{self as ott, purpose};
 use crate::db::{self, lockouts, sessions, users, Conn};
 use crate::domain::{Email, NewPassword};
@@ -68,7 +68,7 @@ impl AppState {
     pub(crate) async fn queue_token_mail(
         &self,
         tx: &mut Conn<'_>,
-        kind: &str,
+        kind: MailKind,
         to: &str,
         subject: &str,
         page: &str,
@@ -106,7 +106,7 @@ impl AppState {
     pub(crate) async fn mail_spacing(
         &self,
         tx: &mut Conn<'_>,
-        kind: &str,
+        kind: MailKind,
         to: &str,
     ) -> Result<(), AccountError> {
         match mail::spacing_wait(tx, kind, to).await? {
@@ -138,7 +138,7 @@ impl AppState {
         .await?;
         self.queue_token_mail(
             tx,
-            mail_kind::EMAIL_VERIFICATION,
+            MailKind::EmailVerification,
             email,
             "Confirm your email address",
             "verify-email",
@@ -237,7 +237,7 @@ pub async fn send_reset(state: &AppState, email: &Email) -> Result<ResetRequest,
     let queued = transaction!(conn, |tx| -> Fault {
         // Spaced like every mail a caller can repeat; the answer was 202
         // already, so a spaced-out request just sends nothing.
-        if mail::spacing_wait(tx, mail_kind::PASSWORD_RESET, &user.email)
+        if mail::spacing_wait(tx, MailKind::PasswordReset, &user.email)
             .await?
             .is_some()
         {
@@ -247,7 +247,7 @@ pub async fn send_reset(state: &AppState, email: &Email) -> Result<ResetRequest,
         state
             .queue_token_mail(
                 tx,
-                mail_kind::PASSWORD_RESET,
+                MailKind::PasswordReset,
                 &user.email,
                 "Reset your password",
                 "reset-password",
@@ -315,7 +315,7 @@ pub async fn request_verification(
     let conn = &mut pooled.conn();
     transaction!(conn, |tx| -> AccountError {
         state
-            .mail_spacing(tx, mail_kind::EMAIL_VERIFICATION, &auth.user.email)
+            .mail_spacing(tx, MailKind::EmailVerification, &auth.user.email)
             .await?;
         state
             .queue_verification(tx, auth.user.id.0, &auth.user.email)
@@ -399,7 +399,7 @@ pub async fn change_email(
             return Err(AccountError::EmailTaken);
         }
         state
-            .mail_spacing(tx, mail_kind::EMAIL_CHANGE, new_email.as_str())
+            .mail_spacing(tx, MailKind::EmailChange, new_email.as_str())
             .await?;
         attempt.passed(state, tx).await?;
         ott::insert_verification(
@@ -415,7 +415,7 @@ pub async fn change_email(
         state
             .queue_token_mail(
                 tx,
-                mail_kind::EMAIL_CHANGE,
+                MailKind::EmailChange,
                 new_email.as_str(),
                 "Confirm your new email address",
                 "confirm-email",
@@ -430,7 +430,7 @@ pub async fn change_email(
         mail::enqueue(
             tx,
             &state.settings.secrets_key,
-            mail_kind::EMAIL_CHANGE_NOTICE,
+            MailKind::EmailChangeNotice,
             &user.email,
             &notice,
         )

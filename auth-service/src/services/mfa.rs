@@ -146,7 +146,7 @@ pub async fn enable(
         mail::enqueue(
             tx,
             &state.settings.secrets_key,
-            mail::kind::MFA_ENABLED,
+            mail::MailKind::MfaEnabled,
             &user.email,
             &notice,
         )

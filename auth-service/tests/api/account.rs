@@ -615,7 +615,7 @@ async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
     // The reset mail is queued after the 202, and tried against the dead
     // server: wait until that attempt failed.
     {
-        use auth_service::db::schema::mail_queue as mq;
+        use auth_service::db::schema::jobs;
         use diesel::prelude::*;
         let db = app.db().await;
         let mut pooled = db.get().await.expect("conn");
@@ -624,9 +624,10 @@ async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
         for _ in 0..200 {
             failed = service_kit::run!(&mut *conn, |c| {
                 diesel_async::RunQueryDsl::get_result(
-                    mq::table
-                        .filter(mq::kind.eq("password_reset"))
-                        .filter(mq::last_error.is_not_null())
+                    jobs::table
+                        .filter(jobs::kind.eq("mail"))
+                        .filter(jobs::subject.like("password_reset:%"))
+                        .filter(jobs::last_error.is_not_null())
                         .count(),
                     c,
                 )
@@ -690,7 +691,7 @@ async fn mail_goes_over_smtp_and_a_failed_send_is_retried() {
 
 #[tokio::test]
 async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
-    use auth_service::db::schema::{login_attempts as la, mail_queue as mq};
+    use auth_service::db::schema::{jobs, login_attempts as la};
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     use service_kit::db::sql_types::DbTime;
@@ -702,6 +703,14 @@ async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
     for _ in 0..2 {
         app.try_login(&address, "wrong password!", None, None).await;
     }
+    // Sent is recorded just after the mail is written: age it once it is.
+    for _ in 0..200 {
+        if app.pending_mail().await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.pending_mail().await, 0, "the mail was recorded as sent");
     let db = app.db().await;
     let mut pooled = db.get().await.expect("conn");
     let conn = &mut pooled.conn();
@@ -718,8 +727,12 @@ async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
         .execute(c)
         .await)
     .expect("age attempt");
-    run!(conn, |c| diesel::update(mq::table)
-        .set(mq::created_at.eq(long_ago))
+    let mail = || jobs::table.filter(jobs::kind.eq("mail"));
+    run!(conn, |c| diesel::update(mail())
+        .set((
+            jobs::created_at.eq(long_ago),
+            jobs::finished_at.eq(Some(long_ago)),
+        ))
         .execute(c)
         .await)
     .expect("age mail");
@@ -729,7 +742,7 @@ async fn old_attempts_and_sent_mail_are_pruned_but_recent_ones_stay() {
     for _ in 0..100 {
         left = (
             run!(conn, |c| la::table.count().get_result::<i64>(c).await).expect("count"),
-            run!(conn, |c| mq::table.count().get_result::<i64>(c).await).expect("count"),
+            run!(conn, |c| mail().count().get_result::<i64>(c).await).expect("count"),
         );
         if left == (1, 0) {
             break;

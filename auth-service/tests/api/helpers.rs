@@ -80,10 +80,21 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server whose settings are the defaults plus `overrides`
 /// (environment variable names and values, as an operator would set them).
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_after(overrides, |_| async {}).await
+}
+
+/// As `spawn_app_with`, but `prepare` gets the new database's URL first,
+/// before the server migrates it and starts (an upgrade test's old rows).
+pub async fn spawn_app_after<F, Fut>(overrides: &[(&str, &str)], prepare: F) -> TestApp
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     capture_logs();
     let dir = std::env::temp_dir().join(format!("auth-test-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (db, database_url) = TestDb::create(&dir, "auth").await;
+    prepare(database_url.clone()).await;
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
     let mut env = test_env(&dir, &api_key);
     env.insert("AUTH_DATABASE_URL".into(), database_url.clone());
@@ -227,7 +238,7 @@ impl TestApp {
     /// Moves every queued mail a minute and more into the past, as if the
     /// spacing between mails to one address (`db::mail::SPACING`) had passed.
     pub async fn let_mail_spacing_pass(&self) {
-        use auth_service::db::schema::mail_queue as mq;
+        use auth_service::db::schema::jobs;
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
         use service_kit::db::sql_types::DbTime;
@@ -236,10 +247,12 @@ impl TestApp {
         let mut pooled = db.get().await.expect("conn");
         let conn = &mut pooled.conn();
         let past = DbTime(chrono::Utc::now() - chrono::Duration::seconds(61));
-        run!(conn, |c| diesel::update(mq::table)
-            .set(mq::created_at.eq(past))
-            .execute(c)
-            .await)
+        run!(conn, |c| diesel::update(
+            jobs::table.filter(jobs::kind.eq("mail"))
+        )
+        .set(jobs::created_at.eq(past))
+        .execute(c)
+        .await)
         .expect("age mail");
     }
 
@@ -283,13 +296,16 @@ impl TestApp {
 
     /// Mails still waiting to be sent (queued, not yet sent or given up).
     pub async fn pending_mail(&self) -> i64 {
-        use auth_service::db::schema::mail_queue as mq;
+        use auth_service::db::schema::jobs;
         use diesel::prelude::*;
         let db = self.db().await;
         let mut pooled = db.get().await.expect("conn");
         service_kit::run!(&mut pooled.conn(), |c| {
             diesel_async::RunQueryDsl::get_result(
-                mq::table.filter(mq::status.eq("pending")).count(),
+                jobs::table
+                    .filter(jobs::kind.eq("mail"))
+                    .filter(jobs::status.eq("pending"))
+                    .count(),
                 c,
             )
             .await

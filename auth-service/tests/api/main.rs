@@ -18,3 +18,4 @@ mod register;
 mod sessions;
 mod tls;
 mod tokens;
+mod upgrades;

@@ -70,13 +70,14 @@ async fn auth_users(url: &str) -> HashMap<Uuid, i64> {
     rows.into_iter().map(|(i, v)| (i.0, v)).collect()
 }
 
-/// The auth service's outbox: (event id, type, status, attempts).
+/// The auth service's webhook deliveries: (event id, type, status, attempts).
 async fn outbox(url: &str) -> Vec<(Uuid, String, String, i32)> {
-    use auth_service::db::schema::webhook_events::dsl::*;
+    use auth_service::db::schema::jobs::dsl::*;
     use diesel::prelude::*;
     let rows: Vec<(DbUuid, String, String, i32)> = load!(
         url,
-        webhook_events.select((id, event_type, status, attempts))
+        jobs.filter(kind.eq("webhook"))
+            .select((id, subject, status, attempts))
     );
     rows.into_iter()
         .map(|(i, t, s, a)| (i.0, t, s, a))
@@ -130,7 +131,7 @@ pub(crate) async fn converged(
 /// (and deduplicated) when the dead sender's lease runs out.
 async fn outbox_clean(stack_auth_db: &str, main_db: &str, users: usize, leased_by_the_dead: bool) {
     let events = outbox(stack_auth_db).await;
-    let undelivered: Vec<_> = events.iter().filter(|e| e.2 != "delivered").collect();
+    let undelivered: Vec<_> = events.iter().filter(|e| e.2 != "done").collect();
     if leased_by_the_dead {
         assert!(
             undelivered.iter().all(|e| e.2 == "pending" && e.3 >= 1),

@@ -10,7 +10,7 @@ pub mod reconcile;
 
 use std::time::Duration;
 
-use shared_types::{event_types, SessionRevoked, UserRecord, WebhookEvent};
+use shared_types::{EventType, SessionRevoked, UserRecord, WebhookEvent};
 use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
@@ -59,12 +59,12 @@ pub async fn apply_event(
     let mut pooled = db.get().await?;
     let conn = &mut pooled.conn();
     transaction!(conn, |tx| -> SyncError {
-        if !webhooks::mark_processed(tx, webhook_id, &event.kind).await? {
+        if !webhooks::mark_processed(tx, webhook_id, event.kind.as_str()).await? {
             tracing::debug!(webhook_id, "webhook already applied; ignored");
             return Ok(());
         }
-        match event.kind.as_str() {
-            event_types::USER_CREATED | event_types::USER_UPDATED => {
+        match &event.kind {
+            EventType::UserCreated | EventType::UserUpdated => {
                 let record = parse::<UserRecord>(event)?;
                 mirror::apply_records(tx, std::slice::from_ref(&record)).await?;
                 touched = Some(record.id);
@@ -72,12 +72,12 @@ pub async fn apply_event(
                     revoked.push((record.id, None));
                 }
             }
-            event_types::USER_DELETED => {
+            EventType::UserDeleted => {
                 let record = parse::<UserRecord>(event)?;
                 mirror::delete_users(tx, &[(record.id, record.version)]).await?;
                 revoked.push((record.id, None));
             }
-            event_types::SESSION_REVOKED => {
+            EventType::SessionRevoked => {
                 let data = parse::<SessionRevoked>(event)?;
                 if data.session_ids.is_empty() {
                     revoked.push((data.user_id, None));
@@ -85,9 +85,9 @@ pub async fn apply_event(
                     revoked.extend(data.session_ids.iter().map(|s| (data.user_id, Some(*s))));
                 }
             }
-            other => {
+            EventType::Other(other) => {
                 // Newer auth services may send more; recorded and skipped.
-                tracing::info!(event_type = other, "unknown webhook event type ignored");
+                tracing::info!(event_type = %other, "unknown webhook event type ignored");
             }
         }
         rows = revoked

@@ -507,6 +507,43 @@ pub async fn run_migrations(
     postgres: EmbeddedMigrations,
     sqlite: EmbeddedMigrations,
 ) -> anyhow::Result<usize> {
+    migrate(url, postgres, sqlite, None).await
+}
+
+/// Applies only the first `n` pending migrations: the upgrade tests' way to
+/// stand a database at an older schema, write old rows, then move on.
+pub async fn run_first_migrations(
+    url: &str,
+    postgres: EmbeddedMigrations,
+    sqlite: EmbeddedMigrations,
+    n: usize,
+) -> anyhow::Result<usize> {
+    migrate(url, postgres, sqlite, Some(n)).await
+}
+
+fn apply<DB: diesel::backend::Backend>(
+    conn: &mut impl MigrationHarness<DB>,
+    source: EmbeddedMigrations,
+    limit: Option<usize>,
+) -> anyhow::Result<usize> {
+    let applied = match limit {
+        None => conn.run_pending_migrations(source).map(|v| v.len()),
+        Some(n) => conn.pending_migrations(source).and_then(|pending| {
+            for m in pending.iter().take(n) {
+                conn.run_migration(&**m)?;
+            }
+            Ok(pending.len().min(n))
+        }),
+    };
+    applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+}
+
+async fn migrate(
+    url: &str,
+    postgres: EmbeddedMigrations,
+    sqlite: EmbeddedMigrations,
+    limit: Option<usize>,
+) -> anyhow::Result<usize> {
     let url = url.to_owned();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
@@ -521,21 +558,19 @@ pub async fn run_migrations(
                     &mut conn,
                     &format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"),
                 )?;
-                let applied = conn.run_pending_migrations(postgres).map(|v| v.len());
+                let applied = apply(&mut conn, postgres, limit);
                 SimpleConnection::batch_execute(
                     &mut conn,
                     &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"),
                 )?;
-                applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+                applied
             }
             Some(Backend::Sqlite) => {
                 let path = sqlite_path(&url);
                 ensure_parent_dir(path)?;
                 let mut conn = SqliteConnection::establish(path)?;
                 conn.batch_execute(SQLITE_PRAGMAS)?;
-                conn.run_pending_migrations(sqlite)
-                    .map(|v| v.len())
-                    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+                apply(&mut conn, sqlite, limit)
             }
             None => anyhow::bail!("unsupported database URL (use postgres://... or sqlite://PATH)"),
         }
