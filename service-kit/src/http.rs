@@ -21,57 +21,110 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig, max_body: usize) {
     .default_service(web::to(error::not_found));
 }
 
-/// Registers routes and keeps a list of them: `table` registers them and
-/// returns the list, so a test can hold the router's routes against the
-/// OpenAPI document. All methods of one path share one resource, which
-/// answers any other method with 405 and an `Allow` header.
+/// One source for the router and the OpenAPI document. A handler is
+/// registered with [`route!`](crate::route), which reads its path and
+/// method from its `#[utoipa::path]` attribute, routes it there and adds
+/// its operation (and the schemas it names) to the document: the path is
+/// written once, and no route can go undocumented. All methods of one path
+/// share one resource, which answers any other method with 405 and an
+/// `Allow` header. `table` returns every `(METHOD, path)`, which a test
+/// holds against the served document.
 pub struct Routes<'a> {
-    cfg: &'a mut web::ServiceConfig,
-    table: Vec<(&'static str, &'static str)>,
+    /// `None` when only the document is wanted (`Routes::document_only`).
+    cfg: Option<&'a mut web::ServiceConfig>,
+    table: Vec<(&'static str, String)>,
     /// Paths in first-registration order, with their methods' routes.
-    pending: Vec<(&'static str, Vec<(&'static str, actix_web::Route)>)>,
+    pending: Vec<(String, Vec<(&'static str, actix_web::Route)>)>,
+    paths: utoipa::openapi::path::PathsBuilder,
+    schemas: Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
 }
 
-macro_rules! method {
-    ($name:ident, $upper:literal) => {
-        pub fn $name<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
-        where
-            F: actix_web::Handler<Args>,
-            Args: actix_web::FromRequest + 'static,
-            F::Output: actix_web::Responder + 'static,
-        {
-            self.add($upper, path, web::$name().to(handler))
-        }
-    };
+/// Routes `module::handler` where its `#[utoipa::path]` says, and
+/// documents it; `route!(r, module::handler, |resource| ...)` wraps the
+/// handler's resource first (in a rate limiter, say).
+#[macro_export]
+macro_rules! route {
+    ($routes:expr, $module:ident :: $handler:ident) => {{
+        let (method, path) = $routes.operation::<$crate::paste::paste!($module::[<__path_ $handler>])>();
+        $routes.add(method, path, $crate::http::method(method).to($module::$handler));
+    }};
+    ($routes:expr, $module:ident :: $handler:ident, $wrap:expr) => {{
+        let (method, path) = $routes.operation::<$crate::paste::paste!($module::[<__path_ $handler>])>();
+        let resource = actix_web::web::resource(path.clone())
+            .route($crate::http::method(method).to($module::$handler))
+            .default_service($crate::http::method_not_allowed(method));
+        $routes.resource(method, path, $wrap(resource));
+    }};
+}
+
+/// The actix route guard of an upper-case method name.
+pub fn method(name: &str) -> actix_web::Route {
+    let method = actix_web::http::Method::from_bytes(name.as_bytes())
+        .expect("an HTTP method from a #[utoipa::path]");
+    web::method(method)
 }
 
 impl<'a> Routes<'a> {
     pub fn new(cfg: &'a mut web::ServiceConfig) -> Self {
         Self {
-            cfg,
+            cfg: Some(cfg),
             table: Vec::new(),
             pending: Vec::new(),
+            paths: Default::default(),
+            schemas: Vec::new(),
         }
     }
 
-    method!(get, "GET");
-    method!(post, "POST");
-    method!(put, "PUT");
-    method!(patch, "PATCH");
-    method!(delete, "DELETE");
+    /// Collects the document without building a router.
+    pub fn document_only() -> Routes<'static> {
+        Routes {
+            cfg: None,
+            table: Vec::new(),
+            pending: Vec::new(),
+            paths: Default::default(),
+            schemas: Vec::new(),
+        }
+    }
 
-    fn add(
-        &mut self,
-        method: &'static str,
-        path: &'static str,
-        route: actix_web::Route,
-    ) -> &mut Self {
-        self.table.push((method, path));
+    /// Adds `P`'s operation to the document; returns its method and path.
+    /// Use [`route!`](crate::route), which names `P` for a handler.
+    pub fn operation<P>(&mut self) -> (&'static str, String)
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+    {
+        use utoipa::openapi::path::HttpMethod;
+        let methods = P::methods();
+        let method = match methods.as_slice() {
+            [HttpMethod::Get] => "GET",
+            [HttpMethod::Post] => "POST",
+            [HttpMethod::Put] => "PUT",
+            [HttpMethod::Patch] => "PATCH",
+            [HttpMethod::Delete] => "DELETE",
+            _ => panic!("{}: one method of GET, POST, PUT, PATCH, DELETE", P::path()),
+        };
+        // The tag of the handler's `#[utoipa::path(tag = ...)]`, which
+        // `P::operation` leaves to the `OpenApi` derive to add.
+        let mut operation = P::operation();
+        operation
+            .tags
+            .get_or_insert_with(Vec::new)
+            .extend(P::tags().into_iter().map(str::to_owned));
+        let item = utoipa::openapi::path::PathItem::new(methods[0].clone(), operation);
+        self.paths = std::mem::take(&mut self.paths).path(P::path(), item);
+        P::schemas(&mut self.schemas);
+        (method, P::path())
+    }
+
+    /// Routes `route` (already guarded by `method`) at `path`.
+    pub fn add(&mut self, method: &'static str, path: String, route: actix_web::Route) {
+        self.table.push((method, path.clone()));
         match self.pending.iter_mut().find(|(p, _)| *p == path) {
             Some((_, routes)) => routes.push((method, route)),
             None => self.pending.push((path, vec![(method, route)])),
         }
-        self
     }
 
     /// A resource built by hand (to wrap it in a middleware) that serves
@@ -79,12 +132,13 @@ impl<'a> Routes<'a> {
     pub fn resource(
         &mut self,
         method: &'static str,
-        path: &'static str,
+        path: String,
         resource: impl actix_web::dev::HttpServiceFactory + 'static,
-    ) -> &mut Self {
+    ) {
         self.table.push((method, path));
-        self.cfg.service(resource);
-        self
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            cfg.service(resource);
+        }
     }
 
     /// A service that registers several routes at once, listed as `routes`.
@@ -93,29 +147,48 @@ impl<'a> Routes<'a> {
         routes: &[(&'static str, &'static str)],
         service: impl actix_web::dev::HttpServiceFactory + 'static,
     ) {
-        self.table.extend_from_slice(routes);
-        self.cfg.service(service);
+        self.table
+            .extend(routes.iter().map(|(m, p)| (*m, (*p).to_owned())));
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            cfg.service(service);
+        }
     }
 
     /// A route whose table entry a `register` call already made.
     pub(crate) fn route_unlisted(&mut self, path: &str, route: actix_web::Route) {
-        self.cfg.route(path, route);
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            cfg.route(path, route);
+        }
+    }
+
+    /// The document: `base` (title, tags, security schemes) with every
+    /// operation routed so far, the schemas they name, and the problem
+    /// responses every operation shares.
+    pub fn openapi(self, base: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+        use utoipa::Modify;
+        let mut doc = base;
+        doc.paths.paths.extend(self.paths.build().paths);
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.schemas.extend(self.schemas);
+        crate::docs::ProblemResponses.modify(&mut doc);
+        doc
     }
 
     /// Registers what is pending; returns every `(METHOD, path)`, in order.
-    pub fn table(mut self) -> Vec<(&'static str, &'static str)> {
-        for (path, routes) in std::mem::take(&mut self.pending) {
-            let allow = routes
-                .iter()
-                .map(|(m, _)| *m)
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut resource = web::resource(path);
-            for (_, route) in routes {
-                resource = resource.route(route);
+    pub fn table(mut self) -> Vec<(&'static str, String)> {
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            for (path, routes) in std::mem::take(&mut self.pending) {
+                let allow = routes
+                    .iter()
+                    .map(|(m, _)| *m)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut resource = web::resource(path);
+                for (_, route) in routes {
+                    resource = resource.route(route);
+                }
+                cfg.service(resource.default_service(method_not_allowed(allow)));
             }
-            self.cfg
-                .service(resource.default_service(method_not_allowed(allow)));
         }
         self.table
     }

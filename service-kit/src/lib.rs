@@ -6,6 +6,9 @@
 //! the error type mapped to RFC 9457 problem details (`error`), bearer
 //! parsing (`http`) and logging with request ids (`telemetry`).
 
+#[doc(hidden)]
+pub use paste;
+
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -204,11 +204,10 @@ async fn metrics_parse_and_count_what_happened() {
 #[tokio::test]
 async fn openapi_covers_every_route_and_docs_are_served() {
     use service_kit::testing::{assert_documents_routes, check_openapi_json};
-    use utoipa::OpenApi;
     let mut table = Vec::new();
     let _ =
         actix_web::App::new().configure(|cfg| table = auth_service::routes::configure(cfg, None));
-    assert_documents_routes(&table, &auth_service::routes::ApiDoc::openapi());
+    assert_documents_routes(&table, auth_service::routes::openapi());
 
     let app = spawn_app().await;
     let doc: serde_json::Value = app.get_json("/openapi.json").await;

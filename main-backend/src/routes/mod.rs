@@ -10,12 +10,13 @@ mod webapp;
 mod webhooks;
 
 use actix_web::web;
-use service_kit::docs::{ProblemResponses, SecuritySchemes};
+use service_kit::docs::SecuritySchemes;
 use service_kit::http::Routes;
+use service_kit::route;
 use utoipa::OpenApi;
 
-/// The OpenAPI document: every handler's `#[utoipa::path]`, listed here.
-/// A test holds it against the table `configure` returns.
+/// What the OpenAPI document says beside the operations, which `routes`
+/// adds from each handler's `#[utoipa::path]`.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -24,18 +25,7 @@ use utoipa::OpenApi;
                        Every bearer token is confirmed by the auth service. Errors are RFC 9457 \
                        problem details with a stable `code`."
     ),
-    paths(
-        webapp::index, webapp::account, webapp::script, webapp::style, webapp::config,
-        health::live, health::ready, health::sync, health::metrics,
-        webhooks::receive,
-        me::get, me::patch,
-        data::get_settings, data::put_settings, data::list_secrets, data::put_secret,
-        data::delete_secret, data::list_agent_sessions, data::create_agent_session,
-        data::list_tool_usage, data::create_tool_usage, data::list_corpus, data::create_corpus,
-        tasks::list, tasks::create, tasks::get, tasks::patch, tasks::delete,
-        admin::sync, admin::patch_user,
-    ),
-    modifiers(&SecuritySchemes, &ProblemResponses),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "profile", description = "The caller's profile"),
         (name = "tasks", description = "The caller's tasks"),
@@ -46,42 +36,57 @@ use utoipa::OpenApi;
         (name = "web app", description = "The browser app served here"),
     )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-pub fn configure(cfg: &mut web::ServiceConfig) -> Vec<(&'static str, &'static str)> {
+/// Every route, where its handler's `#[utoipa::path]` puts it.
+fn routes(r: &mut Routes<'_>) {
+    route!(r, webapp::index);
+    route!(r, webapp::account);
+    route!(r, webapp::script);
+    route!(r, webapp::style);
+    route!(r, webapp::config);
+    route!(r, health::live);
+    route!(r, health::ready);
+    route!(r, health::sync);
+    route!(r, health::metrics);
+    route!(r, webhooks::receive);
+    route!(r, me::get);
+    route!(r, me::patch);
+    route!(r, data::get_settings);
+    route!(r, data::put_settings);
+    route!(r, data::list_secrets);
+    route!(r, data::put_secret);
+    route!(r, data::delete_secret);
+    route!(r, tasks::list);
+    route!(r, tasks::create);
+    route!(r, tasks::get);
+    route!(r, tasks::patch);
+    route!(r, tasks::delete);
+    route!(r, data::list_agent_sessions);
+    route!(r, data::create_agent_session);
+    route!(r, data::list_tool_usage);
+    route!(r, data::create_tool_usage);
+    route!(r, data::list_corpus);
+    route!(r, data::create_corpus);
+    route!(r, admin::sync);
+    route!(r, admin::patch_user);
+}
+
+/// The OpenAPI document, built once from `routes`.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(|| {
+        let mut r = Routes::document_only();
+        routes(&mut r);
+        r.openapi(ApiDoc::openapi())
+    });
+    &DOC
+}
+
+/// Registers every route and the documents; returns the router's
+/// `(METHOD, path)` table.
+pub fn configure(cfg: &mut web::ServiceConfig) -> Vec<(&'static str, String)> {
     let mut r = Routes::new(cfg);
-    r.get("/", webapp::index);
-    r.get("/account/{page}", webapp::account);
-    r.get("/app.js", webapp::script);
-    r.get("/app.css", webapp::style);
-    r.get("/app/config.json", webapp::config);
-    r.get("/health/live", health::live);
-    r.get("/health/ready", health::ready);
-    r.get("/health/sync", health::sync);
-    r.get("/metrics", health::metrics);
-    r.post("/webhooks/auth", webhooks::receive);
-    r.get("/v1/me", me::get);
-    r.patch("/v1/me", me::patch);
-    r.get("/v1/me/settings", data::get_settings);
-    r.put("/v1/me/settings", data::put_settings);
-    r.get("/v1/me/secrets", data::list_secrets);
-    r.put("/v1/me/secrets/{name}", data::put_secret);
-    r.delete("/v1/me/secrets/{name}", data::delete_secret);
-    r.get("/v1/users/{user_id}/tasks", tasks::list);
-    r.post("/v1/users/{user_id}/tasks", tasks::create);
-    r.get("/v1/users/{user_id}/tasks/{task_id}", tasks::get);
-    r.patch("/v1/users/{user_id}/tasks/{task_id}", tasks::patch);
-    r.delete("/v1/users/{user_id}/tasks/{task_id}", tasks::delete);
-    r.get("/v1/agent-sessions", data::list_agent_sessions);
-    r.post("/v1/agent-sessions", data::create_agent_session);
-    r.get("/v1/tool-usage", data::list_tool_usage);
-    r.post("/v1/tool-usage", data::create_tool_usage);
-    r.get("/v1/corpus", data::list_corpus);
-    r.post("/v1/corpus", data::create_corpus);
-    r.post("/admin/v1/sync", admin::sync);
-    r.patch("/admin/v1/users/{id}", admin::patch_user);
-    static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> =
-        std::sync::LazyLock::new(ApiDoc::openapi);
-    r.docs(DOC.clone());
+    routes(&mut r);
+    r.docs(openapi().clone());
     r.table()
 }

@@ -105,10 +105,9 @@ async fn config_names_the_auth_service_as_browsers_reach_it() {
 #[tokio::test]
 async fn openapi_covers_every_route_and_docs_are_served() {
     use service_kit::testing::{assert_documents_routes, check_openapi_json};
-    use utoipa::OpenApi;
     let mut table = Vec::new();
     let _ = actix_web::App::new().configure(|cfg| table = main_backend::routes::configure(cfg));
-    assert_documents_routes(&table, &main_backend::routes::ApiDoc::openapi());
+    assert_documents_routes(&table, main_backend::routes::openapi());
 
     let stack = spawn_stack().await;
     let doc: serde_json::Value = stack
