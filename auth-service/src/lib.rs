@@ -44,8 +44,7 @@ pub mod webhooks;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use crate::configuration::Settings;
@@ -73,13 +72,8 @@ pub struct AppState {
 }
 
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: service_kit::server::Server,
     pub db: DbPool,
-    worker: Option<tokio::task::JoinHandle<()>>,
-    usage_flusher: tokio::task::JoinHandle<()>,
-    mail_sender: tokio::task::JoinHandle<()>,
-    stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 /// Applies pending migrations (what `auth-service migrate` does).
@@ -88,9 +82,17 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<usize> {
 }
 
 impl Application {
-    /// Migrates, binds `settings.bind` (port 0 picks a free port) and builds
-    /// the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
+    /// Migrates, listens on `settings.bind` (port 0 picks a free port) and builds the
+    /// server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = service_kit::server::bind("AUTH_BIND", &settings.bind)?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// As `build`, on a socket bound before: one handed over at start
+    /// (`LISTEN_FDS`), or a test's that must know both services' ports
+    /// before either starts.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let applied = migrate(settings.database.direct_url()).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
@@ -98,30 +100,25 @@ impl Application {
         let keys = Arc::new(TokenKeys::load(&settings)?);
         let db = DbPool::for_settings(&settings.database).await?;
         let hasher = tokio::task::spawn_blocking(|| PasswordHasher::new(0)).await??;
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|e| anyhow::anyhow!("AUTH_BIND: cannot listen on {}: {e}", settings.bind))?;
-        let port = listener.local_addr()?.port();
-        let outbox = jobs::Wakeup::default();
         let metrics = Arc::new(metrics::AuthMetrics::new());
-        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
-        let worker = match settings.webhook.clone() {
+        // Stopped after the last request: the webhook runner and the mail
+        // sender finish their round (what they had claimed but not sent
+        // goes out after the lease), the usage buffer is written.
+        let mut background = service_kit::server::Background::default();
+        let outbox = jobs::Wakeup::default();
+        match settings.webhook.clone() {
             Some(target) => {
                 let delivery = webhooks::Delivery::new(db.clone(), target, metrics.clone())?;
                 let runner = jobs::Runner::new(db.clone(), delivery, outbox.clone());
-                Some(tokio::spawn(runner.run(stopped)))
+                background.spawn(runner.run(background.stopped()));
             }
-            None => {
-                tracing::warn!("AUTH_WEBHOOK_URL=off: webhook events stay pending");
-                None
-            }
-        };
+            None => tracing::warn!("AUTH_WEBHOOK_URL=off: webhook events stay pending"),
+        }
         let usage = services::service_tokens::Usage::default();
-        let usage_flusher = tokio::spawn(usage.clone().run(db.clone(), stop_worker.subscribe()));
+        background.spawn(usage.clone().run(db.clone(), background.stopped()));
         let mail = jobs::Wakeup::default();
-        let mail_sender = tokio::spawn(
-            jobs::Runner::new(db.clone(), mail::Sender::new(&settings)?, mail.clone())
-                .run(stop_worker.subscribe()),
-        );
+        let sender = jobs::Runner::new(db.clone(), mail::Sender::new(&settings)?, mail.clone());
+        background.spawn(sender.run(background.stopped()));
         // One limiter for every worker thread, keyed by client address.
         let rate_limit = match settings.rate_limit_per_minute {
             0 => None,
@@ -143,39 +140,21 @@ impl Application {
             mail,
             metrics,
         });
-        let base_metrics = web::Data::new(state.metrics.base.clone());
-        let max_body = state.settings.max_body_bytes;
-        let workers = state.settings.workers;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(base_metrics.clone())
-                .wrap(middleware::from_fn(service_kit::metrics::observe_requests))
-                .wrap(service_kit::http::cors(&state.settings.cors))
-                .wrap(middleware::from_fn(telemetry::request_span))
-                .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
-                .configure(|cfg| {
-                    routes::configure(cfg, rate_limit.as_ref());
-                })
-        });
-        let server = match workers {
-            Some(n) => server.workers(n),
-            None => server,
+        let options = service_kit::server::Options {
+            workers: state.settings.workers,
+            max_body: state.settings.max_body_bytes,
+            cors: state.settings.cors.clone(),
+            metrics: state.metrics.base.clone(),
         };
-        let server = server.listen(listener)?.shutdown_timeout(30).run();
-        Ok(Self {
-            port,
-            server,
-            db,
-            worker,
-            usage_flusher,
-            mail_sender,
-            stop_worker,
-        })
+        let server = service_kit::server::serve(listener, options, background, move |cfg| {
+            cfg.app_data(state.clone());
+            routes::configure(cfg, rate_limit.as_ref());
+        })?;
+        Ok(Self { server, db })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Stops the server from outside (tests, the launcher).
@@ -183,19 +162,8 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
-    /// requests finish), then stops the webhook worker after its current
-    /// round (anything it had claimed but not sent goes out after the
-    /// lease), writes the service-token usage still buffered and lets the
-    /// mail sender finish its round.
+    /// Serves until stopped, then stops the background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        let _ = self.stop_worker.send(true);
-        if let Some(worker) = self.worker {
-            let _ = worker.await;
-        }
-        let _ = self.usage_flusher.await;
-        let _ = self.mail_sender.await;
-        served
+        self.server.run_until_stopped().await
     }
 }

@@ -1,6 +1,6 @@
 use auth_service::cli::{self, TokenCommand};
 use auth_service::configuration::{self, Settings};
-use auth_service::{migrate, telemetry, Application};
+use auth_service::{migrate, Application};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,21 +25,12 @@ enum Command {
     ServiceToken(TokenCommand),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let _ = dotenvy::dotenv();
-    telemetry::init("info");
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-service: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_kit::server::main("auth-service", |listener| run(cli, listener))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, listener: Option<std::net::TcpListener>) -> anyhow::Result<()> {
     // One-off commands connect straight to the server, past any pooler.
     let database = configuration::database(configuration::env_var)?;
     let database_url = database.direct_url();
@@ -52,7 +43,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::service_token(database_url, command, &mut std::io::stdout().lock()).await?;
         }
         Command::Serve => {
-            let app = Application::build(Settings::from_env()?).await?;
+            let settings = Settings::from_env()?;
+            let app = match listener {
+                Some(listener) => Application::build_on(settings, listener).await?,
+                None => Application::build(settings).await?,
+            };
             tracing::info!(port = app.port(), "auth service listening");
             app.run_until_stopped().await?;
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use launcher::system::{free_port, Service, System};
+use launcher::system::{Port, Service, System};
 use serde_json::json;
 
 /// `launcher bench`: the whole benchmark, written to `--out`.
@@ -226,7 +226,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
     let system = System::new(&dir)?;
     let dbs = Databases::create(&dir, args.postgres.as_deref()).await?;
-    let (auth_port, main_port) = (free_port()?, free_port()?);
+    let (auth_port, main_port) = (Port::new()?, Port::new()?);
     let mut auth = system.auth(
         "auth",
         auth_port,

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use launcher::system::{free_port, Service, System};
+use launcher::system::{Port, Service, System};
 use serde_json::json;
 
 use crate::bench::{cores, load, ok, Databases, Sample};
@@ -112,7 +112,7 @@ async fn start_side(
     dbs: &Databases,
     route: Option<(Route, &str)>,
 ) -> anyhow::Result<Side> {
-    let (auth_port, main_port) = (free_port()?, free_port()?);
+    let (auth_port, main_port) = (Port::new()?, Port::new()?);
     let (auth_db, main_db, auth_env, main_env): (_, _, Env, Env) = match route {
         None => (dbs.auth.clone(), dbs.main.clone(), Vec::new(), Vec::new()),
         Some((route, other)) => {

@@ -30,18 +30,49 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A loopback port that was free a moment ago. Fixed ports (rather than
-/// port 0) let a killed service come back where its peer looks for it.
+/// A loopback port for a program that binds it itself (chromedriver, a
+/// throwaway PostgreSQL): free a moment ago, so another process may take it
+/// first. Our services get a [`Port`] instead.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
+/// A loopback socket bound now, handed to the service's first process
+/// (`LISTEN_FDS`, as systemd does): its number can go to peers before
+/// either starts, and no other process can take it meanwhile. The port is
+/// fixed for the service's life, so a killed process comes back where its
+/// peer looks for it (it binds the number again; only then could another
+/// process have taken it).
+pub struct Port {
+    listener: Option<std::net::TcpListener>,
+    pub number: u16,
+}
+
+/// The number, for URLs.
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.number)
+    }
+}
+
+impl Port {
+    pub fn new() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Ok(Self {
+            number: listener.local_addr()?.port(),
+            listener: Some(listener),
+        })
+    }
+}
+
 /// One running (or stopped) service process.
 pub struct Service {
     pub name: String,
     pub port: u16,
+    /// The bound socket, until the first process takes it.
+    listener: Option<std::net::TcpListener>,
     exe: PathBuf,
     env: BTreeMap<String, String>,
     dir: PathBuf,
@@ -56,12 +87,13 @@ impl Service {
         name: &str,
         exe: PathBuf,
         dir: &Path,
-        port: u16,
+        port: Port,
         env: BTreeMap<String, String>,
     ) -> anyhow::Result<Self> {
         let mut service = Self {
             name: name.to_owned(),
-            port,
+            port: port.number,
+            listener: port.listener,
             exe,
             env,
             dir: dir.to_owned(),
@@ -77,13 +109,22 @@ impl Service {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .env_clear()
             .envs(&self.env)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
+            .stderr(log);
+        if let Some(listener) = self.listener.take() {
+            use command_fds::{CommandFdExt, FdMapping};
+            command.env("LISTEN_FDS", "1").fd_mappings(vec![FdMapping {
+                parent_fd: listener.into(),
+                child_fd: 3,
+            }])?;
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", self.exe.display()))?;
         self.child = Some(child);
@@ -237,13 +278,13 @@ impl System {
     pub fn auth(
         &self,
         name: &str,
-        port: u16,
+        port: Port,
         db_url: &str,
         webhook_url: &str,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Service> {
         let mut env = self.base_env(&[
-            ("AUTH_BIND", &format!("127.0.0.1:{port}")),
+            ("AUTH_BIND", &format!("127.0.0.1:{}", port.number)),
             ("AUTH_DATABASE_URL", db_url),
             ("AUTH_WEBHOOK_URL", webhook_url),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
@@ -261,13 +302,13 @@ impl System {
     pub fn main(
         &self,
         name: &str,
-        port: u16,
+        port: Port,
         db_url: &str,
         auth_url: &str,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Service> {
         let mut env = self.base_env(&[
-            ("MAIN_BIND", &format!("127.0.0.1:{port}")),
+            ("MAIN_BIND", &format!("127.0.0.1:{}", port.number)),
             ("DATABASE_URL", db_url),
             ("AUTH_SERVICE_URL", auth_url),
         ]);

@@ -30,8 +30,7 @@ pub use service_kit::{error, telemetry};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use shared_types::SyncHealth;
 
@@ -59,11 +58,8 @@ pub struct AppState {
 }
 
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: service_kit::server::Server,
     pub state: web::Data<AppState>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-    stop_workers: tokio::sync::watch::Sender<bool>,
 }
 
 /// Applies pending migrations (what `main-backend migrate` does).
@@ -77,10 +73,18 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<usize> {
 }
 
 impl Application {
-    /// Migrates, binds `settings.bind` (port 0 picks a free port), starts
-    /// the background work (revocation feed, periodic reconciliation) and
+    /// Migrates, listens on `settings.bind` (port 0 picks a free port), starts the
+    /// background work (revocation feed, periodic reconciliation) and
     /// builds the server; `run_until_stopped` serves until SIGTERM or Ctrl-C.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = service_kit::server::bind("MAIN_BIND", &settings.bind)?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// As `build`, on a socket bound before: one handed over at start
+    /// (`LISTEN_FDS`), or a test's that must know both services' ports
+    /// before either starts.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let applied = migrate(&settings).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
@@ -97,20 +101,16 @@ impl Application {
             settings.validation_ttl,
             metrics.clone(),
         ));
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|e| anyhow::anyhow!("MAIN_BIND: cannot listen on {}: {e}", settings.bind))?;
-        let port = listener.local_addr()?.port();
         let instance = uuid::Uuid::now_v7().to_string();
-
-        let (stop_workers, stop) = tokio::sync::watch::channel(false);
-        let mut workers = vec![tokio::spawn(sync::revocation_poller(
+        let mut background = service_kit::server::Background::default();
+        background.spawn(sync::revocation_poller(
             db.clone(),
             validator.clone(),
             settings.revocation_poll,
-            stop.clone(),
-        ))];
+            background.stopped(),
+        ));
         if let Some(interval) = settings.sync_interval {
-            workers.push(tokio::spawn(sync::reconcile::periodic(
+            background.spawn(sync::reconcile::periodic(
                 db.clone(),
                 auth.clone(),
                 validator.clone(),
@@ -118,8 +118,8 @@ impl Application {
                 instance.clone(),
                 interval,
                 settings.sync_max_deletes,
-                stop,
-            )));
+                background.stopped(),
+            ));
         }
 
         let state = web::Data::new(AppState {
@@ -131,38 +131,22 @@ impl Application {
             sync_health: Mutex::new(None),
             metrics,
         });
-        let base_metrics = web::Data::new(state.metrics.base.clone());
-        let max_body = state.settings.max_body_bytes;
-        let http_workers = state.settings.workers;
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(base_metrics.clone())
-                .wrap(middleware::from_fn(service_kit::metrics::observe_requests))
-                .wrap(service_kit::http::cors(&app_state.settings.cors))
-                .wrap(middleware::from_fn(telemetry::request_span))
-                .configure(|cfg| service_kit::http::configure_errors(cfg, max_body))
-                .configure(|cfg| {
-                    routes::configure(cfg);
-                })
-        });
-        let server = match http_workers {
-            Some(n) => server.workers(n),
-            None => server,
+        let options = service_kit::server::Options {
+            workers: state.settings.workers,
+            max_body: state.settings.max_body_bytes,
+            cors: state.settings.cors.clone(),
+            metrics: state.metrics.base.clone(),
         };
-        let server = server.listen(listener)?.shutdown_timeout(30).run();
-        Ok(Self {
-            port,
-            server,
-            state,
-            workers,
-            stop_workers,
-        })
+        let app_state = state.clone();
+        let server = service_kit::server::serve(listener, options, background, move |cfg| {
+            cfg.app_data(app_state.clone());
+            routes::configure(cfg);
+        })?;
+        Ok(Self { server, state })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Stops the server from outside (tests, the launcher).
@@ -170,14 +154,8 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
-    /// requests finish), then stops the background work.
+    /// Serves until stopped, then stops the background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        let _ = self.stop_workers.send(true);
-        for w in self.workers {
-            let _ = w.await;
-        }
-        served
+        self.server.run_until_stopped().await
     }
 }

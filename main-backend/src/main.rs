@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use main_backend::configuration::Settings;
-use main_backend::{migrate, telemetry, Application};
+use main_backend::{migrate, Application};
 
 #[derive(Parser)]
 #[command(
@@ -21,21 +21,12 @@ enum Command {
     Migrate,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let _ = dotenvy::dotenv();
-    telemetry::init("info");
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("main-backend: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_kit::server::main("main-backend", |listener| run(cli, listener))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, listener: Option<std::net::TcpListener>) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
@@ -43,7 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{n} migration(s) applied");
         }
         Command::Serve => {
-            let app = Application::build(settings).await?;
+            let app = match listener {
+                Some(listener) => Application::build_on(settings, listener).await?,
+                None => Application::build(settings).await?,
+            };
             tracing::info!(port = app.port(), "main backend listening");
             app.run_until_stopped().await?;
         }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod invalid;
 pub mod metrics;
+pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use launcher::system::{free_port, System};
+use launcher::system::{free_port, Port, System};
 use serde_json::{json, Value};
 use service_kit::db::{DbPool, DbTime, DbUuid};
 use service_kit::testing::TestDb;
@@ -707,9 +707,8 @@ async fn two_replicas_of_each_service_share_the_work_once() {
     let system = System::new(&dir).unwrap();
     let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
     let (main_tdb, main_db) = TestDb::create(&dir, "main").await;
-    let ports: Vec<u16> = (0..4).map(|_| free_port().unwrap()).collect();
-    let (a1, a2, m1, m2) = (ports[0], ports[1], ports[2], ports[3]);
-    let hook = |p: u16| format!("http://127.0.0.1:{p}/webhooks/auth");
+    let [a1, a2, m1, m2] = [(); 4].map(|()| Port::new().unwrap());
+    let hook = |p: &Port| format!("http://127.0.0.1:{p}/webhooks/auth");
     // Behind a pooler (TEST_DATABASE_POOLER_URL) both processes of each
     // service share one PgBouncer in transaction mode.
     let auth_env = auth_tdb.service_env("AUTH_DATABASE_URL", &auth_db);
@@ -717,11 +716,11 @@ async fn two_replicas_of_each_service_share_the_work_once() {
     main_env.push(("SYNC_INTERVAL_SECONDS".into(), "1".into()));
     let (auth_env, main_env) = (pairs(&auth_env), pairs(&main_env));
     let mut auth1 = system
-        .auth("auth1", a1, &auth_db, &hook(m1), &auth_env)
+        .auth("auth1", a1, &auth_db, &hook(&m1), &auth_env)
         .unwrap();
     auth1.ready(READY).await.unwrap();
     let mut auth2 = system
-        .auth("auth2", a2, &auth_db, &hook(m2), &auth_env)
+        .auth("auth2", a2, &auth_db, &hook(&m2), &auth_env)
         .unwrap();
     let mut main1 = system
         .main("main1", m1, &main_db, &auth1.url(), &main_env)

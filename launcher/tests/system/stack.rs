@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use launcher::system::{free_port, Service, System};
+use launcher::system::{Port, Service, System};
 use service_kit::testing::TestDb;
 use uuid::Uuid;
 
@@ -79,7 +79,7 @@ impl Stack {
         auth_extra: &[(&str, &str)],
         main_extra: &[(&str, &str)],
     ) -> Self {
-        let (auth_port, main_port) = (free_port().unwrap(), free_port().unwrap());
+        let (auth_port, main_port) = (Port::new().unwrap(), Port::new().unwrap());
         // Retries start at 100 ms so a restarted receiver is found quickly.
         // The main backend's web app may use cookie mode, as in development.
         let app_url = format!("http://127.0.0.1:{main_port}");

@@ -12,13 +12,13 @@ use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A port that was free a moment ago: each service must know the other's
-/// address before it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A socket on a free loopback port, bound now: each service must know the
+/// other's address before it starts, and a port merely free a moment ago
+/// could be taken meanwhile (by any outgoing connection, say).
+fn bound() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    (listener, port)
 }
 
 pub struct Running {
@@ -45,6 +45,10 @@ pub struct Stack {
     pub main_db_url: String,
     auth: Option<Running>,
     main: Option<Running>,
+    /// The sockets the first start of each service serves on; a restart
+    /// binds the same port again.
+    auth_listener: Option<std::net::TcpListener>,
+    main_listener: Option<std::net::TcpListener>,
     extra_mains: Vec<Running>,
     _auth_db: TestDb,
     /// Databases the auth service was moved to (`restart_auth_on_empty_database`).
@@ -83,7 +87,7 @@ pub async fn spawn_stack_with(
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (auth_db, auth_db_url) = TestDb::create(&dir, "auth").await;
     let (main_db, main_db_url) = TestDb::create(&dir, "main").await;
-    let (auth_port, main_port) = (free_port(), free_port());
+    let ((auth_listener, auth_port), (main_listener, main_port)) = (bound(), bound());
     let api_key = format!("test-api-key-{}", Uuid::new_v4().simple());
     let webhook_secret = service_kit::testing::webhook_secret();
     let jwt_secret = format!("test-jwt-secret-{}", Uuid::new_v4().simple());
@@ -151,6 +155,8 @@ pub async fn spawn_stack_with(
         main_db_url,
         auth: None,
         main: None,
+        auth_listener: Some(auth_listener),
+        main_listener: Some(main_listener),
         extra_mains: Vec::new(),
         _auth_db: auth_db,
         other_auth_dbs: Vec::new(),
@@ -167,9 +173,11 @@ impl Stack {
         let env = self.auth_env.clone();
         let settings = auth_service::configuration::Settings::from_lookup(|k| env.get(k).cloned())
             .expect("valid auth settings");
-        let app = auth_service::Application::build(settings)
-            .await
-            .expect("auth builds");
+        let app = match self.auth_listener.take() {
+            Some(listener) => auth_service::Application::build_on(settings, listener).await,
+            None => auth_service::Application::build(settings).await,
+        }
+        .expect("auth builds");
         self.auth = Some(Running {
             handle: app.handle(),
             task: tokio::spawn(app.run_until_stopped()),
@@ -203,12 +211,18 @@ impl Stack {
         }
     }
 
-    async fn build_main(&self, env: HashMap<String, String>) -> Running {
+    async fn build_main(
+        &self,
+        env: HashMap<String, String>,
+        listener: Option<std::net::TcpListener>,
+    ) -> Running {
         let settings = main_backend::configuration::Settings::from_lookup(|k| env.get(k).cloned())
             .expect("valid main settings");
-        let app = main_backend::Application::build(settings)
-            .await
-            .expect("main builds");
+        let app = match listener {
+            Some(listener) => main_backend::Application::build_on(settings, listener).await,
+            None => main_backend::Application::build(settings).await,
+        }
+        .expect("main builds");
         Running {
             handle: app.handle(),
             task: tokio::spawn(app.run_until_stopped()),
@@ -216,7 +230,8 @@ impl Stack {
     }
 
     pub async fn start_main(&mut self) {
-        let running = self.build_main(self.main_env.clone()).await;
+        let listener = self.main_listener.take();
+        let running = self.build_main(self.main_env.clone(), listener).await;
         self.main = Some(running);
     }
 
@@ -229,9 +244,9 @@ impl Stack {
     /// A second main-backend replica on the same database; returns its URL.
     pub async fn start_main_replica(&mut self) -> String {
         let mut env = self.main_env.clone();
-        let port = free_port();
+        let (listener, port) = bound();
         env.insert("MAIN_BIND".into(), format!("127.0.0.1:{port}"));
-        let running = self.build_main(env).await;
+        let running = self.build_main(env, Some(listener)).await;
         self.extra_mains.push(running);
         format!("http://127.0.0.1:{port}")
     }

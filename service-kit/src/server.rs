@@ -1,0 +1,162 @@
+//! Starting and stopping a service, the same way for both: where it
+//! listens, the middleware every app has, and the background tasks that
+//! stop after the last request.
+
+use std::net::TcpListener;
+
+use actix_web::{middleware, web, App, HttpServer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::CorsSettings;
+use crate::metrics::Metrics;
+
+/// A socket handed over by whoever started the process (systemd socket
+/// activation, `systemfd`, the system tests): `LISTEN_FDS`. It is bound
+/// before the process starts, so its port can be given to peers first and
+/// never races another process for it. Call it in `main` before the
+/// runtime starts threads: listenfd clears the variables it read (with
+/// `env::remove_var`), which is sound only while the process has one
+/// thread.
+pub fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
+    listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .map_err(|e| anyhow::anyhow!("LISTEN_FDS: {e}"))
+}
+
+/// Listens on `addr` (port 0: any free port); `var` names the variable it
+/// came from, for the error.
+pub fn bind(var: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("{var}: cannot listen on {addr}: {e}"))
+}
+
+/// Tasks that run beside the server and stop after it: each is given
+/// `stopped()`, a receiver that turns true when the server has stopped,
+/// and then finishes what it is doing and returns.
+pub struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            tasks: Vec::new(),
+        }
+    }
+}
+
+impl Background {
+    /// Turns true at shutdown.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+}
+
+/// What differs between the services' HTTP servers.
+pub struct Options {
+    pub workers: Option<usize>,
+    pub max_body: usize,
+    pub cors: CorsSettings,
+    /// The request counters `observe_requests` feeds.
+    pub metrics: Metrics,
+}
+
+/// A running service: its server and its background tasks.
+pub struct Server {
+    port: u16,
+    server: actix_web::dev::Server,
+    background: Background,
+}
+
+/// Serves on `listener` with what every app of ours has (request metrics,
+/// CORS, a request span and id, problem details for every error, the body
+/// limit) around the routes and state `configure` adds.
+pub fn serve<F>(
+    listener: TcpListener,
+    options: Options,
+    background: Background,
+    configure: F,
+) -> anyhow::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let port = listener.local_addr()?.port();
+    let metrics = web::Data::new(options.metrics);
+    let (cors, max_body) = (options.cors, options.max_body);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .wrap(middleware::from_fn(crate::metrics::observe_requests))
+            .wrap(crate::http::cors(&cors))
+            .wrap(middleware::from_fn(crate::telemetry::request_span))
+            .configure(|cfg| crate::http::configure_errors(cfg, max_body))
+            .configure(configure.clone())
+    });
+    let server = match options.workers {
+        Some(n) => server.workers(n),
+        None => server,
+    };
+    let server = server.listen(listener)?.shutdown_timeout(30).run();
+    Ok(Server {
+        port,
+        server,
+        background,
+    })
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from outside (tests, the launcher).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight
+    /// requests finish), then tells the background tasks to stop and waits
+    /// for each to finish what it was doing.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let _ = self.background.stop.send(true);
+        for task in self.background.tasks {
+            let _ = task.await;
+        }
+        served
+    }
+}
+
+/// A service's `main`: reads `.env` and takes a handed-over socket while
+/// the process still has one thread (both change or read the environment),
+/// then starts logging and the runtime and runs `run` on it. An error ends
+/// the process with one line naming `name` and exit code 1.
+pub fn main<F, Fut>(name: &str, run: F) -> std::process::ExitCode
+where
+    F: FnOnce(Option<TcpListener>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let _ = dotenvy::dotenv();
+    let outcome = inherited_listener().and_then(|listener| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            crate::telemetry::init("info");
+            run(listener).await
+        })
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
