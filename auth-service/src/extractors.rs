@@ -18,6 +18,13 @@ use crate::telemetry::RequestId;
 use crate::AppState;
 use futures::future::LocalBoxFuture;
 use service_kit::http::with_bearer;
+
+/// The header a browser client sends to ask for the refresh token as an
+/// HttpOnly cookie instead of in the JSON body. Being a non-standard
+/// header, it makes every cross-origin use of it need a CORS preflight,
+/// which only configured origins pass.
+pub const TOKEN_TRANSPORT_HEADER: &str = "x-token-transport";
+
 pub use service_kit::http::{bearer, key_matches};
 
 /// Where a request came from, for sessions, lockout and the audit trail.
@@ -174,7 +181,7 @@ pub enum TokenTransport {
 
 impl TokenTransport {
     pub fn of(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = req.headers().get(service_kit::http::TOKEN_TRANSPORT_HEADER) else {
+        let Some(value) = req.headers().get(TOKEN_TRANSPORT_HEADER) else {
             return Ok(Self::Body);
         };
         if !value.as_bytes().eq_ignore_ascii_case(b"cookie") {

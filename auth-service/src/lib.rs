@@ -144,6 +144,7 @@ impl Application {
             workers: state.settings.workers,
             max_body: state.settings.max_body_bytes,
             cors: state.settings.cors.clone(),
+            cors_headers: &[extractors::TOKEN_TRANSPORT_HEADER],
             metrics: state.metrics.base.clone(),
         };
         let server = service_kit::server::serve(listener, options, background, move |cfg| {

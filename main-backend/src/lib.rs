@@ -135,6 +135,7 @@ impl Application {
             workers: state.settings.workers,
             max_body: state.settings.max_body_bytes,
             cors: state.settings.cors.clone(),
+            cors_headers: &[],
             metrics: state.metrics.base.clone(),
         };
         let app_state = state.clone();

@@ -91,7 +91,7 @@ pub struct DatabaseVars {
     pub max_lifetime: &'static str,
 }
 
-/// Variable names of a database URL's parts (`AUTH_DB_HOST`, ...).
+/// Variable names of a database URL's parts (`<SERVICE>_DB_HOST`, ...).
 pub struct DbPartVars {
     pub host: &'static str,
     pub port: &'static str,

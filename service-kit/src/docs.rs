@@ -11,9 +11,11 @@ use utoipa::openapi::OpenApi;
 use crate::http::Routes;
 
 /// The security schemes our handlers name: `bearer` (a user's access
-/// token) and `service` (a service token, or on the auth service's
-/// internal routes `AUTH_SERVICE_API_KEY`).
-pub struct SecuritySchemes;
+/// token) and `service` (a service token with the route's scope), which
+/// `service` describes further (what else the service takes there).
+pub struct SecuritySchemes {
+    pub service: &'static str,
+}
 
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut OpenApi) {
@@ -24,9 +26,9 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme("bearer", SecurityScheme::Http(user));
         let mut service = Http::new(HttpAuthScheme::Bearer);
         service.description = Some(format!(
-            "A service token (`{}...`) with the route's scope; the auth service's \
-             internal routes also take AUTH_SERVICE_API_KEY",
-            shared_types::SERVICE_TOKEN_PREFIX
+            "A service token (`{}...`) with the route's scope{}",
+            shared_types::SERVICE_TOKEN_PREFIX,
+            self.service
         ));
         components.add_security_scheme("service", SecurityScheme::Http(service));
     }

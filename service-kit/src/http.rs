@@ -353,25 +353,23 @@ pub fn key_matches(presented: &str, expected: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-/// The header a browser client sends to ask for the refresh token as an
-/// HttpOnly cookie instead of in the JSON body (auth service). Being a
-/// non-standard header, it makes every cross-origin use of it need a CORS
-/// preflight, which only configured origins pass.
-pub const TOKEN_TRANSPORT_HEADER: &str = "x-token-transport";
-
 /// CORS for browser clients on other origins: only the configured origins,
-/// credentials only when configured, and the headers our APIs use.
-/// Requests from other origins are served without CORS headers (the
-/// browser then hides the answer); their preflights are refused.
-pub fn cors(settings: &crate::config::CorsSettings) -> actix_cors::Cors {
+/// credentials only when configured, and the headers our APIs use (those
+/// every API has, and the service's own `headers`). Requests from other
+/// origins are served without CORS headers (the browser then hides the
+/// answer); their preflights are refused.
+pub fn cors(settings: &crate::config::CorsSettings, headers: &[&'static str]) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-        .allowed_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("x-request-id"),
-            header::HeaderName::from_static(TOKEN_TRANSPORT_HEADER),
-        ])
+        .allowed_headers(
+            [
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-request-id"),
+            ]
+            .into_iter()
+            .chain(headers.iter().map(|h| header::HeaderName::from_static(h))),
+        )
         .expose_headers([
             header::HeaderName::from_static("x-request-id"),
             header::RETRY_AFTER,

@@ -63,6 +63,9 @@ pub struct Options {
     pub workers: Option<usize>,
     pub max_body: usize,
     pub cors: CorsSettings,
+    /// Request headers of the service's own that browsers may send across
+    /// origins (beside `Authorization`, `Content-Type`, `X-Request-Id`).
+    pub cors_headers: &'static [&'static str],
     /// The request counters `observe_requests` feeds.
     pub metrics: Metrics,
 }
@@ -88,12 +91,12 @@ where
 {
     let port = listener.local_addr()?.port();
     let metrics = web::Data::new(options.metrics);
-    let (cors, max_body) = (options.cors, options.max_body);
+    let (cors, cors_headers, max_body) = (options.cors, options.cors_headers, options.max_body);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(metrics.clone())
             .wrap(middleware::from_fn(crate::metrics::observe_requests))
-            .wrap(crate::http::cors(&cors))
+            .wrap(crate::http::cors(&cors, cors_headers))
             .wrap(middleware::from_fn(crate::telemetry::request_span))
             .configure(|cfg| crate::http::configure_errors(cfg, max_body))
             .configure(configure.clone())

@@ -66,9 +66,9 @@ impl TestDb {
 
 impl TestDb {
     /// The variables that point a service at this database: `url_var`
-    /// (e.g. `AUTH_DATABASE_URL`) set to `url`, or, behind a pooler, to the
-    /// pooler's URL with the pooler switch and the direct URL beside it
-    /// (`AUTH_DATABASE_POOLER`, `AUTH_DATABASE_DIRECT_URL`).
+    /// (`<STEM>_URL`) set to `url`, or, behind a pooler, to the pooler's URL
+    /// with the pooler switch and the direct URL beside it
+    /// (`<STEM>_POOLER`, `<STEM>_DIRECT_URL`).
     pub fn service_env(&self, url_var: &str, url: &str) -> Vec<(String, String)> {
         match self {
             TestDb::Postgres {
@@ -170,7 +170,7 @@ pub async fn database_text(url: &str) -> String {
     }
 }
 
-/// A fresh `MAIN_SECRETS_KEY` (base64 of 32 random bytes) for one test.
+/// A fresh secrets key (base64 of 32 random bytes) for one test.
 pub fn secrets_key() -> String {
     use base64::Engine as _;
     let bytes: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]

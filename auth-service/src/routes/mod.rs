@@ -15,7 +15,7 @@ use actix_web::web;
 use service_kit::docs::SecuritySchemes;
 use service_kit::http::Routes;
 use service_kit::route;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 use crate::extractors::ClientAddress;
 
@@ -32,7 +32,6 @@ pub type RateLimit =
         description = "Owns users, passwords, sessions, refresh tokens and every credential. \
                        Errors are RFC 9457 problem details with a stable `code`."
     ),
-    modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, tokens, sign-out"),
         (name = "account", description = "The signed-in user's account"),
@@ -112,7 +111,12 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(|| {
         let mut r = Routes::document_only();
         routes(&mut r, None);
-        r.openapi(ApiDoc::openapi())
+        let mut doc = r.openapi(ApiDoc::openapi());
+        SecuritySchemes {
+            service: "; the internal routes also take AUTH_SERVICE_API_KEY",
+        }
+        .modify(&mut doc);
+        doc
     });
     &DOC
 }

@@ -13,7 +13,7 @@ use actix_web::web;
 use service_kit::docs::SecuritySchemes;
 use service_kit::http::Routes;
 use service_kit::route;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 /// What the OpenAPI document says beside the operations, which `routes`
 /// adds from each handler's `#[utoipa::path]`.
@@ -25,7 +25,6 @@ use utoipa::OpenApi;
                        Every bearer token is confirmed by the auth service. Errors are RFC 9457 \
                        problem details with a stable `code`."
     ),
-    modifiers(&SecuritySchemes),
     tags(
         (name = "profile", description = "The caller's profile"),
         (name = "tasks", description = "The caller's tasks"),
@@ -77,7 +76,9 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(|| {
         let mut r = Routes::document_only();
         routes(&mut r);
-        r.openapi(ApiDoc::openapi())
+        let mut doc = r.openapi(ApiDoc::openapi());
+        SecuritySchemes { service: "" }.modify(&mut doc);
+        doc
     });
     &DOC
 }
