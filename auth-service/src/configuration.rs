@@ -108,7 +108,7 @@ pub struct Settings {
 }
 
 pub use service_kit::config::{check_secret, ConfigError, MIN_SECRET_BYTES};
-use service_kit::config::{err, parse_opt, DatabaseSettings, DatabaseVars};
+use service_kit::config::{err, DatabaseSettings, DatabaseVars, Env};
 use shared_types::webhook::WebhookKey;
 
 /// The webhook receiver and the retry policy.
@@ -135,8 +135,8 @@ impl std::fmt::Debug for WebhookTarget {
 /// The database variables, alone: what the command line needs, so that
 /// `service-token create` works without the server's secrets.
 pub fn database(get: impl Fn(&str) -> Option<String>) -> Result<DatabaseSettings, ConfigError> {
-    DatabaseSettings::from_lookup(
-        &get,
+    DatabaseSettings::from_env(
+        &Env(get),
         &DatabaseVars {
             url: "AUTH_DATABASE_URL",
             direct_url: "AUTH_DATABASE_DIRECT_URL",
@@ -170,89 +170,72 @@ impl Settings {
 
     /// Reads settings through `get` (the environment in production; a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let public_url = get("AUTH_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8001".into());
-        let algorithm = match get("AUTH_JWT_ALGORITHM").as_deref() {
-            None | Some("EdDSA") => JwtAlgorithm::EdDSA,
-            Some("HS256") => JwtAlgorithm::HS256,
-            Some(other) => {
-                return Err(err(
-                    "AUTH_JWT_ALGORITHM",
-                    format!("`{other}` is not supported; use EdDSA or HS256"),
-                ))
-            }
-        };
+        let env = Env(get);
+        let public_url = env.http_url("AUTH_PUBLIC_URL", "http://127.0.0.1:8001")?;
+        let algorithm = env
+            .choice(
+                "AUTH_JWT_ALGORITHM",
+                &[
+                    ("EdDSA", JwtAlgorithm::EdDSA),
+                    ("HS256", JwtAlgorithm::HS256),
+                ],
+            )?
+            .unwrap_or(JwtAlgorithm::EdDSA);
         let jwt_key = match algorithm {
-            JwtAlgorithm::EdDSA => {
-                let path = get("AUTH_JWT_PRIVATE_KEY_FILE").ok_or_else(|| {
-                    err(
-                        "AUTH_JWT_PRIVATE_KEY_FILE",
-                        "required for EdDSA (an Ed25519 PKCS#8 PEM file)",
-                    )
-                })?;
-                JwtKeySource::Ed25519PemFile(path.into())
-            }
+            JwtAlgorithm::EdDSA => JwtKeySource::Ed25519PemFile(
+                env.required(
+                    "AUTH_JWT_PRIVATE_KEY_FILE",
+                    "for EdDSA (an Ed25519 PKCS#8 PEM file)",
+                )?
+                .into(),
+            ),
             JwtAlgorithm::HS256 => {
-                let secret = get("AUTH_JWT_SECRET")
-                    .ok_or_else(|| err("AUTH_JWT_SECRET", "required for HS256"))?;
-                check_secret("AUTH_JWT_SECRET", &secret)?;
-                JwtKeySource::HmacSecret(secret.into())
+                JwtKeySource::HmacSecret(env.secret("AUTH_JWT_SECRET", "for HS256")?.into())
             }
         };
-        let previous_jwt_keys: Vec<PathBuf> = get("AUTH_JWT_PREVIOUS_KEY_FILES")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let previous_jwt_keys: Vec<PathBuf> = env
+            .list("AUTH_JWT_PREVIOUS_KEY_FILES")
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
         if !previous_jwt_keys.is_empty() && algorithm != JwtAlgorithm::EdDSA {
             return Err(err(
                 "AUTH_JWT_PREVIOUS_KEY_FILES",
                 "only for EdDSA keys (an HS256 secret is rotated by changing it)",
             ));
         }
-        let service_api_key =
-            get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
-        check_secret("AUTH_SERVICE_API_KEY", &service_api_key)?;
+        let service_api_key = env.secret(
+            "AUTH_SERVICE_API_KEY",
+            "the bearer our other services call the internal API with",
+        )?;
         // Delivery is on unless AUTH_WEBHOOK_URL is `off`; then events
         // stay pending in the outbox (reconciliation still syncs the mirror).
-        let webhook = match get("AUTH_WEBHOOK_URL").as_deref() {
+        let webhook = match env.get("AUTH_WEBHOOK_URL").as_deref() {
             Some("off") => None,
-            url => {
-                let url = url
-                    .unwrap_or("http://127.0.0.1:8000/webhooks/auth")
-                    .to_owned();
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(err("AUTH_WEBHOOK_URL", "must be an http(s) URL or `off`"));
-                }
-                let secret = get("AUTH_WEBHOOK_SECRET").ok_or_else(|| {
-                    err(
-                        "AUTH_WEBHOOK_SECRET",
-                        "required to sign webhooks (whsec_<base64>); or set AUTH_WEBHOOK_URL=off",
-                    )
-                })?;
+            _ => {
+                let secret = env.required(
+                    "AUTH_WEBHOOK_SECRET",
+                    "to sign webhooks (whsec_<base64>); or set AUTH_WEBHOOK_URL=off",
+                )?;
                 Some(WebhookTarget {
-                    url,
+                    url: env.http_url("AUTH_WEBHOOK_URL", "http://127.0.0.1:8000/webhooks/auth")?,
                     key: WebhookKey::parse(&secret).map_err(|e| err("AUTH_WEBHOOK_SECRET", e.0))?,
-                    give_up_after: std::time::Duration::from_secs(
-                        parse_opt(&get, "AUTH_WEBHOOK_GIVE_UP_SECONDS", 1, 30 * 24 * 3600)?
-                            .unwrap_or(24 * 3600),
-                    ),
-                    backoff_base: std::time::Duration::from_millis(
-                        parse_opt(&get, "AUTH_WEBHOOK_BACKOFF_MS", 1, 3_600_000)?.unwrap_or(1000),
-                    ),
+                    give_up_after: env.seconds(
+                        "AUTH_WEBHOOK_GIVE_UP_SECONDS",
+                        1..=30 * 24 * 3600,
+                        24 * 3600,
+                    )?,
+                    backoff_base: env.millis("AUTH_WEBHOOK_BACKOFF_MS", 1..=3_600_000, 1000)?,
                 })
             }
         };
-        let allowed_email_domains = match get("AUTH_ALLOWED_EMAIL_DOMAINS") {
+        let allowed_email_domains = match env.list("AUTH_ALLOWED_EMAIL_DOMAINS") {
             None => None,
-            Some(raw) => {
-                let domains: Vec<String> = raw
-                    .split(',')
-                    .map(|d| d.trim().trim_start_matches('@').to_lowercase())
-                    .filter(|d| !d.is_empty())
+            Some(domains) => {
+                let domains: Vec<String> = domains
+                    .iter()
+                    .map(|d| d.trim_start_matches('@').to_lowercase())
                     .collect();
                 // A domain that could not be an email's (checked the way
                 // `Email::parse` checks one) is a typo, not a policy.
@@ -274,32 +257,25 @@ impl Settings {
                 Some(domains)
             }
         };
-        let trusted_proxies = match get("AUTH_TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    Cidr::parse(s)
-                        .ok_or_else(|| err("AUTH_TRUSTED_PROXIES", format!("`{s}` is not a CIDR")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let development = match get("AUTH_ENVIRONMENT").as_deref() {
-            None | Some("production") => false,
-            Some("development") => true,
-            Some(_) => {
-                return Err(err(
-                    "AUTH_ENVIRONMENT",
-                    "must be `production` (the default) or `development`",
-                ))
-            }
-        };
+        let trusted_proxies = env
+            .list("AUTH_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                Cidr::parse(s)
+                    .ok_or_else(|| err("AUTH_TRUSTED_PROXIES", format!("`{s}` is not a CIDR")))
+            })
+            .collect::<Result<_, _>>()?;
+        let development = env
+            .choice(
+                "AUTH_ENVIRONMENT",
+                &[("production", false), ("development", true)],
+            )?
+            .unwrap_or(false);
         // A key of its own, not one derived from the API key: the main
         // backend holds that key, and must not be able to open TOTP secrets
         // or mail. Derivation is a convenience for development only.
-        let secrets_key = match get("AUTH_SECRETS_KEY") {
+        let secrets_key = match env.get("AUTH_SECRETS_KEY") {
             Some(raw) => SealingKey::from_base64(&raw).map_err(|e| err("AUTH_SECRETS_KEY", e))?,
             None if development => derived_secrets_key(&service_api_key),
             None => {
@@ -310,63 +286,51 @@ impl Settings {
                 ))
             }
         };
-        let mail_from = get("AUTH_MAIL_FROM")
-            .unwrap_or_else(|| format!("no-reply@{}", public_host(&public_url)))
+        let mail_from = env
+            .text(
+                "AUTH_MAIL_FROM",
+                &format!("no-reply@{}", public_host(&public_url)),
+            )
             .parse()
             .map_err(|_| err("AUTH_MAIL_FROM", "is not a mail address"))?;
         Ok(Self {
-            bind: get("AUTH_BIND").unwrap_or_else(|| "127.0.0.1:8001".into()),
-            database: database(&get)?,
+            bind: env.text("AUTH_BIND", "127.0.0.1:8001"),
+            database: database(&env.0)?,
             jwt_key,
             previous_jwt_keys,
-            access_token_minutes: parse_opt(&get, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1, 24 * 60)?
-                .unwrap_or(30),
-            refresh_token_days: parse_opt(&get, "JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1, 365)?
-                .unwrap_or(7),
-            issuer: get("AUTH_ISSUER").unwrap_or_else(|| public_url.clone()),
-            audience: get("AUTH_AUDIENCE").unwrap_or_else(|| "main-backend".into()),
+            access_token_minutes: env.number("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 1..=24 * 60, 30)?,
+            refresh_token_days: env.number("JWT_REFRESH_TOKEN_EXPIRE_DAYS", 1..=365, 7)?,
+            issuer: env.text("AUTH_ISSUER", &public_url),
+            audience: env.text("AUTH_AUDIENCE", "main-backend"),
             service_api_key: service_api_key.into(),
             webhook,
-            app_url: get("AUTH_APP_URL")
-                .unwrap_or_else(|| public_url.clone())
-                .trim_end_matches('/')
-                .to_owned(),
-            cookie_secure: match get("AUTH_COOKIE_SECURE").as_deref() {
-                None => public_url.starts_with("https://"),
-                Some("true" | "1") => true,
-                Some("false" | "0") => false,
-                Some(other) => {
-                    return Err(err(
-                        "AUTH_COOKIE_SECURE",
-                        format!("`{other}` is not true or false"),
-                    ))
-                }
-            },
-            cors: service_kit::config::CorsSettings::from_lookup(&get)?,
+            app_url: env.base_url("AUTH_APP_URL", &public_url)?,
+            cookie_secure: env
+                .flag("AUTH_COOKIE_SECURE")?
+                .unwrap_or(public_url.starts_with("https://")),
+            cors: service_kit::config::CorsSettings::from_env(&env)?,
             public_origin: service_kit::config::origin_of(&public_url),
             public_url,
-            smtp_url: get("SMTP_URL").map(SecretString::from),
-            mail_outbox: get("AUTH_MAIL_OUTBOX")
-                .unwrap_or_else(|| "data/mail.jsonl".into())
-                .into(),
-            lockout_threshold: parse_opt(&get, "AUTH_LOCKOUT_THRESHOLD", 1, 1000)?.unwrap_or(5),
-            lockout_minutes: parse_opt(&get, "AUTH_LOCKOUT_MINUTES", 1, 7 * 24 * 60)?.unwrap_or(15),
-            refresh_reuse_grace_seconds: parse_opt(
-                &get,
+            smtp_url: env.get("SMTP_URL").map(SecretString::from),
+            mail_outbox: env.text("AUTH_MAIL_OUTBOX", "data/mail.jsonl").into(),
+            lockout_threshold: env.number("AUTH_LOCKOUT_THRESHOLD", 1..=1000, 5)?,
+            lockout_minutes: env.number("AUTH_LOCKOUT_MINUTES", 1..=7 * 24 * 60, 15)?,
+            refresh_reuse_grace_seconds: env.number(
                 "AUTH_REFRESH_REUSE_GRACE_SECONDS",
-                0,
-                300,
-            )?
-            .unwrap_or(10),
+                0..=300,
+                10,
+            )?,
             trusted_proxies,
             allowed_email_domains,
             secrets_key: Arc::new(secrets_key),
             mail_from,
-            rate_limit_per_minute: parse_opt(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 0, 1_000_000)?
-                .unwrap_or(60),
-            max_body_bytes: parse_opt(&get, "AUTH_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?
-                .unwrap_or(64 * 1024),
-            workers: parse_opt(&get, "AUTH_WORKERS", 1, 512)?,
+            rate_limit_per_minute: env.number("AUTH_RATE_LIMIT_PER_MINUTE", 0..=1_000_000, 60)?,
+            max_body_bytes: env.number(
+                "AUTH_MAX_BODY_BYTES",
+                1024..=16 * 1024 * 1024,
+                64 * 1024,
+            )?,
+            workers: env.opt_number("AUTH_WORKERS", 1..=512)?,
         })
     }
 

@@ -29,9 +29,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use service_kit::config::{
-    check_secret, err, parse_opt, ConfigError, DatabaseSettings, DatabaseVars,
-};
+use service_kit::config::{err, ConfigError, DatabaseSettings, DatabaseVars, Env};
 use shared_types::webhook::WebhookKey;
 
 #[derive(Clone)]
@@ -65,44 +63,29 @@ impl Settings {
 
     /// Reads settings through `get` (the environment in production; a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let api_key =
-            get("AUTH_SERVICE_API_KEY").ok_or_else(|| err("AUTH_SERVICE_API_KEY", "required"))?;
-        check_secret("AUTH_SERVICE_API_KEY", &api_key)?;
-        let webhook_secret = get("AUTH_WEBHOOK_SECRET").ok_or_else(|| {
-            err(
-                "AUTH_WEBHOOK_SECRET",
-                "required: the whsec_<base64> secret the auth service signs with",
+        let env = Env(get);
+        let api_key = env.secret(
+            "AUTH_SERVICE_API_KEY",
+            "the bearer for the auth service's internal API",
+        )?;
+        let webhook_secret = env.required(
+            "AUTH_WEBHOOK_SECRET",
+            "the whsec_<base64> secret the auth service signs with",
+        )?;
+        let secrets_key = env
+            .required(
+                "MAIN_SECRETS_KEY",
+                "base64 of 32 random bytes (openssl rand -base64 32)",
             )
-        })?;
-        let secrets_key = get("MAIN_SECRETS_KEY")
-            .ok_or_else(|| {
-                err(
-                    "MAIN_SECRETS_KEY",
-                    "required: base64 of 32 random bytes (openssl rand -base64 32)",
-                )
-            })
             .and_then(|raw| {
                 crate::crypto::SecretsKey::from_base64(&raw).map_err(|e| err("MAIN_SECRETS_KEY", e))
             })?;
-        let auth_service_url = get("AUTH_SERVICE_URL")
-            .unwrap_or_else(|| "http://127.0.0.1:8001".into())
-            .trim_end_matches('/')
-            .to_owned();
-        if !(auth_service_url.starts_with("http://") || auth_service_url.starts_with("https://")) {
-            return Err(err("AUTH_SERVICE_URL", "must be an http(s) URL"));
-        }
-        let auth_public_url = get("AUTH_PUBLIC_URL")
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| auth_service_url.clone());
-        if service_kit::config::origin_of(&auth_public_url).is_none() {
-            return Err(err("AUTH_PUBLIC_URL", "must be an http(s) URL"));
-        }
-        let sync_interval =
-            parse_opt(&get, "SYNC_INTERVAL_SECONDS", 0u64, 7 * 24 * 3600)?.unwrap_or(300);
+        let auth_service_url = env.base_url("AUTH_SERVICE_URL", "http://127.0.0.1:8001")?;
+        let sync_interval = env.number("SYNC_INTERVAL_SECONDS", 0..=7 * 24 * 3600, 300)?;
         Ok(Self {
-            bind: get("MAIN_BIND").unwrap_or_else(|| "127.0.0.1:8000".into()),
-            database: DatabaseSettings::from_lookup(
-                &get,
+            bind: env.text("MAIN_BIND", "127.0.0.1:8000"),
+            database: DatabaseSettings::from_env(
+                &env,
                 &DatabaseVars {
                     url: "DATABASE_URL",
                     direct_url: "DATABASE_DIRECT_URL",
@@ -121,29 +104,25 @@ impl Settings {
                 },
                 "sqlite://data/main.db",
             )?,
+            auth_public_url: env.base_url("AUTH_PUBLIC_URL", &auth_service_url)?,
             auth_service_url,
-            auth_public_url,
-            cors: service_kit::config::CorsSettings::from_lookup(&get)?,
+            cors: service_kit::config::CorsSettings::from_env(&env)?,
             auth_api_key: api_key.into(),
             webhook_key: WebhookKey::parse(&webhook_secret)
                 .map_err(|e| err("AUTH_WEBHOOK_SECRET", e.0))?,
             secrets_key: std::sync::Arc::new(secrets_key),
-            validation_ttl: Duration::from_secs(
-                parse_opt(&get, "VALIDATION_CACHE_TTL_SECONDS", 1, 24 * 3600)?.unwrap_or(300),
-            ),
+            validation_ttl: env.seconds("VALIDATION_CACHE_TTL_SECONDS", 1..=24 * 3600, 300)?,
             sync_interval: (sync_interval > 0).then(|| Duration::from_secs(sync_interval)),
-            sync_alert_threshold: parse_opt(&get, "SYNC_ALERT_THRESHOLD", 0, i64::MAX)?
-                .unwrap_or(10),
-            sync_max_deletes: parse_opt(&get, "SYNC_MAX_DELETES", 0, i64::MAX)?,
-            auth_timeout: Duration::from_millis(
-                parse_opt(&get, "AUTH_TIMEOUT_MS", 10, 60_000)?.unwrap_or(2000),
-            ),
-            revocation_poll: Duration::from_millis(
-                parse_opt(&get, "REVOCATION_POLL_MS", 10, 10_000)?.unwrap_or(250),
-            ),
-            max_body_bytes: parse_opt(&get, "MAIN_MAX_BODY_BYTES", 1024, 16 * 1024 * 1024)?
-                .unwrap_or(64 * 1024),
-            workers: parse_opt(&get, "MAIN_WORKERS", 1, 512)?,
+            sync_alert_threshold: env.number("SYNC_ALERT_THRESHOLD", 0..=i64::MAX, 10)?,
+            sync_max_deletes: env.opt_number("SYNC_MAX_DELETES", 0..=i64::MAX)?,
+            auth_timeout: env.millis("AUTH_TIMEOUT_MS", 10..=60_000, 2000)?,
+            revocation_poll: env.millis("REVOCATION_POLL_MS", 10..=10_000, 250)?,
+            max_body_bytes: env.number(
+                "MAIN_MAX_BODY_BYTES",
+                1024..=16 * 1024 * 1024,
+                64 * 1024,
+            )?,
+            workers: env.opt_number("MAIN_WORKERS", 1..=512)?,
         })
     }
 }

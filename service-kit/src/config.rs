@@ -44,25 +44,158 @@ pub fn check_secret(var: &'static str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses an optional number and checks it lies in `min..=max`.
-pub fn parse_opt<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    min: T,
-    max: T,
-) -> Result<Option<T>, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    match get(var) {
-        None => Ok(None),
-        Some(raw) => match raw.trim().parse::<T>() {
-            Ok(v) if v >= min && v <= max => Ok(Some(v)),
+/// Reads variables through a lookup (the environment; a map in tests).
+/// Each method reads one variable, applies its default and checks it, and
+/// every error names the variable: adding a setting is one line in the
+/// service's `Settings::from_lookup` and one in its table of variables.
+pub struct Env<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The value as given (a secret's bytes are its own); blank counts as
+    /// unset.
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn text(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Unset is an error that says `why` it is needed.
+    pub fn required(&self, var: &'static str, why: &str) -> Result<String, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| err(var, format!("required: {why}")))
+    }
+
+    /// A required shared secret, refused when short or a placeholder.
+    pub fn secret(&self, var: &'static str, why: &str) -> Result<String, ConfigError> {
+        let value = self.required(var, why)?;
+        check_secret(var, &value)?;
+        Ok(value)
+    }
+
+    /// A number in `range`, or `None` when unset.
+    pub fn opt_number<T>(
+        &self,
+        var: &'static str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let Some(raw) = self.get(var) else {
+            return Ok(None);
+        };
+        let raw = raw.trim();
+        match raw.parse::<T>() {
+            Ok(v) if range.contains(&v) => Ok(Some(v)),
             _ => Err(err(
                 var,
-                format!("`{raw}` is not a number from {min} to {max}"),
+                format!(
+                    "`{raw}` is not a number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             )),
-        },
+        }
+    }
+
+    /// A number in `range`, `default` when unset.
+    pub fn number<T>(
+        &self,
+        var: &'static str,
+        range: std::ops::RangeInclusive<T>,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        Ok(self.opt_number(var, range)?.unwrap_or(default))
+    }
+
+    /// Whole seconds in `range`, `default` when unset.
+    pub fn seconds(
+        &self,
+        var: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<std::time::Duration, ConfigError> {
+        self.number(var, range, default)
+            .map(std::time::Duration::from_secs)
+    }
+
+    /// Milliseconds in `range`, `default` when unset.
+    pub fn millis(
+        &self,
+        var: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<std::time::Duration, ConfigError> {
+        self.number(var, range, default)
+            .map(std::time::Duration::from_millis)
+    }
+
+    /// `true`/`1` or `false`/`0`; `None` when unset.
+    pub fn flag(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
+        self.choice(
+            var,
+            &[("true", true), ("1", true), ("false", false), ("0", false)],
+        )
+    }
+
+    /// One of `choices` (by name, case-insensitive); `None` when unset.
+    pub fn choice<T: Copy>(
+        &self,
+        var: &'static str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(None);
+        };
+        let raw = raw.trim();
+        match choices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(raw))
+        {
+            Some((_, value)) => Ok(Some(*value)),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                Err(err(
+                    var,
+                    format!("`{raw}` is not one of {}", names.join(", ")),
+                ))
+            }
+        }
+    }
+
+    /// A comma-separated list, items trimmed and empty ones dropped; `None`
+    /// when unset.
+    pub fn list(&self, var: &str) -> Option<Vec<String>> {
+        self.get(var).map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
+    /// An http(s) URL, `default` when unset.
+    pub fn http_url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        let url = self.text(var, default).trim().to_owned();
+        if origin_of(&url).is_none() {
+            return Err(err(var, format!("`{url}` is not an http(s) URL")));
+        }
+        Ok(url)
+    }
+
+    /// An http(s) URL that paths are appended to: without its trailing
+    /// slash.
+    pub fn base_url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        Ok(self
+            .http_url(var, default)?
+            .trim_end_matches('/')
+            .to_owned())
     }
 }
 
@@ -133,11 +266,11 @@ pub const SSLMODES: [&str; 6] = [
 /// (`None` when none of host, name or user is set). User, password and
 /// name are percent-encoded, so any character works in a password.
 fn url_from_parts(
-    get: &impl Fn(&str) -> Option<String>,
+    env: &Env<impl Fn(&str) -> Option<String>>,
     vars: &DbPartVars,
 ) -> Result<Option<String>, ConfigError> {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    let part = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+    let part = |var: &str| env.get(var);
     let (host, name, user) = (part(vars.host), part(vars.name), part(vars.user));
     if host.is_none() && name.is_none() && user.is_none() {
         return Ok(None);
@@ -158,16 +291,9 @@ fn url_from_parts(
         required(name, vars.name)?,
         required(user, vars.user)?,
     );
-    let port: u16 = match part(vars.port) {
-        None => 5432,
-        Some(p) => p
-            .trim()
-            .parse()
-            .map_err(|_| err(vars.port, "must be a port number"))?,
-    };
+    let port: u16 = env.number(vars.port, 1..=65535, 5432)?;
     let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let password = part(vars.password).map_or_else(String::new, |p| format!(":{}", encode(&p)));
-    let host = host.trim();
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -175,12 +301,12 @@ fn url_from_parts(
     };
     let mut url = format!(
         "postgres://{}{password}@{host}:{port}/{}",
-        encode(user.trim()),
-        encode(name.trim())
+        encode(&user),
+        encode(&name)
     );
     let mut params = Vec::new();
     if let Some(mode) = part(vars.sslmode) {
-        let mode = mode.trim().to_lowercase();
+        let mode = mode.to_lowercase();
         if !SSLMODES.contains(&mode.as_str()) {
             return Err(err(
                 vars.sslmode,
@@ -190,7 +316,7 @@ fn url_from_parts(
         params.push(format!("sslmode={mode}"));
     }
     if let Some(path) = part(vars.sslrootcert) {
-        params.push(format!("sslrootcert={}", encode(path.trim())));
+        params.push(format!("sslrootcert={}", encode(&path)));
     }
     if !params.is_empty() {
         url.push_str(&format!("?{}", params.join("&")));
@@ -199,28 +325,28 @@ fn url_from_parts(
 }
 
 impl DatabaseSettings {
-    pub fn from_lookup(
-        get: &impl Fn(&str) -> Option<String>,
+    pub fn from_env(
+        env: &Env<impl Fn(&str) -> Option<String>>,
         vars: &DatabaseVars,
         default_url: &str,
     ) -> Result<Self, ConfigError> {
         // The URL wins; then the seed configuration's parts; then the default.
-        let url = match get(vars.url) {
+        let url = match env.get(vars.url) {
             Some(url) => url,
-            None => url_from_parts(get, &vars.parts)?.unwrap_or_else(|| default_url.to_owned()),
+            None => url_from_parts(env, &vars.parts)?.unwrap_or_else(|| default_url.to_owned()),
         };
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        let pooler = match get(vars.pooler).as_deref().map(str::trim) {
-            None | Some("") | Some("none") | Some("session") => Pooler::None,
-            Some("transaction") => Pooler::Transaction,
-            Some(other) => {
-                return Err(err(
-                    vars.pooler,
-                    format!("`{other}` is not one of none, session, transaction"),
-                ))
-            }
-        };
-        let direct_url = get(vars.direct_url).filter(|u| !u.trim().is_empty());
+        let pooler = env
+            .choice(
+                vars.pooler,
+                &[
+                    ("none", Pooler::None),
+                    ("session", Pooler::None),
+                    ("transaction", Pooler::Transaction),
+                ],
+            )?
+            .unwrap_or_default();
+        let direct_url = env.get(vars.direct_url);
         if let Some(direct) = &direct_url {
             if !(direct.starts_with("postgres://") || direct.starts_with("postgresql://")) {
                 return Err(err(vars.direct_url, "must be a postgres:// URL"));
@@ -242,10 +368,8 @@ impl DatabaseSettings {
             url,
             direct_url,
             pooler,
-            pool_size: parse_opt(get, vars.pool_size, 1, 1000)?,
-            max_lifetime: std::time::Duration::from_secs(
-                parse_opt(get, vars.max_lifetime, 10u64, 7 * 24 * 3600)?.unwrap_or(30 * 60),
-            ),
+            pool_size: env.opt_number(vars.pool_size, 1..=1000)?,
+            max_lifetime: env.seconds(vars.max_lifetime, 10..=7 * 24 * 3600, 30 * 60)?,
         })
     }
 
@@ -266,14 +390,13 @@ pub struct CorsSettings {
 }
 
 impl CorsSettings {
-    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let origins = get("CORS_ALLOWED_ORIGINS")
+    pub fn from_env(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, ConfigError> {
+        let origins = env
+            .list("CORS_ALLOWED_ORIGINS")
             .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .into_iter()
             .map(|raw| {
-                origin_of(raw)
+                origin_of(&raw)
                     .filter(|o| o.eq_ignore_ascii_case(raw.trim_end_matches('/')))
                     .ok_or_else(|| {
                         err(
@@ -283,16 +406,7 @@ impl CorsSettings {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let credentials = match get("CORS_ALLOW_CREDENTIALS").as_deref().map(str::trim) {
-            None | Some("" | "false" | "0") => false,
-            Some("true" | "1") => true,
-            Some(other) => {
-                return Err(err(
-                    "CORS_ALLOW_CREDENTIALS",
-                    format!("`{other}` is not true or false"),
-                ))
-            }
-        };
+        let credentials = env.flag("CORS_ALLOW_CREDENTIALS")?.unwrap_or(false);
         Ok(Self {
             origins,
             credentials,
@@ -335,7 +449,7 @@ mod cors_tests {
             "CORS_ALLOW_CREDENTIALS" => credentials.map(str::to_owned),
             _ => None,
         };
-        CorsSettings::from_lookup(&get)
+        CorsSettings::from_env(&Env(get))
     }
 
     #[test]
@@ -412,7 +526,11 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        DatabaseSettings::from_lookup(&|k| env.get(k).cloned(), &VARS, "sqlite://data/x.db")
+        DatabaseSettings::from_env(
+            &Env(|k: &str| env.get(k).cloned()),
+            &VARS,
+            "sqlite://data/x.db",
+        )
     }
 
     #[test]
@@ -452,7 +570,7 @@ mod tests {
             ),
         ];
         for (env, var) in cases {
-            let e = database(env).unwrap_err();
+            let e = database(env).expect_err("refused");
             assert_eq!(e.var, var, "{env:?}: {e}");
         }
     }
@@ -509,7 +627,7 @@ mod tests {
             ),
         ];
         for (env, var) in cases {
-            let e = database(env).unwrap_err();
+            let e = database(env).expect_err("refused");
             assert_eq!(e.var, var, "{env:?}: {e}");
         }
         assert_eq!(parts.max_lifetime, std::time::Duration::from_secs(1800));
@@ -517,9 +635,91 @@ mod tests {
         assert_eq!(short.max_lifetime, std::time::Duration::from_secs(60));
         assert_eq!(
             database(&[("DATABASE_MAX_LIFETIME_SECONDS", "1")])
-                .unwrap_err()
+                .expect_err("refused")
                 .var,
             "DATABASE_MAX_LIFETIME_SECONDS"
+        );
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env(move |k: &str| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn blank_is_unset_and_values_keep_their_bytes() {
+        let e = env(&[("BLANK", "  "), ("SECRET", " s3cret\n")]);
+        assert_eq!(e.get("BLANK"), None);
+        assert_eq!(e.text("BLANK", "default"), "default");
+        // A secret is used as given: trimming would change the key.
+        assert_eq!(e.get("SECRET").as_deref(), Some(" s3cret\n"));
+        assert_eq!(
+            e.required("MISSING", "for X")
+                .expect_err("refused")
+                .to_string(),
+            "MISSING: required: for X"
+        );
+    }
+
+    #[test]
+    fn numbers_are_checked_against_their_range() {
+        let e = env(&[("N", " 42 "), ("BIG", "1001"), ("WORD", "ten")]);
+        assert_eq!(e.number("N", 1..=100, 7), Ok(42));
+        assert_eq!(e.number("UNSET", 1..=100, 7), Ok(7));
+        assert_eq!(e.opt_number::<u32>("UNSET", 1..=100), Ok(None));
+        for var in ["BIG", "WORD"] {
+            let error = e.number(var, 1..=1000, 7).expect_err("refused");
+            assert_eq!(error.var, var);
+            assert!(error.problem.contains("from 1 to 1000"), "{error}");
+        }
+        assert_eq!(
+            e.millis("N", 1..=100, 7),
+            Ok(std::time::Duration::from_millis(42))
+        );
+    }
+
+    #[test]
+    fn choices_flags_lists_and_urls() {
+        let e = env(&[
+            ("MODE", "Transaction"),
+            ("BAD", "sometimes"),
+            ("YES", "1"),
+            ("LIST", " a, ,b ,"),
+            ("BASE", "https://app.example.com/"),
+            ("HOOK", "http://x.test/hook/"),
+            ("NOT_URL", "ftp://x.test"),
+        ]);
+        let modes = [("none", 0), ("transaction", 1)];
+        assert_eq!(e.choice("MODE", &modes), Ok(Some(1)));
+        let error = e.choice("BAD", &modes).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "BAD: `sometimes` is not one of none, transaction"
+        );
+        assert_eq!(e.flag("YES"), Ok(Some(true)));
+        assert_eq!(e.flag("UNSET"), Ok(None));
+        assert_eq!(e.list("LIST"), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            e.base_url("BASE", "http://d"),
+            Ok("https://app.example.com".into())
+        );
+        // A URL that is posted to keeps its path exactly.
+        assert_eq!(
+            e.http_url("HOOK", "http://d"),
+            Ok("http://x.test/hook/".into())
+        );
+        assert_eq!(
+            e.http_url("NOT_URL", "http://d").expect_err("refused").var,
+            "NOT_URL"
         );
     }
 }
