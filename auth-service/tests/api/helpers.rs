@@ -500,3 +500,34 @@ pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Va
     }
     body
 }
+
+pub fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("429 carries Retry-After in seconds")
+}
+
+pub async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
+    let admin = app.service_token(&["admin"]).await;
+    let res = app
+        .get_bearer(&format!("/admin/v1/audit?{query}"), &admin)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("audit")
+}
+
+/// Password reset requests are handled after their 202: waits until they
+/// were, with exactly these outcomes, and until no mail is left to send.
+pub async fn reset_requests_handled(app: &TestApp, outcomes: &[(&str, f64)]) {
+    let series =
+        |outcome: &str| format!(r#"auth_password_reset_requests_total{{outcome="{outcome}"}}"#);
+    for (outcome, count) in outcomes {
+        app.wait_metric(&series(outcome), *count).await;
+    }
+    for (outcome, count) in outcomes {
+        assert_eq!(app.metric(&series(outcome)).await, *count, "{outcome}");
+    }
+    assert_eq!(app.pending_mail().await, 0);
+}

@@ -2,7 +2,9 @@
 //! and `main-backend`, built by `cargo test --workspace`) started as
 //! processes. One binary, run one test at a time (`stack::SERIAL`).
 //!
-//! - `faults`: processes killed, frozen, databases restarted, replicas.
+//! - `faults`: processes killed and frozen, SQLite under concurrent writers;
+//!   `replicas`: the PostgreSQL server restarted under load, two replicas of
+//!   each service on one database.
 //! - `browser`: the web app in headless Chromium (WebDriver).
 //! - `alerts`: the Prometheus rules and Grafana dashboard against a live /metrics.
 //! - `roles`: each service as its own PostgreSQL role (deploy/postgres/roles.sql).
@@ -13,5 +15,6 @@
 mod alerts;
 mod browser;
 mod faults;
+mod replicas;
 mod roles;
 mod stack;

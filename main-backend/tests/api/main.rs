@@ -7,6 +7,8 @@ mod admin;
 mod auth_checks;
 mod business;
 mod profile;
+mod reconcile;
 mod sync;
+mod tasks;
 mod webapp;
 mod webhooks;
