@@ -106,6 +106,7 @@ impl Application {
         background.spawn(sync::revocation_poller(
             db.clone(),
             validator.clone(),
+            metrics.clone(),
             settings.revocation_poll,
             background.stopped(),
         ));

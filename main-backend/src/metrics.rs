@@ -15,6 +15,7 @@ pub struct MainMetrics {
     reconcile_drift: IntCounterVec,
     last_drift: IntGauge,
     auth_owned_attempts: IntCounterVec,
+    revocation_polls: IntCounterVec,
 }
 
 impl MainMetrics {
@@ -60,8 +61,18 @@ impl MainMetrics {
                 "PATCH /v1/me requests refused for naming an auth-owned field, by field (its canonical name)",
                 &["field"],
             ),
+            revocation_polls: base.counter_vec(
+                "main_revocation_polls_total",
+                "Reads of the shared revocation feed by outcome: ok, failed (a replica that stops reading keeps revoked tokens cached)",
+                &["outcome"],
+            ),
             base,
         }
+    }
+
+    pub fn revocation_poll(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.revocation_polls.with_label_values(&[outcome]).inc();
     }
 
     /// Mirror rows moved back to older versions (a restored auth database).

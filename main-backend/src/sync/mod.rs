@@ -134,6 +134,7 @@ pub async fn fetch_user(db: &DbPool, auth: &AuthClient, id: Uuid) -> Result<bool
 pub async fn revocation_poller(
     db: DbPool,
     validator: std::sync::Arc<Validator>,
+    metrics: std::sync::Arc<crate::metrics::MainMetrics>,
     poll: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -146,6 +147,7 @@ pub async fn revocation_poller(
             _ = stop.changed() => break,
         }
         let Ok(mut pooled) = db.get().await else {
+            metrics.revocation_poll(false);
             continue;
         };
         let conn = &mut pooled.conn();
@@ -157,8 +159,12 @@ pub async fn revocation_poller(
                     validator.revoke(r.user_id.0, r.session_id.map(|s| s.0), r.created_at.0);
                 }
                 since = started - OVERLAP;
+                metrics.revocation_poll(true);
             }
-            Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
+            Err(e) => {
+                metrics.revocation_poll(false);
+                tracing::warn!(error = %e, "reading revocations failed");
+            }
         }
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = std::time::Instant::now();
