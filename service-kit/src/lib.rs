@@ -1,10 +1,21 @@
-//! What both services share below their own routes: configuration
-//! helpers (`config`: settings both parse alike, the database's among
-//! them), the database layer
-//! (`db`: one pool and one query style for PostgreSQL and SQLite), the
-//! errors domain types and operations return (`invalid`: no HTTP in them),
-//! the error type mapped to RFC 9457 problem details (`error`), bearer
-//! parsing (`http`) and logging with request ids (`telemetry`).
+//! What both services share below their own routes, naming none of their
+//! variables:
+//! - `config`: `Env`, the one reader of environment variables (defaults,
+//!   ranges, every error naming its variable), and the settings both
+//!   services parse alike (database, CORS);
+//! - `db`: one pool and one query style for PostgreSQL and SQLite
+//!   (`run!`, `transaction!`), TLS to PostgreSQL, migrations;
+//! - `server`: a service's `main`, `serve` (the middleware every app has)
+//!   and the background tasks stopped after the last request;
+//! - `http`: `Routes` and `route!`, which route a handler where its
+//!   `#[utoipa::path]` says and document it (one source for the router and
+//!   the OpenAPI document), bearer parsing, the JSON extractor, CORS;
+//!   `docs`: what both documents add (security schemes, problem
+//!   responses) and Swagger UI;
+//! - `invalid`: the errors domain types and operations return (no HTTP in
+//!   them); `error`: the error type mapped to RFC 9457 problem details;
+//! - `metrics`, `telemetry` (logs with request ids), `crypto` (sealing),
+//!   `testing` (a database of its own per test).
 
 #[doc(hidden)]
 pub use paste;
