@@ -187,13 +187,15 @@ pub async fn logout(
     client: ClientInfo,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let transport = TokenTransport::of(&req, &state)?;
-    // Without a valid bearer, only cookie mode goes on.
-    let auth = match AuthenticatedUser::from_request(&req, &mut actix_web::dev::Payload::None).await
-    {
-        Ok(auth) => Some(auth),
-        Err(e) if transport == TokenTransport::Body => return Err(e),
-        Err(_) => None,
+    // Without a valid bearer, only cookie mode goes on; a caller with
+    // neither a bearer nor a well-formed cookie-mode header is told 401
+    // first, as on every other bearer route.
+    let bearer = AuthenticatedUser::from_request(&req, &mut actix_web::dev::Payload::None).await;
+    let (transport, auth) = match (TokenTransport::of(&req, &state), bearer) {
+        (Err(_), Err(unauthenticated)) => return Err(unauthenticated),
+        (Err(bad_header), Ok(_)) => return Err(bad_header),
+        (Ok(TokenTransport::Body), Err(unauthenticated)) => return Err(unauthenticated),
+        (Ok(transport), bearer) => (transport, bearer.ok()),
     };
     let cookie_session = match (transport, req.cookie(REFRESH_COOKIE)) {
         (TokenTransport::Cookie, Some(cookie)) => {
