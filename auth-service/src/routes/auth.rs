@@ -187,13 +187,18 @@ pub async fn logout(
     client: ClientInfo,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    // Without a valid bearer, only cookie mode goes on; a caller with
-    // neither a bearer nor a well-formed cookie-mode header is told 401
-    // first, as on every other bearer route.
+    // Without a valid bearer, only cookie mode goes on. A caller with
+    // neither a bearer nor a well-formed transport header is told 401
+    // first, as on every other bearer route; cookie mode from an origin
+    // not allowed stays 403 (CSRF), bearer or not.
     let bearer = AuthenticatedUser::from_request(&req, &mut actix_web::dev::Payload::None).await;
     let (transport, auth) = match (TokenTransport::of(&req, &state), bearer) {
-        (Err(_), Err(unauthenticated)) => return Err(unauthenticated),
-        (Err(bad_header), Ok(_)) => return Err(bad_header),
+        (Err(malformed), Err(unauthenticated))
+            if malformed.status == actix_web::http::StatusCode::BAD_REQUEST =>
+        {
+            return Err(unauthenticated)
+        }
+        (Err(refused), _) => return Err(refused),
         (Ok(TokenTransport::Body), Err(unauthenticated)) => return Err(unauthenticated),
         (Ok(transport), bearer) => (transport, bearer.ok()),
     };
