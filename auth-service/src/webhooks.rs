@@ -4,7 +4,7 @@
 //! At least once: a job is done only after a 2xx, so a crash between sending
 //! and recording means one more delivery (the receiver ignores event ids it
 //! has applied). Failed attempts are retried by the job runner
-//! (`crate::jobs`) from `AUTH_WEBHOOK_BACKOFF_BASE_MS` until
+//! (`crate::jobs`) from `AUTH_WEBHOOK_BACKOFF_MS` until
 //! `AUTH_WEBHOOK_GIVE_UP_SECONDS` worth of delays (about a day by default);
 //! then the job is `failed`, counted in stats and redeliverable.
 //!

@@ -270,7 +270,9 @@ fn url_from_parts(
     vars: &DbPartVars,
 ) -> Result<Option<String>, ConfigError> {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    let part = |var: &str| env.get(var);
+    // Parts are trimmed (a stray space in a host or name is a typo); the
+    // password is taken as given, since its bytes are its own.
+    let part = |var: &str| env.get(var).map(|v| v.trim().to_owned());
     let (host, name, user) = (part(vars.host), part(vars.name), part(vars.user));
     if host.is_none() && name.is_none() && user.is_none() {
         return Ok(None);
@@ -293,7 +295,9 @@ fn url_from_parts(
     );
     let port: u16 = env.number(vars.port, 1..=65535, 5432)?;
     let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let password = part(vars.password).map_or_else(String::new, |p| format!(":{}", encode(&p)));
+    let password = env
+        .get(vars.password)
+        .map_or_else(String::new, |p| format!(":{}", encode(&p)));
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -577,6 +581,22 @@ mod tests {
 
     /// Seed 001 configures the database by parts; a password may hold any
     /// character, and the URL wins when both are given.
+    #[test]
+    fn database_parts_are_trimmed_but_the_password_is_not() {
+        let parts = database(&[
+            ("DB_HOST", " db.example.com "),
+            ("DB_NAME", "app\n"),
+            ("DB_USER", " u"),
+            ("DB_PASSWORD", " pw "),
+            ("DB_SSLMODE", " require "),
+        ])
+        .unwrap();
+        assert_eq!(
+            parts.url,
+            "postgres://u:%20pw%20@db.example.com:5432/app?sslmode=require"
+        );
+    }
+
     #[test]
     fn database_from_seed_parts() {
         let parts = database(&[
