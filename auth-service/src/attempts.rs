@@ -240,10 +240,7 @@ impl AppState {
     ) -> Result<bool, Fault> {
         Ok(self
             .hasher
-            .verify(
-                secrecy::SecretString::from(password),
-                Some(user.password_hash.clone()),
-            )
+            .verify(secrecy::SecretString::from(password), user.password_hash())
             .await?)
     }
 }

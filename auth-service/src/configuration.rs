@@ -35,6 +35,8 @@
 //! | `AUTH_REFRESH_REUSE_GRACE_SECONDS` | 10 | |
 //! | `AUTH_TRUSTED_PROXIES` | none | comma-separated CIDRs |
 //! | `AUTH_ALLOWED_EMAIL_DOMAINS` | any | comma-separated domains; registration and email change to any other get 422 `email_not_allowed` (exact domains: list subdomains too) |
+//! | `AUTH_OAUTH_PROVIDERS` | none | comma-separated provider names (`google,github`); each reads `AUTH_OAUTH_<NAME>_CLIENT_ID`, `_CLIENT_SECRET`, and `_ISSUER` (OpenID Connect) or `_AUTHORIZATION_URL`, `_TOKEN_URL`, `_USERINFO_URL` (OAuth 2.0; `_EMAILS_URL`, `_SUBJECT_FIELD`), and optionally `_SCOPES`, `_DISPLAY_NAME` (`crate::providers`) |
+//! | `AUTH_OAUTH_TIMEOUT_SECONDS` | 10 | deadline of each request to a provider |
 //! | `AUTH_SECRETS_KEY` | required (development: derived from `AUTH_SERVICE_API_KEY`) | base64 of 32 bytes; seals TOTP secrets and queued mail, and keys refresh-token successors |
 //! | `AUTH_ENVIRONMENT` | `production` | `development` (the launcher sets it) lets `AUTH_SECRETS_KEY` be derived |
 //! | `AUTH_MAIL_FROM` | `no-reply@` + host of `AUTH_PUBLIC_URL` | sender of every mail |
@@ -98,6 +100,10 @@ pub struct Settings {
     /// `None`: any domain; otherwise the only ones an account's email may
     /// have (lower case, exact match).
     pub allowed_email_domains: Option<Vec<String>>,
+    /// Sign-in with other providers (`AUTH_OAUTH_*`), in the listed order.
+    pub oauth_providers: Vec<crate::providers::ProviderSettings>,
+    /// Deadline of every request to a provider.
+    pub oauth_timeout: std::time::Duration,
     /// Seals TOTP secrets and mail waiting in the queue.
     pub secrets_key: Arc<SealingKey>,
     pub mail_from: lettre::message::Mailbox,
@@ -322,6 +328,8 @@ impl Settings {
             )?,
             trusted_proxies,
             allowed_email_domains,
+            oauth_providers: crate::providers::from_env(&env)?,
+            oauth_timeout: env.seconds("AUTH_OAUTH_TIMEOUT_SECONDS", 1..=60, 10)?,
             secrets_key: Arc::new(secrets_key),
             mail_from,
             rate_limit_per_minute: env.number("AUTH_RATE_LIMIT_PER_MINUTE", 0..=1_000_000, 60)?,

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod passwords;
 pub mod problems;
+pub mod providers;
 pub mod routes;
 pub mod services;
 pub use service_kit::telemetry;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Wake-up for the mail sender; call after committing queued mail.
     pub mail: jobs::Wakeup,
     pub metrics: Arc<metrics::AuthMetrics>,
+    /// The sign-in providers (`AUTH_OAUTH_*`) and their cached discovery.
+    pub providers: providers::Providers,
 }
 
 pub struct Application {
@@ -130,7 +133,10 @@ impl Application {
                 .burst_size(n)
                 .finish(),
         };
+        let providers =
+            providers::Providers::new(&settings.oauth_providers, settings.oauth_timeout)?;
         let state = web::Data::new(AppState {
+            providers,
             db: db.clone(),
             settings: Arc::new(settings),
             keys,

@@ -164,5 +164,10 @@ fn body(kind: MailKind, payload: &Payload) -> String {
               takes a code from your authenticator app or one of your recovery codes.\n\
               If it was not you, reset your password now and contact support.\n"
             .to_owned(),
+        MailKind::IdentityLinked => format!(
+            "{}\nYou can now sign in to your account with it.\n\
+             If it was not you, remove it under Settings, sign out everywhere and reset your password.\n",
+            payload.subject
+        ),
     }
 }

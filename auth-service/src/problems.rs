@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::services::account::AccountError;
 use crate::services::admin::AdminError;
 use crate::services::mfa::MfaError;
+use crate::services::oauth::OAuthError;
 use crate::services::sessions::RefreshError;
 use crate::services::sign_in::SignInError;
 use crate::services::sign_up::SignUpError;
@@ -124,6 +125,40 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::NoSuchUser | AdminError::NoSuchToken => ApiError::not_found(e.to_string()),
             AdminError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        use actix_web::http::StatusCode;
+        let bad = |code: &'static str, e: &OAuthError| {
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+        };
+        match e {
+            OAuthError::UnknownProvider | OAuthError::NoSuchIdentity => {
+                ApiError::not_found(e.to_string())
+            }
+            OAuthError::InvalidReturnTo(_) => bad("invalid_return_to", &e),
+            OAuthError::InvalidState => bad("invalid_state", &e),
+            OAuthError::InvalidCode => bad("invalid_code", &e),
+            OAuthError::AccountExists => ApiError::conflict("account_exists", e.to_string()),
+            OAuthError::LastSignInMethod => {
+                ApiError::conflict("last_sign_in_method", e.to_string())
+            }
+            OAuthError::AccountLocked => ApiError::forbidden("account_locked", e.to_string()),
+            OAuthError::MfaRequired | OAuthError::WrongSecondFactor => {
+                ApiError::unauthorized("mfa_required", e.to_string())
+            }
+            OAuthError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
+            OAuthError::WrongPassword | OAuthError::PasswordRequired => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            OAuthError::StaleSession => {
+                ApiError::unauthorized("reauthentication_required", e.to_string())
+            }
+            OAuthError::Invalid(invalid) => invalid.into(),
+            OAuthError::Fault(f) => f.into(),
         }
     }
 }

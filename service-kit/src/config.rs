@@ -5,7 +5,7 @@
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub problem: String,
 }
 
@@ -17,9 +17,9 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+pub fn err(var: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError {
-        var,
+        var: var.into(),
         problem: problem.into(),
     }
 }
@@ -28,7 +28,7 @@ pub fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Refuses short secrets and the placeholders of `.env.example`.
-pub fn check_secret(var: &'static str, value: &str) -> Result<(), ConfigError> {
+pub fn check_secret(var: &str, value: &str) -> Result<(), ConfigError> {
     if value.len() < MIN_SECRET_BYTES {
         return Err(err(
             var,
@@ -62,13 +62,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// Unset is an error that says `why` it is needed.
-    pub fn required(&self, var: &'static str, why: &str) -> Result<String, ConfigError> {
+    pub fn required(&self, var: &str, why: &str) -> Result<String, ConfigError> {
         self.get(var)
             .ok_or_else(|| err(var, format!("required: {why}")))
     }
 
     /// A required shared secret, refused when short or a placeholder.
-    pub fn secret(&self, var: &'static str, why: &str) -> Result<String, ConfigError> {
+    pub fn secret(&self, var: &str, why: &str) -> Result<String, ConfigError> {
         let value = self.required(var, why)?;
         check_secret(var, &value)?;
         Ok(value)
@@ -77,7 +77,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// A number in `range`, or `None` when unset.
     pub fn opt_number<T>(
         &self,
-        var: &'static str,
+        var: &str,
         range: std::ops::RangeInclusive<T>,
     ) -> Result<Option<T>, ConfigError>
     where
@@ -103,7 +103,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// A number in `range`, `default` when unset.
     pub fn number<T>(
         &self,
-        var: &'static str,
+        var: &str,
         range: std::ops::RangeInclusive<T>,
         default: T,
     ) -> Result<T, ConfigError>
@@ -116,7 +116,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// Whole seconds in `range`, `default` when unset.
     pub fn seconds(
         &self,
-        var: &'static str,
+        var: &str,
         range: std::ops::RangeInclusive<u64>,
         default: u64,
     ) -> Result<std::time::Duration, ConfigError> {
@@ -127,7 +127,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// Milliseconds in `range`, `default` when unset.
     pub fn millis(
         &self,
-        var: &'static str,
+        var: &str,
         range: std::ops::RangeInclusive<u64>,
         default: u64,
     ) -> Result<std::time::Duration, ConfigError> {
@@ -136,7 +136,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// `true`/`1` or `false`/`0`; `None` when unset.
-    pub fn flag(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
+    pub fn flag(&self, var: &str) -> Result<Option<bool>, ConfigError> {
         self.choice(
             var,
             &[("true", true), ("1", true), ("false", false), ("0", false)],
@@ -146,7 +146,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// One of `choices` (by name, case-insensitive); `None` when unset.
     pub fn choice<T: Copy>(
         &self,
-        var: &'static str,
+        var: &str,
         choices: &[(&str, T)],
     ) -> Result<Option<T>, ConfigError> {
         let Some(raw) = self.get(var) else {
@@ -181,7 +181,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// An http(s) URL, `default` when unset.
-    pub fn http_url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub fn http_url(&self, var: &str, default: &str) -> Result<String, ConfigError> {
         let url = self.text(var, default).trim().to_owned();
         if origin_of(&url).is_none() {
             return Err(err(var, format!("`{url}` is not an http(s) URL")));
@@ -191,7 +191,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// An http(s) URL that paths are appended to: without its trailing
     /// slash.
-    pub fn base_url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub fn base_url(&self, var: &str, default: &str) -> Result<String, ConfigError> {
         Ok(self
             .http_url(var, default)?
             .trim_end_matches('/')

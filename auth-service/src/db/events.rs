@@ -25,6 +25,9 @@ pub mod kind {
     pub const MFA_DISABLED: &str = "mfa_disabled";
     pub const SERVICE_TOKEN_USED: &str = "service_token_used";
     pub const ADMIN_ACTION: &str = "admin_action";
+    pub const OAUTH_LOGIN: &str = "oauth_login";
+    pub const IDENTITY_LINKED: &str = "identity_linked";
+    pub const IDENTITY_UNLINKED: &str = "identity_unlinked";
 
     /// Every kind the audit endpoint can be filtered by.
     pub const ALL: &[&str] = &[
@@ -42,6 +45,9 @@ pub mod kind {
         MFA_DISABLED,
         SERVICE_TOKEN_USED,
         ADMIN_ACTION,
+        OAUTH_LOGIN,
+        IDENTITY_LINKED,
+        IDENTITY_UNLINKED,
     ];
 }
 

@@ -27,15 +27,18 @@ pub enum MailKind {
     EmailChangeNotice,
     /// A notice (no token) that two-factor sign-in was turned on.
     MfaEnabled,
+    /// A notice (no token) that a provider identity was linked.
+    IdentityLinked,
 }
 
 impl MailKind {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::EmailVerification,
         Self::PasswordReset,
         Self::EmailChange,
         Self::EmailChangeNotice,
         Self::MfaEnabled,
+        Self::IdentityLinked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl MailKind {
             Self::EmailChange => "email_change",
             Self::EmailChangeNotice => "email_change_notice",
             Self::MfaEnabled => "mfa_enabled",
+            Self::IdentityLinked => "identity_linked",
         }
     }
 

@@ -210,3 +210,36 @@ diesel::table! {
     }
 }
 diesel::allow_tables_to_appear_in_same_query!(webhook_events, jobs);
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    /// One provider identity of a user (the seed's name for the table).
+    oauth_tokens (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        provider -> Text,
+        provider_subject -> Text,
+        token_ciphertext -> Nullable<Text>,
+        expires_at -> Nullable<SqlTimestamp>,
+        created_at -> SqlTimestamp,
+        updated_at -> SqlTimestamp,
+        email -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    oauth_flows (id) {
+        id -> Text,
+        kind -> Text,
+        provider -> Text,
+        user_id -> Nullable<SqlUuid>,
+        data -> Text,
+        expires_at -> SqlTimestamp,
+        created_at -> SqlTimestamp,
+    }
+}

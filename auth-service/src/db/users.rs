@@ -32,14 +32,29 @@ pub struct User {
 pub struct NewUser<'a> {
     pub id: DbUuid,
     pub email: &'a str,
+    /// `NO_PASSWORD` for an account made by a provider sign-in.
     pub password_hash: &'a str,
+    /// True only when a provider asserted the address verified.
+    pub email_verified: bool,
     pub full_name: Option<&'a str>,
     pub password_changed_at: DbTime,
     pub created_at: DbTime,
     pub updated_at: DbTime,
 }
 
+/// The stored hash of an account without a password (made by a provider
+/// sign-in; the owner may set one through a reset). Nothing verifies
+/// against it: `User::password_hash` answers `None`.
+pub const NO_PASSWORD: &str = "";
+
 impl User {
+    /// The hash to verify a password against; `None` when the account has
+    /// no password (the caller then verifies a dummy hash, so the answer
+    /// costs the same and is no).
+    pub fn password_hash(&self) -> Option<String> {
+        (self.password_hash != NO_PASSWORD).then(|| self.password_hash.clone())
+    }
+
     pub fn record(&self) -> shared_types::UserRecord {
         shared_types::UserRecord {
             id: self.id.0,

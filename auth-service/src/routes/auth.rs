@@ -68,7 +68,7 @@ fn refresh_cookies(state: &AppState, value: &str, max_age: Duration) -> [Cookie<
 
 /// Answers with `body`, which holds `pair`: unchanged in body mode; in
 /// cookie mode the refresh token moves out of the JSON into the cookie.
-fn deliver<T: Serialize>(
+pub(super) fn deliver<T: Serialize>(
     state: &AppState,
     transport: TokenTransport,
     mut answer: HttpResponseBuilder,

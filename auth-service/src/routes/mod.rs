@@ -8,6 +8,7 @@ mod health;
 mod internal;
 mod me;
 mod mfa;
+mod oauth;
 
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::middleware::Condition;
@@ -36,6 +37,7 @@ pub type RateLimit =
         (name = "auth", description = "Sign-up, sign-in, tokens, sign-out"),
         (name = "account", description = "The signed-in user's account"),
         (name = "mfa", description = "Two-factor sign-in (TOTP)"),
+        (name = "oauth", description = "Sign-in with other providers (OpenID Connect, OAuth 2.0) and linked identities"),
         (name = "health", description = "Probes, metrics, public keys"),
         (name = "internal", description = "For our other services"),
         (name = "admin", description = "For administrators' programs"),
@@ -76,6 +78,12 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, account::change_email, limited);
     route!(r, mfa::enable, limited);
     route!(r, mfa::disable, limited);
+    // A provider sign-in writes a state and calls out to the provider; the
+    // exchange starts a session; linking asks for the password again.
+    route!(r, oauth::authorize, limited);
+    route!(r, oauth::callback, limited);
+    route!(r, oauth::exchange, limited);
+    route!(r, oauth::link, limited);
     route!(r, health::live);
     route!(r, health::ready);
     route!(r, health::metrics);
@@ -88,6 +96,9 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, me::list_sessions);
     route!(r, me::delete_session);
     route!(r, me::me);
+    route!(r, oauth::providers);
+    route!(r, oauth::identities);
+    route!(r, oauth::unlink);
     route!(r, internal::introspect);
     // `count` before `{id}`, or "count" would be parsed as an id.
     route!(r, internal::count_users);

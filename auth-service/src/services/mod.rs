@@ -12,6 +12,8 @@
 //! - `admin`: locking, unlocking, deleting users, resetting their second
 //!   factor, revoking service tokens;
 //! - `mfa`: turning TOTP on and off;
+//! - `oauth`: sign-in with other providers (the protocol is
+//!   `crate::providers`), linking and unlinking identities;
 //! - `second_factor`: a TOTP or recovery code, as sign-in and turning TOTP
 //!   off check it;
 //! - `service_tokens`: tokens for programs (made, checked, their batched
@@ -24,6 +26,7 @@
 pub mod account;
 pub mod admin;
 pub mod mfa;
+pub mod oauth;
 pub mod second_factor;
 pub mod service_tokens;
 pub mod sessions;

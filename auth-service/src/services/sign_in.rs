@@ -115,7 +115,7 @@ async fn check_and_start(
         .hasher
         .verify(
             credentials.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
+            user.as_ref().and_then(|u| u.password_hash()),
         )
         .await
         .map_err(Fault::Internal)?;

@@ -56,6 +56,7 @@ pub async fn sign_up(
         id: DbUuid(Uuid::now_v7()),
         email: new.email.as_str(),
         password_hash: &password_hash,
+        email_verified: false,
         full_name: new.full_name.as_ref().map(FullName::as_str),
         password_changed_at: DbTime(now),
         created_at: DbTime(now),

@@ -99,11 +99,16 @@ where
     let mut env = test_env(&dir, &api_key);
     env.insert("AUTH_DATABASE_URL".into(), database_url.clone());
     env.extend(db.service_env("AUTH_DATABASE_URL", &database_url));
+    // Bound first, so the service knows its own address: a provider
+    // redirects the browser back to AUTH_PUBLIC_URL.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    env.insert("AUTH_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}"));
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings");
-    let app = Application::build(settings.clone())
+    let app = Application::build_on(settings.clone(), listener)
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

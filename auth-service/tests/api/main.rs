@@ -15,6 +15,8 @@ mod lockout;
 mod login;
 mod mail;
 mod mfa;
+mod oauth;
+mod providers;
 mod refresh;
 mod register;
 mod service_tokens;

@@ -14,7 +14,9 @@ fn now() -> u64 {
 
 /// Registers a user and turns TOTP on; returns the user, the secret and the
 /// recovery codes. The enabling code is the current step's.
-async fn user_with_totp(app: &TestApp) -> (String, RegisterResponse, String, Vec<String>) {
+pub(crate) async fn user_with_totp(
+    app: &TestApp,
+) -> (String, RegisterResponse, String, Vec<String>) {
     let address = email();
     let reg = app.register(&address).await;
     let token = &reg.tokens.access_token;

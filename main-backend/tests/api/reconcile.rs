@@ -429,6 +429,7 @@ async fn a_restored_auth_database_is_followed_back_in_time() {
                 id: b_row.id,
                 email: &b_row.email,
                 password_hash: &b_row.password_hash,
+                email_verified: b_row.email_verified,
                 full_name: b_row.full_name.as_deref(),
                 password_changed_at: b_row.password_changed_at,
                 created_at: b_row.created_at,
