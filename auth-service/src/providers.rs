@@ -283,10 +283,23 @@ struct DiscoveryDocument {
     userinfo_endpoint: Option<String>,
 }
 
+/// Discovery as last fetched, and when an unknown key last forced a
+/// refetch.
+#[derive(Default)]
+struct Cache {
+    discovered: Option<Discovered>,
+    forced: Option<Instant>,
+}
+
+/// How often a token signed by a key not in the cache may refetch the
+/// keys: a forged token's made-up `kid` must not make us hammer the
+/// provider, and a real rotation is picked up at once.
+const FORCED_REFETCH_EVERY: Duration = Duration::from_secs(60);
+
 /// A configured provider and its cached discovery.
 pub struct Provider {
     pub settings: ProviderSettings,
-    discovered: tokio::sync::Mutex<Option<Discovered>>,
+    cache: tokio::sync::Mutex<Cache>,
 }
 
 /// Every configured provider, and the HTTP client that talks to them.
@@ -310,7 +323,7 @@ impl Providers {
                 .iter()
                 .map(|s| Provider {
                     settings: s.clone(),
-                    discovered: tokio::sync::Mutex::new(None),
+                    cache: tokio::sync::Mutex::new(Cache::default()),
                 })
                 .collect(),
             http,
@@ -400,7 +413,9 @@ impl Providers {
                 .map(|d| Utc::now() + d),
         };
         match &provider.settings.protocol {
-            Protocol::OpenIdConnect { .. } => self.identity_in_id_token(provider, tokens, nonce).await,
+            Protocol::OpenIdConnect { .. } => {
+                self.identity_in_id_token(provider, tokens, nonce).await
+            }
             Protocol::OAuth2 {
                 userinfo_url,
                 emails_url,
@@ -480,21 +495,7 @@ impl Providers {
                 "no id_token in the token answer".into(),
             ));
         };
-        let header = jsonwebtoken::decode_header(id_token)
-            .map_err(|e| ProviderError::InvalidIdToken(format!("header: {e}")))?;
-        let discovered = self.discovered(provider, false).await?;
-        let discovered = match key_for(&discovered.keys, header.kid.as_deref()) {
-            Some(_) => discovered,
-            // A key we have not seen: the provider may have rotated.
-            None => self.discovered(provider, true).await?,
-        };
-        let claims = verify_id_token(
-            id_token,
-            &discovered.keys,
-            &discovered.issuer,
-            &provider.settings.client_id,
-            nonce,
-        )?;
+        let (claims, discovered) = self.checked_claims(provider, id_token, nonce).await?;
         let mut email = claims.email.clone();
         let mut verified = claims.email_verified.unwrap_or(false);
         let mut name = claims.name.clone();
@@ -522,6 +523,32 @@ impl Providers {
             }
         }
         asserted(claims.sub, email, verified, name, tokens)
+    }
+
+    /// The ID token's claims, checked against the provider's keys (fetched
+    /// again when the token names a key the cache lacks).
+    async fn checked_claims(
+        &self,
+        provider: &Provider,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<(IdClaims, Discovered), ProviderError> {
+        let header = jsonwebtoken::decode_header(id_token)
+            .map_err(|e| ProviderError::InvalidIdToken(format!("header: {e}")))?;
+        let discovered = self.discovered(provider, false).await?;
+        let discovered = match key_for(&discovered.keys, header.kid.as_deref()) {
+            Some(_) => discovered,
+            // A key we have not seen: the provider may have rotated.
+            None => self.discovered(provider, true).await?,
+        };
+        let claims = verify_id_token(
+            id_token,
+            &discovered.keys,
+            &discovered.issuer,
+            &provider.settings.client_id,
+            nonce,
+        )?;
+        Ok((claims, discovered))
     }
 
     async fn get_json(
@@ -586,15 +613,18 @@ impl Providers {
                 "not an OpenID Connect provider".into(),
             ));
         };
-        let mut cached = provider.discovered.lock().await;
-        if let Some(d) = cached.as_ref() {
-            // A refetch for an unknown key at most once a minute: a forged
-            // token's made-up kid must not make us hammer the provider.
+        let mut cache = provider.cache.lock().await;
+        if let Some(d) = cache.discovered.as_ref() {
             let fresh = d.fetched.elapsed() < DISCOVERY_TTL;
-            let just_fetched = d.fetched.elapsed() < Duration::from_secs(60);
-            if (fresh && !refresh) || (refresh && just_fetched) {
+            let may_force = cache
+                .forced
+                .is_none_or(|at| at.elapsed() >= FORCED_REFETCH_EVERY);
+            if (fresh && !refresh) || (refresh && !may_force) {
                 return Ok(d.clone());
             }
+        }
+        if refresh {
+            cache.forced = Some(Instant::now());
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -620,7 +650,7 @@ impl Providers {
             fetched: Instant::now(),
         };
         tracing::debug!(provider = %provider.settings.name, jwks = %d.jwks_uri, "provider discovery fetched");
-        *cached = Some(d.clone());
+        cache.discovered = Some(d.clone());
         Ok(d)
     }
 
@@ -867,5 +897,217 @@ mod tests {
                 "{bad} accepted"
             );
         }
+    }
+
+    /// A signing key of a made-up provider, and its JWK.
+    struct Key {
+        kid: &'static str,
+        signing: ed25519_dalek::SigningKey,
+    }
+
+    impl Key {
+        fn new(kid: &'static str) -> Self {
+            Self {
+                kid,
+                signing: ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+            }
+        }
+
+        fn jwk(&self) -> serde_json::Value {
+            use base64::Engine;
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(self.signing.verifying_key().to_bytes());
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self.kid, "alg": "EdDSA", "use": "sig"})
+        }
+
+        fn sign(&self, claims: &serde_json::Value) -> String {
+            use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+            let pem = self.signing.to_pkcs8_pem(LineEnding::LF).expect("pem");
+            let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("key");
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            header.kid = Some(self.kid.into());
+            jsonwebtoken::encode(&header, claims, &key).expect("signed")
+        }
+    }
+
+    /// ID tokens are checked (signature, iss, aud/azp, exp, nonce, the
+    /// algorithm) and a key the cache lacks is fetched again, at most once a
+    /// minute. The provider here is a discovery document and a JWKS served
+    /// on a loopback port, so the test can rotate the keys.
+    #[tokio::test]
+    async fn id_tokens_are_checked_and_a_rotated_key_is_fetched_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let (k1, k2, k3) = (Key::new("k1"), Key::new("k2"), Key::new("k3"));
+        let served = Arc::new(Mutex::new(vec![k1.jwk()]));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let (s, f, i) = (served.clone(), fetches.clone(), issuer.clone());
+        let server = actix_web::HttpServer::new(move || {
+            let (s, f, i) = (s.clone(), f.clone(), i.clone());
+            actix_web::App::new()
+                .route(
+                    "/.well-known/openid-configuration",
+                    actix_web::web::get().to(move || {
+                        let i = i.clone();
+                        async move {
+                            actix_web::HttpResponse::Ok().json(serde_json::json!({
+                                "issuer": i,
+                                "authorization_endpoint": format!("{i}/auth"),
+                                "token_endpoint": format!("{i}/token"),
+                                "jwks_uri": format!("{i}/jwks"),
+                            }))
+                        }
+                    }),
+                )
+                .route(
+                    "/jwks",
+                    actix_web::web::get().to(move || {
+                        let keys = s.lock().expect("keys").clone();
+                        f.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            actix_web::HttpResponse::Ok().json(serde_json::json!({"keys": keys}))
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+
+        let settings = ProviderSettings {
+            name: "t".into(),
+            display_name: "T".into(),
+            client_id: "client".into(),
+            client_secret: SecretString::from("s"),
+            protocol: Protocol::OpenIdConnect {
+                issuer: issuer.clone(),
+            },
+            scopes: vec!["openid".into()],
+        };
+        let providers = Providers::new(&[settings], Duration::from_secs(5)).expect("providers");
+        let p = providers.get("t").expect("provider");
+        let now = Utc::now().timestamp();
+        let claims = |over: serde_json::Value| {
+            let mut c = serde_json::json!({
+                "iss": issuer, "aud": "client", "sub": "s1", "iat": now, "exp": now + 300,
+                "nonce": "the nonce", "email": "a@example.com", "email_verified": "true",
+            });
+            for (k, v) in over.as_object().expect("object") {
+                if v.is_null() {
+                    c.as_object_mut().expect("object").remove(k);
+                } else {
+                    c[k] = v.clone();
+                }
+            }
+            c
+        };
+        let check = |token: String, nonce: &'static str| {
+            let providers = &providers;
+            async move {
+                providers
+                    .checked_claims(p, &token, nonce)
+                    .await
+                    .map(|(c, _)| c)
+            }
+        };
+        let good = check(k1.sign(&claims(serde_json::json!({}))), "the nonce")
+            .await
+            .expect("valid");
+        assert_eq!((good.sub.as_str(), good.email_verified), ("s1", Some(true)));
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+        let several_with_azp =
+            claims(serde_json::json!({"aud": ["client", "other"], "azp": "client"}));
+        assert!(check(k1.sign(&several_with_azp), "the nonce").await.is_ok());
+        let forged_payload = {
+            let honest = k1.sign(&claims(serde_json::json!({})));
+            let other = k1.sign(&claims(serde_json::json!({"sub": "admin"})));
+            let parts: Vec<&str> = honest.split('.').collect();
+            let other_payload = other.split('.').nth(1).expect("payload");
+            format!("{}.{}.{}", parts[0], other_payload, parts[2])
+        };
+        let hs256 = jsonwebtoken::encode(
+            &jsonwebtoken::Header {
+                kid: Some("k1".into()),
+                ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+            },
+            &claims(serde_json::json!({})),
+            &jsonwebtoken::EncodingKey::from_secret(b"s"),
+        )
+        .expect("hs256");
+        let refused = [
+            (
+                "another audience",
+                k1.sign(&claims(serde_json::json!({"aud": "other"}))),
+                "the nonce",
+            ),
+            (
+                "another issuer",
+                k1.sign(&claims(serde_json::json!({"iss": "http://evil.test"}))),
+                "the nonce",
+            ),
+            (
+                "another sign-in's nonce",
+                k1.sign(&claims(serde_json::json!({}))),
+                "other nonce",
+            ),
+            (
+                "no nonce",
+                k1.sign(&claims(serde_json::json!({"nonce": null}))),
+                "the nonce",
+            ),
+            (
+                "expired",
+                k1.sign(&claims(serde_json::json!({"exp": now - 120}))),
+                "the nonce",
+            ),
+            (
+                "several audiences, no azp",
+                k1.sign(&claims(serde_json::json!({"aud": ["client", "other"]}))),
+                "the nonce",
+            ),
+            (
+                "a payload under another token's signature",
+                forged_payload,
+                "the nonce",
+            ),
+            ("HS256 keyed by the client secret", hs256, "the nonce"),
+            ("not a JWT", "not.a.jwt".to_owned(), "the nonce"),
+        ];
+        for (what, token, nonce) in refused {
+            match check(token, nonce).await {
+                Err(ProviderError::InvalidIdToken(_)) => {}
+                other => panic!("{what}: {:?}", other.map(|c| c.sub)),
+            }
+        }
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            1,
+            "known keys come from the cache"
+        );
+
+        // The provider rotates: a token by the new key fetches the keys
+        // again, once.
+        served.lock().expect("keys").push(k2.jwk());
+        assert!(check(k2.sign(&claims(serde_json::json!({}))), "the nonce")
+            .await
+            .is_ok());
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        // A made-up key right after: refused without another fetch.
+        match check(k3.sign(&claims(serde_json::json!({}))), "the nonce").await {
+            Err(ProviderError::InvalidIdToken(_)) => {}
+            other => panic!("unknown key: {:?}", other.map(|c| c.sub)),
+        }
+        assert!(check(k1.sign(&claims(serde_json::json!({}))), "the nonce")
+            .await
+            .is_ok());
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        handle.stop(false).await;
     }
 }

@@ -102,6 +102,20 @@
     auth_unavailable: "The sign-in service is not answering. Try again shortly.",
     service_unavailable: "The service is busy or restarting. Try again shortly.",
     invalid_code: "That code is not right. Use the current code from your app.",
+    account_exists: "An account with this email already exists. Sign in with your password, then link this provider under Security.",
+    last_sign_in_method: "This is your last way to sign in. Link another provider or set a password (Forgot your password?) first.",
+    reauthentication_required: "For your safety, sign out and in again before linking a provider.",
+    email_not_allowed: "Accounts with this email address are not allowed here.",
+  };
+
+  // What the provider sign-in's `#error=` codes mean.
+  const PROVIDER_ERRORS = {
+    access_denied: "You cancelled the sign-in at the provider.",
+    provider_unavailable: "The provider is not answering. Try again shortly, or sign in another way.",
+    provider_error: "The provider refused the sign-in. Try again.",
+    invalid_id_token: "The provider's answer could not be trusted, so you were not signed in.",
+    email_missing: "The provider did not share a usable email address, so no account could be used.",
+    identity_taken: "That provider account is already linked to another account.",
   };
 
   function message(err) {
@@ -263,8 +277,109 @@
         throw err;
       }
     });
-    show("Sign in", f,
+    const others = h("section", { "aria-label": "Other ways to sign in", class: "providers" });
+    show("Sign in", f, others,
       h("p", { class: "switch" }, h("a", { href: "#signup", text: "Create an account" }), " · ", h("a", { href: "#forgot", text: "Forgot your password?" })));
+    providerButtons(others);
+  }
+
+  // ---------- sign-in with other providers
+
+  let providerList = null;
+  async function providers() {
+    if (!providerList) providerList = await auth("/v1/oauth/providers", { method: "GET", bearer: false });
+    return providerList;
+  }
+
+  // Where the provider sends the browser back: a page of this app that
+  // exchanges the one-time code in its fragment.
+  const OAUTH_LANDING = () => `${location.origin}/account/oauth`;
+
+  // "Continue with …" buttons: the browser goes to the auth service, which
+  // sends it on to the provider.
+  async function providerButtons(section) {
+    let list = [];
+    try { list = await providers(); } catch (_) { return; }
+    section.replaceChildren(...list.map((p) => h("button", { type: "button", class: "secondary wide", text: `Continue with ${p.display_name}`, onclick: () => {
+      location.assign(`${config.authUrl}/v1/oauth/${encodeURIComponent(p.name)}/authorize?return_to=${encodeURIComponent(OAUTH_LANDING())}`);
+    } })));
+  }
+
+  // The provider's way back: `#code=` (exchanged for a session, with the
+  // two-factor code when the account has one), `#linked=` or `#error=`.
+  async function oauthLanding() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    // The one-time code leaves the address bar (and history) at once.
+    history.replaceState(null, "", "/account/oauth");
+    const back = h("p", {}, h("a", { href: "/#signin", text: "Back to sign in" }));
+    const error = params.get("error");
+    if (error) {
+      show("Sign-in did not finish", h("p", { class: "error", role: "alert", text: PROVIDER_ERRORS[error] || `The sign-in failed (${error}).` }), back);
+      return true;
+    }
+    if (params.get("linked")) {
+      // The session comes back through the refresh cookie, on Security.
+      history.replaceState(null, "", "/#security");
+      announce("The provider is linked to your account.");
+      return false;
+    }
+    const code = params.get("code");
+    if (!code) {
+      show("Sign-in did not finish", h("p", { class: "error", role: "alert", text: "This page needs the provider's answer. Start the sign-in again." }), back);
+      return true;
+    }
+    const done = async (res) => {
+      history.replaceState(null, "", "/");
+      await signedIn(res.tokens, res.created ? "Account created." : "Signed in.");
+    };
+    show("Signing in", h("p", { text: "One moment…" }));
+    try {
+      await done(await auth("/v1/oauth/exchange", { body: { code }, bearer: false, cookie: true }));
+    } catch (err) {
+      if (!(err instanceof Problem && err.code === "mfa_required")) {
+        show("Sign-in did not finish", h("p", { class: "error", role: "alert", text: message(err) }), back);
+        return true;
+      }
+      show("Two-factor sign-in", form("Two-factor sign-in", [
+        field("Authentication code", { name: "totp_code", autocomplete: "one-time-code", inputmode: "numeric", required: true }, "The 6-digit code from your authenticator app, or one of your recovery codes."),
+      ], "Sign in", async (v) => done(await auth("/v1/oauth/exchange", { body: { code, totp_code: v.totp_code.trim() }, bearer: false, cookie: true }))), back);
+    }
+    return true;
+  }
+
+  // Security: the provider identities that sign in to this account.
+  function identitiesSection() {
+    const list = h("ul", { class: "items", "aria-label": "Linked sign-in providers" });
+    const names = {};
+    const reload = async () => {
+      const rows = await auth("/v1/me/identities", { method: "GET" });
+      list.replaceChildren(...rows.map((i) => h("li", { "data-identity": i.id },
+        h("div", { class: "grow" }, h("span", { text: names[i.provider] || i.provider }), h("p", { class: "hint", text: i.email || i.subject })),
+        h("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${names[i.provider] || i.provider} sign-in`, onclick: async () => {
+          try { await auth(`/v1/me/identities/${i.id}`, { method: "DELETE" }); await reload(); announce("That provider no longer signs in to your account."); }
+          catch (err) { announce(message(err)); }
+        } }))));
+      if (!rows.length) list.append(h("li", { class: "hint", text: "No provider is linked." }));
+    };
+    const box = h("div", {}, list);
+    (async () => {
+      let all = [];
+      try { all = await providers(); } catch (_) { /* none offered */ }
+      for (const p of all) names[p.name] = p.display_name;
+      await reload();
+      if (!all.length) return;
+      const select = h("select", { id: "link-provider", name: "provider" }, all.map((p) => h("option", { value: p.name, text: p.display_name })));
+      box.append(form("Link a provider", [
+        h("label", { for: "link-provider", text: "Provider" }), select,
+        field("Password", { name: "current_password", type: "password", autocomplete: "current-password" }, "Your account's password, if it has one."),
+      ], "Link", async (v) => {
+        const body = { return_to: OAUTH_LANDING() };
+        if (v.current_password) body.current_password = v.current_password;
+        const res = await auth(`/v1/oauth/${encodeURIComponent(v.provider)}/link`, { body });
+        location.assign(res.authorize_url);
+      }));
+    })().catch((err) => announce(message(err)));
+    return box;
   }
 
   function signUp() {
@@ -464,6 +579,7 @@
       h("section", { "aria-labelledby": "s-sessions" }, h("h2", { id: "s-sessions", text: "Signed-in devices" }), sessions, everywhere),
       h("h2", { text: "Password" }), password,
       h("h2", { text: "Two-factor sign-in" }), mfaSection(authMe.mfa_enabled),
+      h("h2", { text: "Sign-in providers" }), identitiesSection(),
       h("h2", { text: "Email" }), h("p", {}, h("span", { class: "mono", text: authMe.email }), " ", h("span", { class: authMe.email_verified ? "badge" : "badge warn", text: authMe.email_verified ? "verified" : "unverified" })), email);
     await reloadSessions();
   }
@@ -533,6 +649,7 @@
       catch (err) { announce(`Not signed out: ${message(err)} Your session is still active; try again.`); }
     });
     window.addEventListener("hashchange", route);
+    if (location.pathname === "/account/oauth" && await oauthLanding()) return;
     const page = location.pathname.match(/^\/account\/(verify-email|reset-password|confirm-email)$/);
     if (page) return accountPage(page[1], new URLSearchParams(location.search).get("token"));
     // A reload: the refresh cookie, if any, brings the session back.

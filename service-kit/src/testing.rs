@@ -325,3 +325,63 @@ pub fn check_openapi_json(doc: &serde_json::Value) {
         }
     }
 }
+
+/// A real OpenID Connect provider for tests: `auth-service/tests/oidc-provider`
+/// (the certified `oidc-provider` package on Node.js; see its server.js for
+/// the accounts it signs in). Runs `npm ci` there first if needed. Answers
+/// the issuer URL and the process, which exits when the returned `Child`'s
+/// stdin closes (drop it, or let the test process end).
+///
+/// `None` when Node.js is not installed and `REQUIRE_OIDC_PROVIDER` is not
+/// 1 (CI sets it): the caller skips its test and says so.
+pub fn start_oidc_provider(
+    client_id: &str,
+    client_secret: &str,
+    default_account: Option<&str>,
+) -> Option<(String, std::process::Child)> {
+    use std::io::BufRead;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../auth-service/tests/oidc-provider");
+    let required = std::env::var("REQUIRE_OIDC_PROVIDER").as_deref() == Ok("1");
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !required,
+            "REQUIRE_OIDC_PROVIDER=1 but `node` is not installed"
+        );
+        eprintln!("SKIPPED: provider sign-in tests need Node.js (node) for auth-service/tests/oidc-provider");
+        return None;
+    }
+    if !dir.join("node_modules/oidc-provider").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let mut command = std::process::Command::new("node");
+    command
+        .arg("server.js")
+        .current_dir(&dir)
+        .env("CLIENT_ID", client_id)
+        .env("CLIENT_SECRET", client_secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(account) = default_account {
+        command.env("DEFAULT_ACCOUNT", account);
+    }
+    let mut child = command.spawn().expect("node starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the provider says where it listens");
+    let started: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let issuer = started["issuer"].as_str().expect("issuer").to_owned();
+    Some((issuer, child))
+}

@@ -233,9 +233,25 @@ async fn state_and_code_work_once_and_only_in_the_browser_that_started() {
 
 #[tokio::test]
 async fn return_to_stays_in_the_app_and_unknown_providers_are_404() {
-    let Some(app) = app_with_idp(&[]).await else {
+    let Some(issuer) = oidc_issuer() else { return };
+    // The same provider configured under a name for its host that its
+    // discovery document does not use: its issuer does not match, so it is
+    // not trusted (a document served for another issuer must not pass).
+    let twin_issuer = issuer.replace("127.0.0.1", "localhost");
+    let twin: Vec<(String, String)> = oidc_env("twin", &twin_issuer);
+    let mut extra: Vec<(&str, &str)> = twin.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    extra.push(("AUTH_OAUTH_PROVIDERS", "idp,twin"));
+    let Some(app) = app_with_idp(&extra).await else {
         return;
     };
+    let landed = browse(&browser(), &app.url("/v1/oauth/twin/authorize"))
+        .await
+        .expect("lands");
+    assert_eq!(landed, "http://app.test/#error=provider_unavailable");
+    assert!(
+        crate::helpers::captured_logs().contains(&format!("not the configured {twin_issuer}")),
+        "refused for the issuer, not for being unreachable"
+    );
     for evil in [
         "https://evil.test/",
         "http://app.test.evil.test/",

@@ -6,8 +6,6 @@
 //! redirects through them.
 
 use std::collections::HashMap;
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -31,46 +29,13 @@ pub fn oidc_issuer() -> Option<String> {
 }
 
 fn start_oidc_provider() -> Option<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
-    let required = std::env::var("REQUIRE_OIDC_PROVIDER").as_deref() == Ok("1");
-    let node = std::process::Command::new("node").arg("--version").output();
-    if node.is_err() {
-        assert!(
-            !required,
-            "REQUIRE_OIDC_PROVIDER=1 but `node` is not installed"
-        );
-        eprintln!("SKIPPED: provider sign-in tests need Node.js (node) for tests/oidc-provider");
-        return None;
-    }
-    if !dir.join("node_modules/oidc-provider").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
-    let mut child = std::process::Command::new("node")
-        .arg("server.js")
-        .current_dir(&dir)
-        .env("CLIENT_ID", CLIENT_ID)
-        .env("CLIENT_SECRET", CLIENT_SECRET)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("node starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the provider says where it listens");
-    let started: Value = serde_json::from_str(&line).expect("a JSON line");
+    let (issuer, child) =
+        service_kit::testing::start_oidc_provider(CLIENT_ID, CLIENT_SECRET, None)?;
     // Kept for the life of the test binary: when it exits, the provider's
     // stdin closes and it exits too.
     static CHILD: OnceLock<Mutex<std::process::Child>> = OnceLock::new();
     let _ = CHILD.set(Mutex::new(child));
-    Some(started["issuer"].as_str().expect("issuer").to_owned())
+    Some(issuer)
 }
 
 /// The auth service's variables for the OpenID Connect provider `name`.

@@ -117,7 +117,13 @@ impl Browser {
             Ok(el) => el,
             Err(e) => {
                 let source = self.web.source().await.unwrap_or_default();
-                panic!("waited for {path}: {e}\npage:\n{source}")
+                let url = self
+                    .web
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                panic!("waited for {path}: {e}\nat {url}; page:\n{source}")
             }
         }
     }
@@ -511,4 +517,92 @@ async fn web_app_refreshes_the_access_token_silently_before_expiry() {
     tokio::time::sleep(left).await;
     browser.add_task("After the first token expired", "").await;
     browser.close().await;
+}
+
+/// "Continue with …": the web app signs a new user in through a real OpenID
+/// Connect provider (oidc-provider, signing its default account in without
+/// a form), lists the identity under Security, refuses to remove the last
+/// way to sign in, and signs the same user in again after logging out.
+#[tokio::test]
+async fn web_app_signs_in_with_an_openid_connect_provider() {
+    let _serial = SERIAL.lock().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let account = unique_email("dana");
+    let (client_id, secret) = ("browser-test-client", "the browser test's client secret");
+    let Some((issuer, mut provider)) =
+        service_kit::testing::start_oidc_provider(client_id, secret, Some(&account))
+    else {
+        browser.close().await;
+        return;
+    };
+    let stack = Stack::start(
+        "browser-oidc",
+        &[
+            ("AUTH_OAUTH_PROVIDERS", "idp"),
+            ("AUTH_OAUTH_IDP_CLIENT_ID", client_id),
+            ("AUTH_OAUTH_IDP_CLIENT_SECRET", secret),
+            ("AUTH_OAUTH_IDP_ISSUER", &issuer),
+            ("AUTH_OAUTH_IDP_DISPLAY_NAME", "Test OIDC"),
+        ],
+        &[],
+    )
+    .await;
+    let app = stack.main.url();
+
+    browser.goto(&app).await;
+    browser.heading("Sign in").await;
+    browser
+        .wait_for("//button[normalize-space()='Continue with Test OIDC']")
+        .await;
+    browser.shot("10-sign-in-with-a-provider").await;
+    browser.click("Continue with Test OIDC").await;
+    browser.heading("Your tasks").await;
+    // The one-time code has left the address bar.
+    let url = browser.web.current_url().await.unwrap();
+    assert_eq!((url.path(), url.fragment()), ("/", Some("tasks")), "{url}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = stack.sync_health().await;
+        if health["local_user_count"] == 1 && health["difference"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never got the user: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Security lists the provider; the account has no password, so its
+    // only identity cannot be removed, and the page says why.
+    browser.goto(&format!("{app}/#security")).await;
+    browser.heading("Security").await;
+    let identity = format!(
+        "//ul[@aria-label='Linked sign-in providers']/li[.//span[normalize-space()='Test OIDC'] and .//p[normalize-space()='{account}']]"
+    );
+    browser.wait_for(&identity).await;
+    browser
+        .eval("document.querySelector(\"[aria-label='Linked sign-in providers']\").scrollIntoView(); return 0")
+        .await;
+    browser.shot("11-sign-in-providers").await;
+    browser.click("Remove").await;
+    browser
+        .wait_for(
+            "//*[@id='status' and contains(normalize-space(), 'This is your last way to sign in')]",
+        )
+        .await;
+    browser.wait_for(&identity).await;
+
+    // Signed out and back in through the button: the same account.
+    browser.click("Log out").await;
+    browser.heading("Sign in").await;
+    browser.click("Continue with Test OIDC").await;
+    browser.heading("Your tasks").await;
+    assert_eq!(stack.sync_health().await["local_user_count"], 1);
+
+    browser.close().await;
+    let _ = provider.kill();
+    let _ = provider.wait();
 }

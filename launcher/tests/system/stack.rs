@@ -83,7 +83,11 @@ impl Stack {
         // Retries start at 100 ms so a restarted receiver is found quickly.
         // The main backend's web app may use cookie mode, as in development.
         let app_url = format!("http://127.0.0.1:{main_port}");
+        // Where browsers reach the auth service: a provider sends them back
+        // to its callback there.
+        let auth_public = format!("http://127.0.0.1:{auth_port}");
         let mut auth_env = vec![
+            ("AUTH_PUBLIC_URL", auth_public.as_str()),
             ("AUTH_WEBHOOK_BACKOFF_MS", "100"),
             ("AUTH_APP_URL", &app_url),
             ("CORS_ALLOWED_ORIGINS", &app_url),

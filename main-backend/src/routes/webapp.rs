@@ -15,8 +15,9 @@ const INDEX: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/app.js");
 const STYLE: &str = include_str!("../../web/app.css");
 
-/// The pages mail links open (`{AUTH_APP_URL}/account/{page}?token=`).
-const ACCOUNT_PAGES: &[&str] = &["verify-email", "reset-password", "confirm-email"];
+/// The pages mail links open (`{AUTH_APP_URL}/account/{page}?token=`),
+/// and where a provider sign-in returns (`/account/oauth#code=`).
+const ACCOUNT_PAGES: &[&str] = &["verify-email", "reset-password", "confirm-email", "oauth"];
 
 /// Headers every asset carries: revalidate (a new binary serves new
 /// assets), no sniffing, no framing, and no Referer — the account pages'
@@ -51,7 +52,7 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
     page(&state)
 }
 
-#[utoipa::path(get, path = "/account/{page}", tag = "web app", params(("page" = String, Path, description = "verify-email, reset-password or confirm-email")), responses((status = 200, description = "A mail link's page", body = String, content_type = "text/html")), security(()))]
+#[utoipa::path(get, path = "/account/{page}", tag = "web app", params(("page" = String, Path, description = "verify-email, reset-password, confirm-email or oauth")), responses((status = 200, description = "A mail link's page, or a provider sign-in's way back", body = String, content_type = "text/html")), security(()))]
 pub async fn account(
     state: web::Data<AppState>,
     path: web::Path<String>,
