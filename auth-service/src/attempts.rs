@@ -140,11 +140,22 @@ pub enum ReauthError {
     Refused,
     #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
     TooMany { retry_after: u64 },
+    /// The account has no password to ask, and the session was not signed
+    /// in recently enough (`fresh_session`).
+    #[error("sign in again (this session is older than 10 minutes) to make this change")]
+    StaleSession,
     #[error(transparent)]
     Fault(#[from] Fault),
 }
 
 faults!(ReauthError);
+
+/// An account without a password (made by a provider sign-in) may make a
+/// change that would otherwise ask for it from a session signed in this
+/// recently.
+pub fn fresh_session() -> Duration {
+    Duration::minutes(10)
+}
 
 impl From<AttemptError> for ReauthError {
     fn from(e: AttemptError) -> Self {
@@ -210,6 +221,39 @@ impl AppState {
             tracing::warn!(%user_id, session_id = %auth.session_id, "session revoked after too many failed re-authentications");
         }
         Err(ReauthError::Refused)
+    }
+
+    /// The account's password asked again when it has one
+    /// (`reauthenticate_password`; a missing one is refused without being
+    /// counted); an account without a password instead needs a session
+    /// signed in within `fresh_session()`. `Some(attempt)` to settle when a
+    /// password was checked.
+    pub(crate) async fn reauthenticate_account(
+        &self,
+        client: &ClientInfo,
+        auth: &AuthenticatedUser,
+        audit_kind: &str,
+        password: Option<String>,
+        detail: &'static str,
+    ) -> Result<Option<Attempt>, ReauthError> {
+        if auth.user.password_hash().is_some() {
+            let Some(password) = password else {
+                return Err(ReauthError::Refused);
+            };
+            return self
+                .reauthenticate_password(client, auth, audit_kind, password, detail)
+                .await
+                .map(Some);
+        }
+        let now = db::now();
+        let mut pooled = self.db.get().await?;
+        let session = sessions::find_active_with_user(&mut pooled.conn(), auth.session_id, now)
+            .await
+            .map_err(Fault::from)?;
+        if session.is_none_or(|(s, _)| s.created_at.0 < now - fresh_session()) {
+            return Err(ReauthError::StaleSession);
+        }
+        Ok(None)
     }
 
     /// `reauthenticate` with the account's password as the secret (a

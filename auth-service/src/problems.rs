@@ -115,6 +115,9 @@ impl From<MfaError> for ApiError {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
             MfaError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
+            MfaError::StaleSession => {
+                ApiError::unauthorized("reauthentication_required", e.to_string())
+            }
             MfaError::Fault(f) => f.into(),
         }
     }
@@ -151,7 +154,7 @@ impl From<OAuthError> for ApiError {
                 ApiError::unauthorized("mfa_required", e.to_string())
             }
             OAuthError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
-            OAuthError::WrongPassword | OAuthError::PasswordRequired => {
+            OAuthError::WrongPassword => {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
             OAuthError::StaleSession => {

@@ -39,6 +39,16 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// From latencies in microseconds (any order).
+    pub fn of(mut latencies: Vec<u64>, errors: usize, elapsed: Duration) -> Self {
+        latencies.sort_unstable();
+        Self {
+            latencies,
+            errors,
+            elapsed,
+        }
+    }
+
     pub fn rps(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -227,12 +237,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let system = System::new(&dir)?;
     let dbs = Databases::create(&dir, args.postgres.as_deref()).await?;
     let (auth_port, main_port) = (Port::new()?, Port::new()?);
+    // A sign-in provider for the provider figures (`bench_oauth`).
+    let hub = crate::bench_oauth::provider().await;
+    let oauth_env = crate::bench_oauth::env(&hub, &format!("http://127.0.0.1:{auth_port}"));
+    let oauth_env: Vec<(&str, &str)> = oauth_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut auth = system.auth(
         "auth",
         auth_port,
         &dbs.auth,
         &format!("http://127.0.0.1:{main_port}/webhooks/auth"),
-        &[],
+        &oauth_env,
     )?;
     auth.ready(Duration::from_secs(60)).await?;
     let mut main = system.main(
@@ -257,6 +274,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let outcome = phases(&run).await;
     drop(run);
+    drop(hub);
     dbs.drop_all().await;
     let _ = std::fs::remove_dir_all(&dir);
     let body = outcome?;
@@ -542,6 +560,7 @@ async fn auth_phases(run: &Run) -> anyhow::Result<String> {
 
     let login_ratio = login.rps() / limit;
     let register_ratio = register.rps() / limit;
+    let providers = crate::bench_oauth::section(run, login.pct(0.5)).await?;
     Ok(format!(
         "## Login and registration against the argon2 limit\n\n\
          | figure | value | goal |\n|---|---|---|\n\
@@ -565,7 +584,7 @@ async fn auth_phases(run: &Run) -> anyhow::Result<String> {
          Each introspection verifies the JWT (Ed25519) and reads the session and user from the database, so a\n\
          logout or lock is seen by the very next call. A service token costs one indexed read of its hash\n\
          (so revoke-all holds at once on every replica) and no write: its use is counted in memory and\n\
-         written in batches every 2 s.\n\n",
+         written in batches every 2 s.\n\n{providers}",
         tasks = 4 * cores(),
         lrps = login.rps(),
         lerr = login.errors,

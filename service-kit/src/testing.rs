@@ -326,6 +326,8 @@ pub fn check_openapi_json(doc: &serde_json::Value) {
     }
 }
 
+pub mod hub;
+
 /// A real OpenID Connect provider for tests: `auth-service/tests/oidc-provider`
 /// (the certified `oidc-provider` package on Node.js; see its server.js for
 /// the accounts it signs in). Runs `npm ci` there first if needed. Answers

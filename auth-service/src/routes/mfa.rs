@@ -14,9 +14,12 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     code: String,
-    /// The account's password: a stolen session alone must not enroll its
-    /// own second factor.
-    password: String,
+    /// The account's password, required when it has one: a stolen session
+    /// alone must not enroll its own second factor. An account made by a
+    /// provider sign-in has none and needs a session signed in within the
+    /// last 10 minutes instead.
+    #[serde(default)]
+    password: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -211,9 +211,15 @@ pub async fn link(
     client: ClientInfo,
     auth: AuthenticatedUser,
     path: web::Path<String>,
-    body: Option<service_kit::http::Json<LinkRequest>>,
+    body: web::Bytes,
 ) -> Result<web::Json<LinkResponse>, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    // The body is optional, but one that is sent must be a valid request
+    // (an `Option` extractor would quietly drop a malformed one).
+    let body: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LinkRequest::default()
+    } else {
+        service_kit::http::parse_json_object(&body)?
+    };
     let authorize_url = oauth::start_link(
         &state,
         &client,

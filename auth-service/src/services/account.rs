@@ -46,7 +46,9 @@ faults!(AccountError);
 impl From<ReauthError> for AccountError {
     fn from(e: ReauthError) -> Self {
         match e {
-            ReauthError::Refused => Self::WrongPassword,
+            // These changes always ask for the password (an account
+            // without one sets it through a reset first).
+            ReauthError::Refused | ReauthError::StaleSession => Self::WrongPassword,
             ReauthError::TooMany { retry_after } => Self::TooManyAttempts { retry_after },
             ReauthError::Fault(f) => Self::Fault(f),
         }

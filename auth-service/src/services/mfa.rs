@@ -37,6 +37,9 @@ pub enum MfaError {
     WrongPasswordOrCode,
     #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
     TooManyAttempts { retry_after: u64 },
+    /// Enabling on an account without a password: from a fresh session only.
+    #[error("sign in again (this session is older than 10 minutes) to turn on two-factor sign-in")]
+    StaleSession,
     #[error(transparent)]
     Fault(#[from] Fault),
 }
@@ -49,6 +52,7 @@ lockout_errors!(MfaError);
 fn reauth(e: ReauthError, refused: MfaError) -> MfaError {
     match e {
         ReauthError::Refused => refused,
+        ReauthError::StaleSession => MfaError::StaleSession,
         ReauthError::TooMany { retry_after } => MfaError::TooManyAttempts { retry_after },
         ReauthError::Fault(f) => MfaError::Fault(f),
     }
@@ -90,7 +94,7 @@ pub async fn enable(
     client: &ClientInfo,
     auth: &AuthenticatedUser,
     code: &str,
-    password: String,
+    password: Option<String>,
 ) -> Result<RecoveryCodes, MfaError> {
     let user = &auth.user;
     let user_id = user.id.0;
@@ -108,8 +112,10 @@ pub async fn enable(
         .ok_or(MfaError::Unreadable)?;
     let step =
         mfa::matching_step(&secret, code.trim(), mfa::unix_now()).ok_or(MfaError::CodeMismatch)?;
+    // The password when the account has one; an account made by a
+    // provider sign-in has none, and needs a freshly signed-in session.
     let attempt = state
-        .reauthenticate_password(
+        .reauthenticate_account(
             client,
             auth,
             kind::MFA_ENABLED,
@@ -127,7 +133,9 @@ pub async fn enable(
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let result = transaction!(conn, |tx| -> MfaError {
-        attempt.passed(state, tx).await?;
+        if let Some(attempt) = &attempt {
+            attempt.passed(state, tx).await?;
+        }
         if !mfa_db::enable(tx, user_id, step, now).await? {
             return Err(MfaError::AlreadyEnabled);
         }
@@ -153,7 +161,10 @@ pub async fn enable(
         .await?;
         Ok(())
     });
-    attempt.settle(state, result).await?;
+    match attempt {
+        Some(attempt) => attempt.settle(state, result).await?,
+        None => result?,
+    }
     state.outbox.wake();
     state.mail.wake();
     Ok(RecoveryCodes {

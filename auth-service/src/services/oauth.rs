@@ -55,11 +55,6 @@ pub fn code_ttl() -> Duration {
 pub fn link_ttl() -> Duration {
     Duration::minutes(5)
 }
-/// An account without a password may link a provider from a session this
-/// young (it has no password to ask for again).
-fn fresh_session() -> Duration {
-    Duration::minutes(10)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -85,10 +80,8 @@ pub enum OAuthError {
     WrongSecondFactor,
     #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
     TooManyAttempts { retry_after: u64 },
-    #[error("current_password is incorrect")]
+    #[error("current_password is missing or incorrect (an account with a password must send it to link a provider)")]
     WrongPassword,
-    #[error("linking a provider to an account with a password needs current_password")]
-    PasswordRequired,
     #[error("sign in again (this session is older than 10 minutes) to link a provider")]
     StaleSession,
     #[error("no such identity")]
@@ -109,6 +102,7 @@ impl From<ReauthError> for OAuthError {
     fn from(e: ReauthError) -> Self {
         match e {
             ReauthError::Refused => Self::WrongPassword,
+            ReauthError::StaleSession => Self::StaleSession,
             ReauthError::TooMany { retry_after } => Self::TooManyAttempts { retry_after },
             ReauthError::Fault(f) => Self::Fault(f),
         }
@@ -753,33 +747,15 @@ pub async fn start_link(
         expires_at: DbTime(now + link_ttl()),
         created_at: DbTime(now),
     };
-    let attempt = match (auth.user.password_hash().is_some(), current_password) {
-        (true, None) => return Err(OAuthError::PasswordRequired),
-        (true, Some(password)) => Some(
-            state
-                .reauthenticate_password(
-                    client,
-                    auth,
-                    kind::IDENTITY_LINKED,
-                    password,
-                    "wrong current password",
-                )
-                .await?,
-        ),
-        (false, _) => {
-            let mut pooled = state.db.get().await?;
-            let session = crate::db::sessions::find_active_with_user(
-                &mut pooled.conn(),
-                auth.session_id,
-                now,
-            )
-            .await?;
-            if session.is_none_or(|(s, _)| s.created_at.0 < now - fresh_session()) {
-                return Err(OAuthError::StaleSession);
-            }
-            None
-        }
-    };
+    let attempt = state
+        .reauthenticate_account(
+            client,
+            auth,
+            kind::IDENTITY_LINKED,
+            current_password,
+            "wrong current password",
+        )
+        .await?;
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let result = transaction!(conn, |tx| -> OAuthError {

@@ -247,11 +247,12 @@ async fn a_stolen_session_cannot_enroll_its_own_factor() {
     let res = app.post_bearer("/v1/mfa/totp/setup", token, None).await;
     let setup: TotpSetup = res.json().await.expect("setup");
     let code = || code_at(&setup.secret, now()).expect("code");
-    // Without the password: refused before anything is enrolled.
+    // Without the password (the account has one): refused before anything
+    // is enrolled, and not counted (the three guesses below still lock).
     let res = app
         .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": code()})))
         .await;
-    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     for _ in 0..3 {
         let res = app
             .post_bearer(

@@ -368,7 +368,7 @@ async fn an_existing_account_is_linked_only_when_both_sides_verified_the_address
 #[tokio::test]
 async fn a_signed_in_user_links_with_the_password_and_unlinks_down_to_the_last_method() {
     let Some(issuer) = oidc_issuer() else { return };
-    let hub = Hub::start().await;
+    let hub = Hub::start(crate::providers::CLIENT_ID, crate::providers::CLIENT_SECRET).await;
     let mut env: Vec<(String, String)> = oidc_env("idp", &issuer);
     env.extend(hub.env("hub", true));
     env.push(("AUTH_OAUTH_PROVIDERS".into(), "idp,hub".into()));
@@ -572,9 +572,9 @@ async fn a_signed_in_user_links_with_the_password_and_unlinks_down_to_the_last_m
 
 #[tokio::test]
 async fn github_shaped_providers_need_a_verified_address_from_the_emails_endpoint() {
-    let hub = Hub::start().await;
+    let hub = Hub::start(crate::providers::CLIENT_ID, crate::providers::CLIENT_SECRET).await;
     let mut env = hub.env("hub", true);
-    let without = Hub::start().await;
+    let without = Hub::start(crate::providers::CLIENT_ID, crate::providers::CLIENT_SECRET).await;
     env.extend(without.env("bare", false));
     env.push(("AUTH_OAUTH_PROVIDERS".into(), "hub,bare".into()));
     env.push(("AUTH_APP_URL".into(), APP_URL.into()));
@@ -670,7 +670,7 @@ async fn github_shaped_providers_need_a_verified_address_from_the_emails_endpoin
 
 #[tokio::test]
 async fn a_provider_that_is_down_slow_or_refusing_is_an_error_in_the_fragment() {
-    let hub = Hub::start().await;
+    let hub = Hub::start(crate::providers::CLIENT_ID, crate::providers::CLIENT_SECRET).await;
     hub.sign_in_as(HubUser {
         id: 1,
         login: "gus".into(),
@@ -853,4 +853,59 @@ async fn provider_accounts_follow_the_allowed_email_domains() {
     )
     .await;
     assert_eq!(done["created"], true);
+}
+
+#[tokio::test]
+async fn a_malformed_link_request_is_a_problem_not_a_guess() {
+    let Some(app) = app_with_idp(&[]).await else {
+        return;
+    };
+    let reg = app.register(&email()).await;
+    for (body, status) in [
+        (
+            r#"{"current_password": 5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (r#"{"nope": true}"#, StatusCode::UNPROCESSABLE_ENTITY),
+        ("[]", StatusCode::UNPROCESSABLE_ENTITY),
+        ("{", StatusCode::BAD_REQUEST),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/v1/oauth/idp/link"))
+            .bearer_auth(&reg.tokens.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), status, "{body}");
+    }
+}
+
+/// An account made by a provider has no password to ask: it turns on TOTP
+/// from its fresh session, and its next provider sign-in needs the code.
+#[tokio::test]
+async fn an_account_without_a_password_turns_on_totp_from_a_fresh_session() {
+    let Some(app) = app_with_idp(&[]).await else {
+        return;
+    };
+    let account = email();
+    let done = sign_in_with_idp(&app, &account).await;
+    let token = done["tokens"]["access_token"].as_str().expect("token");
+    let setup: Value = app
+        .post_bearer("/v1/mfa/totp/setup", token, None)
+        .await
+        .json()
+        .await
+        .expect("setup");
+    let secret = setup["secret"].as_str().expect("secret");
+    let code = code_at(secret, now()).expect("code");
+    let res = app
+        .post_bearer("/v1/mfa/totp/enable", token, Some(&json!({"code": code})))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let landed = provider_sign_in(&app, "idp", &account).await;
+    let res = exchange(&app, &fragment(&landed, "code").expect("code"), None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
 }
