@@ -346,13 +346,7 @@ impl Providers {
         challenge: &Challenge,
         login_hint: Option<&str>,
     ) -> Result<String, ProviderError> {
-        let (auth_url, _) = self.endpoints(provider).await?;
-        let client = code_client(
-            provider,
-            &auth_url,
-            &self.token_url(provider).await?,
-            redirect_uri,
-        )?;
+        let client = self.code_client(provider, redirect_uri).await?;
         let state = challenge.state.clone();
         let mut request = client
             .authorize_url(move || CsrfToken::new(state))
@@ -377,13 +371,7 @@ impl Providers {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<Asserted, ProviderError> {
-        let (auth_url, _) = self.endpoints(provider).await?;
-        let client = code_client(
-            provider,
-            &auth_url,
-            &self.token_url(provider).await?,
-            redirect_uri,
-        )?;
+        let client = self.code_client(provider, redirect_uri).await?;
         let answer = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
@@ -422,7 +410,9 @@ impl Providers {
                 subject_field,
                 ..
             } => {
-                let info = self.get_json(userinfo_url, &tokens.access_token).await?;
+                let info = self
+                    .get_json(userinfo_url, Some(&tokens.access_token))
+                    .await?;
                 let subject = match info.get(subject_field.as_str()) {
                     Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
                     Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -471,7 +461,7 @@ impl Providers {
             verified: bool,
         }
         let listed: Vec<Listed> =
-            serde_json::from_value(self.get_json(url, access_token).await?)
+            serde_json::from_value(self.get_json(url, Some(access_token)).await?)
                 .map_err(|e| ProviderError::Unavailable(format!("emails endpoint answer: {e}")))?;
         let verified: Vec<&Listed> = listed.iter().filter(|l| l.verified).collect();
         let pick = public
@@ -503,7 +493,7 @@ impl Providers {
         // userinfo, for the same subject.
         if email.is_none() {
             if let Some(url) = &discovered.userinfo_endpoint {
-                let info = self.get_json(url, &tokens.access_token).await?;
+                let info = self.get_json(url, Some(&tokens.access_token)).await?;
                 if info.get("sub").and_then(|v| v.as_str()) != Some(claims.sub.as_str()) {
                     return Err(ProviderError::InvalidIdToken(
                         "userinfo is about another subject".into(),
@@ -551,25 +541,31 @@ impl Providers {
         Ok((claims, discovered))
     }
 
+    /// GETs JSON from the provider, with its access token when given. A
+    /// 4xx to a request carrying the token is the provider refusing it;
+    /// anything else that fails means the provider is unavailable.
     async fn get_json(
         &self,
         url: &str,
-        access_token: &str,
+        access_token: Option<&str>,
     ) -> Result<serde_json::Value, ProviderError> {
-        let answer = self
+        let mut request = self
             .http
             .get(url)
-            .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = access_token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
         let status = answer.status();
-        if status.is_server_error() {
-            return Err(ProviderError::Unavailable(format!("{url}: {status}")));
+        if status.is_client_error() && access_token.is_some() {
+            return Err(ProviderError::Refused(format!("{url}: {status}")));
         }
         if !status.is_success() {
-            return Err(ProviderError::Refused(format!("{url}: {status}")));
+            return Err(ProviderError::Unavailable(format!("{url}: {status}")));
         }
         answer
             .json()
@@ -577,28 +573,25 @@ impl Providers {
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))
     }
 
-    /// The authorization endpoint and whether the provider speaks OIDC.
-    async fn endpoints(&self, provider: &Provider) -> Result<(String, bool), ProviderError> {
-        match &provider.settings.protocol {
-            Protocol::OpenIdConnect { .. } => Ok((
-                self.discovered(provider, false)
-                    .await?
-                    .authorization_endpoint,
-                true,
-            )),
-            Protocol::OAuth2 {
-                authorization_url, ..
-            } => Ok((authorization_url.clone(), false)),
-        }
-    }
-
-    async fn token_url(&self, provider: &Provider) -> Result<String, ProviderError> {
-        match &provider.settings.protocol {
+    /// The code flow's client for `provider`: its endpoints from
+    /// configuration, or from discovery for OpenID Connect.
+    async fn code_client(
+        &self,
+        provider: &Provider,
+        redirect_uri: &str,
+    ) -> Result<CodeClient, ProviderError> {
+        let (auth_url, token_url) = match &provider.settings.protocol {
             Protocol::OpenIdConnect { .. } => {
-                Ok(self.discovered(provider, false).await?.token_endpoint)
+                let d = self.discovered(provider, false).await?;
+                (d.authorization_endpoint, d.token_endpoint)
             }
-            Protocol::OAuth2 { token_url, .. } => Ok(token_url.clone()),
-        }
+            Protocol::OAuth2 {
+                authorization_url,
+                token_url,
+                ..
+            } => (authorization_url.clone(), token_url.clone()),
+        };
+        code_client(provider, &auth_url, &token_url, redirect_uri)
     }
 
     /// Discovery and keys: cached, or fetched when absent, stale or
@@ -654,23 +647,9 @@ impl Providers {
         Ok(d)
     }
 
+    /// A public document of the provider (discovery, keys).
     async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ProviderError> {
-        let answer = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-        if !answer.status().is_success() {
-            return Err(ProviderError::Unavailable(format!(
-                "{url}: {}",
-                answer.status()
-            )));
-        }
-        answer
-            .json()
-            .await
+        serde_json::from_value(self.get_json(url, None).await?)
             .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))
     }
 }

@@ -114,3 +114,20 @@ pub fn audit(
         created_at: DbTime(crate::db::now()),
     }
 }
+
+/// Audits a sign-in refused because an administrator locked the account.
+pub async fn audit_locked_refusal(
+    conn: &mut crate::db::Conn<'_>,
+    client: &ClientInfo,
+    user_id: Uuid,
+) -> Result<(), Fault> {
+    let refused = audit(
+        crate::db::events::kind::LOGIN_FAILED,
+        Some(user_id),
+        client,
+        false,
+        Some("account locked"),
+    );
+    crate::db::events::record(conn, &refused).await?;
+    Ok(())
+}

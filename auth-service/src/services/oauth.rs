@@ -145,6 +145,30 @@ impl AppState {
             .seal_text(format!("oauth_flows:{kind}:{id}").as_bytes(), &json))
     }
 
+    /// The row of a new flow secret: stored by its hash, its data sealed,
+    /// expiring `ttl` from now.
+    fn flow_row(
+        &self,
+        kind: &str,
+        secret: &str,
+        provider: &str,
+        user_id: Option<DbUuid>,
+        ttl: Duration,
+        data: &impl Serialize,
+    ) -> Result<Flow, Fault> {
+        let id = hash_token(secret);
+        let now = db::now();
+        Ok(Flow {
+            data: self.seal_flow(kind, &id, data)?,
+            id,
+            kind: kind.into(),
+            provider: provider.to_owned(),
+            user_id,
+            expires_at: DbTime(now + ttl),
+            created_at: DbTime(now),
+        })
+    }
+
     fn open_flow<T: DeserializeOwned>(&self, flow: &Flow) -> Option<T> {
         let aad = format!("oauth_flows:{}:{}", flow.kind, flow.id);
         let plain = self
@@ -253,22 +277,20 @@ pub async fn begin(
             });
         }
     };
-    let id = hash_token(&challenge.state);
     let data = StateData {
         pkce_verifier: challenge.pkce_verifier.clone(),
         nonce: challenge.nonce.clone(),
         return_to,
         binding_hash: hash_token(&binding),
     };
-    let row = Flow {
-        data: state.seal_flow(flow::STATE, &id, &data)?,
-        id,
-        kind: flow::STATE.into(),
-        provider: name.to_owned(),
-        user_id: linking,
-        expires_at: DbTime(now + state_ttl()),
-        created_at: DbTime(now),
-    };
+    let row = state.flow_row(
+        flow::STATE,
+        &challenge.state,
+        name,
+        linking,
+        state_ttl(),
+        &data,
+    )?;
     identities::put_flow(conn, &row, now).await?;
     Ok(Begun { location, binding })
 }
@@ -368,16 +390,7 @@ pub async fn callback(
         );
     }
     let one_time = random_token();
-    let id = hash_token(&one_time);
-    let row = Flow {
-        data: state.seal_flow(flow::CODE, &id, &asserted)?,
-        id,
-        kind: flow::CODE.into(),
-        provider: name.to_owned(),
-        user_id: None,
-        expires_at: DbTime(now + code_ttl()),
-        created_at: DbTime(now),
-    };
+    let row = state.flow_row(flow::CODE, &one_time, name, None, code_ttl(), &asserted)?;
     let mut pooled = state.db.get().await?;
     identities::put_flow(&mut pooled.conn(), &row, now).await?;
     Ok(with_fragment(&data.return_to, "code", &one_time))
@@ -687,14 +700,7 @@ async fn second_factor_gate(
     totp_code: Option<&str>,
 ) -> Result<Option<Attempt>, OAuthError> {
     if user.account_locked {
-        let refused = audit(
-            kind::LOGIN_FAILED,
-            Some(user.id.0),
-            client,
-            false,
-            Some("account locked"),
-        );
-        events::record(conn, &refused).await?;
+        super::audit_locked_refusal(conn, client, user.id.0).await?;
         return Err(OAuthError::AccountLocked);
     }
     if !user.mfa_enabled {
@@ -706,19 +712,10 @@ async fn second_factor_gate(
     let attempt = state
         .reserve(client, &user.email, Some(user.id.0), kind::LOGIN_FAILED)
         .await?;
-    if !second_factor::check(state, conn, user.id.0, code).await? {
-        attempt
-            .failed(
-                state,
-                client,
-                Some(user.id.0),
-                kind::LOGIN_FAILED,
-                "invalid second factor",
-            )
-            .await?;
-        return Err(OAuthError::WrongSecondFactor);
+    match second_factor::check_in_slot(state, client, conn, user.id.0, code, attempt).await? {
+        Some(attempt) => Ok(Some(attempt)),
+        None => Err(OAuthError::WrongSecondFactor),
     }
-    Ok(Some(attempt))
 }
 
 /// Starts linking `provider` to the signed-in caller: answers the URL the
@@ -736,17 +733,15 @@ pub async fn start_link(
     let name = state.provider(provider)?.settings.name.clone();
     let return_to = state.check_return_to(return_to)?;
     let ticket = random_token();
-    let id = hash_token(&ticket);
+    let row = state.flow_row(
+        flow::LINK,
+        &ticket,
+        &name,
+        Some(auth.user.id),
+        link_ttl(),
+        &LinkData { return_to },
+    )?;
     let now = db::now();
-    let row = Flow {
-        data: state.seal_flow(flow::LINK, &id, &LinkData { return_to })?,
-        id,
-        kind: flow::LINK.into(),
-        provider: name.clone(),
-        user_id: Some(auth.user.id),
-        expires_at: DbTime(now + link_ttl()),
-        created_at: DbTime(now),
-    };
     let attempt = state
         .reauthenticate_account(
             client,

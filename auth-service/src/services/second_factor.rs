@@ -4,7 +4,10 @@
 use uuid::Uuid;
 
 use super::Fault;
+use crate::attempts::Attempt;
+use crate::db::events::kind;
 use crate::db::{self, mfa as mfa_db, Conn};
+use crate::extractors::ClientInfo;
 use crate::mfa;
 use crate::tokens::hash_token;
 use crate::AppState;
@@ -38,4 +41,30 @@ pub async fn check(
         return Ok(false);
     }
     Ok(mfa_db::spend_recovery_code(conn, user_id, &hash_token(&normalized), db::now()).await?)
+}
+
+/// `check` inside the lockout slot a sign-in took for the user's email: a
+/// wrong code is counted as a failed sign-in (and may lock). Answers the
+/// slot back when the code was right, to settle with the sign-in.
+pub async fn check_in_slot(
+    state: &AppState,
+    client: &ClientInfo,
+    conn: &mut Conn<'_>,
+    user_id: Uuid,
+    code: &str,
+    attempt: Attempt,
+) -> Result<Option<Attempt>, Fault> {
+    if check(state, conn, user_id, code).await? {
+        return Ok(Some(attempt));
+    }
+    attempt
+        .failed(
+            state,
+            client,
+            Some(user_id),
+            kind::LOGIN_FAILED,
+            "invalid second factor",
+        )
+        .await?;
+    Ok(None)
 }

@@ -100,7 +100,7 @@ async fn check_and_start(
         |e| e.as_str().to_owned(),
     );
     // The slot comes first: no password or code is checked outside one.
-    let attempt = state
+    let mut attempt = state
         .reserve(client, &email_key, None, kind::LOGIN_FAILED)
         .await?;
     let user = match &email {
@@ -136,14 +136,7 @@ async fn check_and_start(
     let conn = &mut pooled.conn();
     if user.account_locked {
         attempt.released(state).await?;
-        let refused = audit(
-            kind::LOGIN_FAILED,
-            Some(user.id.0),
-            client,
-            false,
-            Some("account locked"),
-        );
-        events::record(conn, &refused).await?;
+        super::audit_locked_refusal(conn, client, user.id.0).await?;
         return Err(SignInError::AccountLocked);
     }
     if user.mfa_enabled {
@@ -152,18 +145,13 @@ async fn check_and_start(
             attempt.released(state).await?;
             return Err(SignInError::MfaRequired);
         };
-        if !second_factor::check(state, conn, user.id.0, code).await? {
-            attempt
-                .failed(
-                    state,
-                    client,
-                    Some(user.id.0),
-                    kind::LOGIN_FAILED,
-                    "invalid second factor",
-                )
-                .await?;
+        // A wrong code is counted in the slot; a right one hands it back.
+        let Some(kept) =
+            second_factor::check_in_slot(state, client, conn, user.id.0, code, attempt).await?
+        else {
             return Err(SignInError::WrongSecondFactor);
-        }
+        };
+        attempt = kept;
     }
     let now = db::now();
     let result = transaction!(conn, |tx| -> SignInError {

@@ -437,17 +437,12 @@ async fn a_signed_in_user_links_with_the_password_and_unlinks_down_to_the_last_m
 
     // Someone else cannot link the same provider account.
     let bob = app.register(&email()).await;
-    let res = app
-        .post_bearer(
-            "/v1/oauth/idp/link",
-            &bob.tokens.access_token,
-            Some(&json!({"current_password": PASSWORD})),
-        )
-        .await;
-    let url = res.json::<Value>().await.expect("json")["authorize_url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+    let url = link_url(
+        &app,
+        &bob.tokens.access_token,
+        json!({"current_password": PASSWORD}),
+    )
+    .await;
     let landed = browse(
         &browser(),
         &format!("{url}&login_hint={}", other_address.replace('@', "%40")),
@@ -711,17 +706,7 @@ async fn a_provider_that_is_down_slow_or_refusing_is_an_error_in_the_fragment() 
     // The provider refuses (the user said no): the state is checked first,
     // then the error passed on.
     let b = browser();
-    let res = b
-        .get(app.url("/v1/oauth/hub/authorize"))
-        .send()
-        .await
-        .expect("start");
-    let to = reqwest::Url::parse(res.headers()["location"].to_str().expect("ascii")).expect("url");
-    let state: String = to
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .expect("state");
+    let state = started_state(&app, &b, "hub").await;
     let res = b
         .get(app.url(&format!(
             "/v1/oauth/hub/callback?error=access_denied&state={state}"
@@ -735,17 +720,7 @@ async fn a_provider_that_is_down_slow_or_refusing_is_an_error_in_the_fragment() 
         "http://app.test/#error=access_denied"
     );
     // A forged code with a good state: the provider refuses it.
-    let res = b
-        .get(app.url("/v1/oauth/hub/authorize"))
-        .send()
-        .await
-        .expect("start");
-    let to = reqwest::Url::parse(res.headers()["location"].to_str().expect("ascii")).expect("url");
-    let state: String = to
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .expect("state");
+    let state = started_state(&app, &b, "hub").await;
     let res = b
         .get(app.url(&format!("/v1/oauth/hub/callback?code=forged&state={state}")))
         .send()
@@ -764,17 +739,12 @@ async fn a_user_with_totp_still_needs_the_code_and_wrong_codes_count() {
     };
     let (address, reg, secret, _) = crate::mfa::user_with_totp(&app).await;
     // Link the provider account (the password is asked again).
-    let res = app
-        .post_bearer(
-            "/v1/oauth/idp/link",
-            &reg.tokens.access_token,
-            Some(&json!({"current_password": PASSWORD})),
-        )
-        .await;
-    let url = res.json::<Value>().await.expect("json")["authorize_url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+    let url = link_url(
+        &app,
+        &reg.tokens.access_token,
+        json!({"current_password": PASSWORD}),
+    )
+    .await;
     let hint = format!("totp-{address}");
     let landed = browse(
         &browser(),
@@ -833,6 +803,34 @@ async fn a_user_with_totp_still_needs_the_code_and_wrong_codes_count() {
     .await;
     assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     assert!(address.contains('@'));
+}
+
+/// Starts linking the idp provider from the session `token`; answers the
+/// URL the browser goes to.
+async fn link_url(app: &TestApp, token: &str, body: Value) -> String {
+    let res = app
+        .post_bearer("/v1/oauth/idp/link", token, Some(&body))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Value>().await.expect("json")["authorize_url"]
+        .as_str()
+        .expect("url")
+        .to_owned()
+}
+
+/// Starts a sign-in at `provider` in browser `b`; answers the state the
+/// provider was sent.
+async fn started_state(app: &TestApp, b: &reqwest::Client, provider: &str) -> String {
+    let res = b
+        .get(app.url(&format!("/v1/oauth/{provider}/authorize")))
+        .send()
+        .await
+        .expect("start");
+    let to = reqwest::Url::parse(res.headers()["location"].to_str().expect("ascii")).expect("url");
+    to.query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state")
 }
 
 fn now() -> u64 {

@@ -186,6 +186,22 @@ impl Browser {
     }
 }
 
+/// Waits until the mirror holds the one user, in step with the auth service.
+async fn mirror_holds_one_user(stack: &Stack) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = stack.sync_health().await;
+        if health["local_user_count"] == 1 && health["difference"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never got the user: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn task_xpath(title: &str) -> String {
     format!("//ul[@aria-label='Your tasks']/li[.//label[normalize-space()='{title}']]")
 }
@@ -247,18 +263,7 @@ async fn web_app_sign_up_tasks_reload_verify_logout_everywhere_second_user_and_t
     browser.click("Create account").await;
     browser.heading("Your tasks").await;
     assert!(browser.nav_shown().await);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = stack.sync_health().await;
-        if health["local_user_count"] == 1 && health["difference"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mirror never got the user: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    mirror_holds_one_user(&stack).await;
 
     // Tasks: add two, complete one.
     browser.add_task("Buy milk", "Two litres").await;
@@ -562,18 +567,7 @@ async fn web_app_signs_in_with_an_openid_connect_provider() {
     // The one-time code has left the address bar.
     let url = browser.web.current_url().await.unwrap();
     assert_eq!((url.path(), url.fragment()), ("/", Some("tasks")), "{url}");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = stack.sync_health().await;
-        if health["local_user_count"] == 1 && health["difference"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mirror never got the user: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    mirror_holds_one_user(&stack).await;
 
     // Security lists the provider; the account has no password, so its
     // only identity cannot be removed, and the page says why.
