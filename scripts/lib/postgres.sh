@@ -145,10 +145,30 @@ INI
     sleep 0.1
   done
   PGBOUNCER_PID_FILES+=("$dir/pgbouncer.pid")
+  PGBOUNCER_LOG=$dir/pgbouncer.log
   if [ "$tls" = tls ]; then
     PGBOUNCER_URL="postgres://postgres@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$TLS_CA"
   else
     PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  fi
+  # A pooler that did not come up, or cannot reach its server, would make
+  # every test of the pass fail with 503 and say nothing of why: check one
+  # query through it now, and show its log if that fails.
+  local tries
+  for tries in $(seq 20); do
+    psql "$PGBOUNCER_URL" -Atc "SELECT 1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "PgBouncer on port $port does not answer a query (after $tries tries); its log:" >&2
+  tail -n 40 "$PGBOUNCER_LOG" >&2 || true
+  return 1
+}
+
+# The tail of the last PgBouncer's log, after a failed pass.
+pooler_log() {
+  if [ -n "${PGBOUNCER_LOG:-}" ] && [ -f "$PGBOUNCER_LOG" ]; then
+    echo "==> the last 60 lines of $PGBOUNCER_LOG" >&2
+    tail -n 60 "$PGBOUNCER_LOG" >&2
   fi
 }
 PGBOUNCER_PID_FILES=()
