@@ -754,17 +754,14 @@ fn verify_id_token(
             "several audiences and azp is not this client".into(),
         ));
     }
-    let sent = crate::tokens::hash_token(nonce);
-    let got = crate::tokens::hash_token(claims.nonce.as_deref().unwrap_or(""));
-    // Compared as hashes: equal-length strings, no early exit on a prefix.
-    if claims.nonce.is_none() || !constant_time_eq(sent.as_bytes(), got.as_bytes()) {
+    let matches = claims
+        .nonce
+        .as_deref()
+        .is_some_and(|got| service_kit::http::key_matches(got, nonce));
+    if !matches {
         return Err(refuse("nonce does not match this sign-in".into()));
     }
     Ok(claims)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn asserted(

@@ -124,7 +124,7 @@ pub async fn delete(tx: &mut Conn<'_>, user_id: Uuid, id: Uuid) -> QueryResult<O
 pub async fn sign_in_methods(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<(bool, i64)> {
     let has_password: bool = run!(conn, |c| users::table
         .find(DbUuid(user_id))
-        .select(users::password_hash.ne(""))
+        .select(users::password_hash.ne(super::users::NO_PASSWORD))
         .first(c)
         .await
         .optional())?

@@ -169,6 +169,19 @@ impl AppState {
         })
     }
 
+    /// Takes the flow secret `secret` of `kind` (single use) and opens it;
+    /// `None` when unknown, expired, used, or unreadable.
+    async fn take_flow<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        secret: &str,
+    ) -> Result<Option<(Flow, T)>, Fault> {
+        let mut pooled = self.db.get().await?;
+        let taken =
+            identities::take_flow(&mut pooled.conn(), &hash_token(secret), kind, db::now()).await?;
+        Ok(taken.and_then(|flow| self.open_flow(&flow).map(|data| (flow, data))))
+    }
+
     fn open_flow<T: DeserializeOwned>(&self, flow: &Flow) -> Option<T> {
         let aad = format!("oauth_flows:{}:{}", flow.kind, flow.id);
         let plain = self
@@ -240,17 +253,13 @@ pub async fn begin(
 ) -> Result<Begun, OAuthError> {
     let provider = state.provider(provider)?;
     let name = provider.settings.name.as_str();
-    let now = db::now();
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
     let (return_to, linking) = match link_ticket {
         None => (state.check_return_to(return_to)?, None),
         Some(ticket) => {
-            let taken = identities::take_flow(conn, &hash_token(ticket), flow::LINK, now).await?;
-            let Some(taken) = taken.filter(|f| f.provider == name) else {
+            let taken = state.take_flow::<LinkData>(flow::LINK, ticket).await?;
+            let Some((taken, data)) = taken.filter(|(f, _)| f.provider == name) else {
                 return Err(OAuthError::InvalidState);
             };
-            let data: LinkData = state.open_flow(&taken).ok_or(OAuthError::InvalidState)?;
             (data.return_to, taken.user_id)
         }
     };
@@ -291,7 +300,10 @@ pub async fn begin(
         state_ttl(),
         &data,
     )?;
-    identities::put_flow(conn, &row, now).await?;
+    // A connection only now: none is held while the provider's discovery
+    // is fetched, so a slow provider cannot drain the pool.
+    let mut pooled = state.db.get().await?;
+    identities::put_flow(&mut pooled.conn(), &row, db::now()).await?;
     Ok(Begun { location, binding })
 }
 
@@ -318,29 +330,14 @@ pub async fn callback(
     let Some(state_param) = params.state.as_deref() else {
         return Err(OAuthError::InvalidState);
     };
-    let taken = {
-        let mut pooled = state.db.get().await?;
-        identities::take_flow(
-            &mut pooled.conn(),
-            &hash_token(state_param),
-            flow::STATE,
-            now,
-        )
-        .await?
-    };
-    let Some(taken) = taken.filter(|f| f.provider == name) else {
+    let taken = state
+        .take_flow::<StateData>(flow::STATE, state_param)
+        .await?;
+    let Some((taken, data)) = taken.filter(|(f, _)| f.provider == name) else {
         return Err(OAuthError::InvalidState);
     };
-    let data: StateData = state.open_flow(&taken).ok_or(OAuthError::InvalidState)?;
-    let same_browser = binding.is_some_and(|b| {
-        let presented = hash_token(b);
-        presented.len() == data.binding_hash.len()
-            && presented
-                .bytes()
-                .zip(data.binding_hash.bytes())
-                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                == 0
-    });
+    let same_browser =
+        binding.is_some_and(|b| service_kit::http::key_matches(&hash_token(b), &data.binding_hash));
     if !same_browser {
         tracing::warn!(
             provider = name,
@@ -515,15 +512,9 @@ pub async fn exchange(
     code: &str,
     totp_code: Option<&str>,
 ) -> Result<Exchanged, OAuthError> {
-    let now = db::now();
-    let taken = {
-        let mut pooled = state.db.get().await?;
-        identities::take_flow(&mut pooled.conn(), &hash_token(code), flow::CODE, now).await?
-    };
-    let Some(taken) = taken else {
+    let Some((taken, asserted)) = state.take_flow::<Asserted>(flow::CODE, code).await? else {
         return Err(OAuthError::InvalidCode);
     };
-    let asserted: Asserted = state.open_flow(&taken).ok_or(OAuthError::InvalidCode)?;
     let result = sign_in(state, client, &taken.provider, asserted, totp_code).await;
     if matches!(
         result,

@@ -907,3 +907,90 @@ async fn an_account_without_a_password_turns_on_totp_from_a_fresh_session() {
     let res = exchange(&app, &fragment(&landed, "code").expect("code"), None).await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "mfa_required").await;
 }
+
+/// The state and the link ticket are single use under a burst: of eight
+/// concurrent callbacks with one state, and eight concurrent starts with
+/// one link ticket, exactly one goes on.
+#[tokio::test]
+async fn a_burst_spends_a_state_or_a_link_ticket_exactly_once() {
+    let hub = Hub::start(crate::providers::CLIENT_ID, crate::providers::CLIENT_SECRET).await;
+    hub.sign_in_as(HubUser {
+        id: 5,
+        login: "hal".into(),
+        public_email: None,
+        emails: vec![(email(), true, true)],
+    });
+    let mut env = hub.env("hub", true);
+    env.push(("AUTH_OAUTH_PROVIDERS".into(), "hub".into()));
+    env.push(("AUTH_APP_URL".into(), APP_URL.into()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(&pairs).await;
+
+    // One browser up to its callback, which it then sends eight times.
+    let b = browser();
+    let res = b
+        .get(app.url("/v1/oauth/hub/authorize"))
+        .send()
+        .await
+        .expect("start");
+    let to_hub = res.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let res = b.get(&to_hub).send().await.expect("provider");
+    let callback = res.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let burst = (0..8).map(|_| b.get(&callback).send());
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.expect("callback").status())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_REQUEST)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+
+    // One link ticket, started eight times at once.
+    let reg = app.register(&email()).await;
+    let res = app
+        .post_bearer(
+            "/v1/oauth/hub/link",
+            &reg.tokens.access_token,
+            Some(&json!({"current_password": PASSWORD})),
+        )
+        .await;
+    let url = res.json::<Value>().await.expect("json")["authorize_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let burst = (0..8).map(|_| {
+        let url = url.clone();
+        async move { browser().get(&url).send().await.expect("start").status() }
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_REQUEST)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+}
