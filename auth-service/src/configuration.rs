@@ -37,6 +37,8 @@
 //! | `AUTH_ALLOWED_EMAIL_DOMAINS` | any | comma-separated domains; registration and email change to any other get 422 `email_not_allowed` (exact domains: list subdomains too) |
 //! | `AUTH_OAUTH_PROVIDERS` | none | comma-separated provider names (`google,github`); each reads `AUTH_OAUTH_<NAME>_CLIENT_ID`, `_CLIENT_SECRET`, and `_ISSUER` (OpenID Connect) or `_AUTHORIZATION_URL`, `_TOKEN_URL`, `_USERINFO_URL` (OAuth 2.0; `_EMAILS_URL`, `_SUBJECT_FIELD`), and optionally `_SCOPES`, `_DISPLAY_NAME` (`crate::providers`) |
 //! | `AUTH_OAUTH_TIMEOUT_SECONDS` | 10 | deadline of each request to a provider |
+//! | `AUTH_WEBAUTHN_RP_ID` | the host of `AUTH_APP_URL` | passkeys' relying party id: a registrable domain suffix of the origins (`example.com` for `app.example.com`) |
+//! | `AUTH_WEBAUTHN_ORIGINS` | the origin of `AUTH_APP_URL` | comma-separated origins passkey ceremonies may come from |
 //! | `AUTH_SECRETS_KEY` | required (development: derived from `AUTH_SERVICE_API_KEY`) | base64 of 32 bytes; seals TOTP secrets and queued mail, and keys refresh-token successors |
 //! | `AUTH_ENVIRONMENT` | `production` | `development` (the launcher sets it) lets `AUTH_SECRETS_KEY` be derived |
 //! | `AUTH_MAIL_FROM` | `no-reply@` + host of `AUTH_PUBLIC_URL` | sender of every mail |
@@ -104,6 +106,10 @@ pub struct Settings {
     pub oauth_providers: Vec<crate::providers::ProviderSettings>,
     /// Deadline of every request to a provider.
     pub oauth_timeout: std::time::Duration,
+    /// Passkeys: the relying party id (a host name; browsers refuse an IP).
+    pub webauthn_rp_id: String,
+    /// Passkeys: the origins a ceremony may come from.
+    pub webauthn_origins: Vec<String>,
     /// Seals TOTP secrets and mail waiting in the queue.
     pub secrets_key: Arc<SealingKey>,
     pub mail_from: lettre::message::Mailbox,
@@ -299,6 +305,22 @@ impl Settings {
             )
             .parse()
             .map_err(|_| err("AUTH_MAIL_FROM", "is not a mail address"))?;
+        let app_url = env.base_url("AUTH_APP_URL", &public_url)?;
+        let webauthn_rp_id = env.text("AUTH_WEBAUTHN_RP_ID", public_host(&app_url));
+        let webauthn_origins = match env.list("AUTH_WEBAUTHN_ORIGINS") {
+            Some(list) => list,
+            None => vec![service_kit::config::origin_of(&app_url).unwrap_or_default()],
+        };
+        for origin in &webauthn_origins {
+            if service_kit::config::origin_of(origin).as_deref()
+                != Some(origin.trim_end_matches('/'))
+            {
+                return Err(err(
+                    "AUTH_WEBAUTHN_ORIGINS",
+                    format!("`{origin}` is not an origin (scheme://host[:port])"),
+                ));
+            }
+        }
         Ok(Self {
             bind: env.text("AUTH_BIND", "127.0.0.1:8001"),
             database: database(&env.0)?,
@@ -310,7 +332,9 @@ impl Settings {
             audience: env.text("AUTH_AUDIENCE", "main-backend"),
             service_api_key: service_api_key.into(),
             webhook,
-            app_url: env.base_url("AUTH_APP_URL", &public_url)?,
+            app_url,
+            webauthn_rp_id,
+            webauthn_origins,
             cookie_secure: env
                 .flag("AUTH_COOKIE_SECURE")?
                 .unwrap_or(public_url.starts_with("https://")),

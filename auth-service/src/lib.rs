@@ -72,6 +72,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::AuthMetrics>,
     /// The sign-in providers (`AUTH_OAUTH_*`) and their cached discovery.
     pub providers: providers::Providers,
+    /// Passkeys' relying party (`AUTH_WEBAUTHN_*`).
+    pub webauthn: webauthn_rs::Webauthn,
 }
 
 pub struct Application {
@@ -82,6 +84,38 @@ pub struct Application {
 /// Applies pending migrations (what `auth-service migrate` does).
 pub async fn migrate(database_url: &str) -> anyhow::Result<usize> {
     db::run_migrations(database_url, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS).await
+}
+
+/// The passkeys' relying party: `AUTH_WEBAUTHN_RP_ID` and the origins
+/// ceremonies may come from.
+fn relying_party(settings: &Settings) -> anyhow::Result<webauthn_rs::Webauthn> {
+    use anyhow::Context;
+    let parse = |origin: &str| {
+        webauthn_rs::prelude::Url::parse(origin)
+            .with_context(|| format!("AUTH_WEBAUTHN_ORIGINS: `{origin}` is not a URL"))
+    };
+    let origins = settings
+        .webauthn_origins
+        .iter()
+        .map(|o| parse(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = origins
+        .first()
+        .context("AUTH_WEBAUTHN_ORIGINS: no origin")?;
+    let mut builder = webauthn_rs::WebauthnBuilder::new(&settings.webauthn_rp_id, first)
+        .with_context(|| {
+            format!(
+                "AUTH_WEBAUTHN_RP_ID `{}` does not fit the origin {first} (it must be its host or a parent domain of it)",
+                settings.webauthn_rp_id
+            )
+        })?
+        .rp_name(configuration::public_host(&settings.app_url));
+    for origin in &origins[1..] {
+        builder = builder.append_allowed_origin(origin);
+    }
+    builder
+        .build()
+        .context("AUTH_WEBAUTHN_RP_ID / AUTH_WEBAUTHN_ORIGINS do not make a relying party")
 }
 
 impl Application {
@@ -135,7 +169,9 @@ impl Application {
         };
         let providers =
             providers::Providers::new(&settings.oauth_providers, settings.oauth_timeout)?;
+        let webauthn = relying_party(&settings)?;
         let state = web::Data::new(AppState {
+            webauthn,
             providers,
             db: db.clone(),
             settings: Arc::new(settings),

@@ -8,6 +8,7 @@ use crate::services::account::AccountError;
 use crate::services::admin::AdminError;
 use crate::services::mfa::MfaError;
 use crate::services::oauth::OAuthError;
+use crate::services::passkeys::PasskeyError;
 use crate::services::sessions::RefreshError;
 use crate::services::sign_in::SignInError;
 use crate::services::sign_up::SignUpError;
@@ -162,6 +163,28 @@ impl From<OAuthError> for ApiError {
             }
             OAuthError::Invalid(invalid) => invalid.into(),
             OAuthError::Fault(f) => f.into(),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(e: PasskeyError) -> Self {
+        match e {
+            PasskeyError::InvalidCredential(_) => ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_credential",
+                e.to_string(),
+            ),
+            PasskeyError::InvalidCredentials => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            PasskeyError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
+            PasskeyError::AccountLocked => ApiError::forbidden("account_locked", e.to_string()),
+            PasskeyError::NotFound => ApiError::not_found(e.to_string()),
+            PasskeyError::LastSignInMethod => {
+                ApiError::conflict("last_sign_in_method", e.to_string())
+            }
+            PasskeyError::Fault(f) => f.into(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub mod kind {
     pub const OAUTH_LOGIN: &str = "oauth_login";
     pub const IDENTITY_LINKED: &str = "identity_linked";
     pub const IDENTITY_UNLINKED: &str = "identity_unlinked";
+    pub const PASSKEY_ADDED: &str = "passkey_added";
+    pub const PASSKEY_REMOVED: &str = "passkey_removed";
 
     /// Every kind the audit endpoint can be filtered by.
     pub const ALL: &[&str] = &[
@@ -48,6 +50,8 @@ pub mod kind {
         OAUTH_LOGIN,
         IDENTITY_LINKED,
         IDENTITY_UNLINKED,
+        PASSKEY_ADDED,
+        PASSKEY_REMOVED,
     ];
 }
 

@@ -119,10 +119,23 @@ pub async fn delete(tx: &mut Conn<'_>, user_id: Uuid, id: Uuid) -> QueryResult<O
     .optional())
 }
 
-/// The user's ways to sign in: whether they have a password, and how many
-/// identities. Read under `sign_in_methods_lock` when about to remove one.
-pub async fn sign_in_methods(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<(bool, i64)> {
-    let has_password: bool = run!(conn, |c| users::table
+/// A user's ways to sign in.
+pub struct SignInMethods {
+    pub password: bool,
+    pub identities: i64,
+    pub passkeys: i64,
+}
+
+impl SignInMethods {
+    pub fn total(&self) -> i64 {
+        i64::from(self.password) + self.identities + self.passkeys
+    }
+}
+
+/// The user's ways to sign in. Read under `sign_in_methods_lock` when
+/// about to remove one.
+pub async fn sign_in_methods(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<SignInMethods> {
+    let password: bool = run!(conn, |c| users::table
         .find(DbUuid(user_id))
         .select(users::password_hash.ne(super::users::NO_PASSWORD))
         .first(c)
@@ -134,7 +147,12 @@ pub async fn sign_in_methods(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<
         .count()
         .get_result(c)
         .await)?;
-    Ok((has_password, identities))
+    let passkeys = super::passkeys::count_of_user(conn, user_id).await?;
+    Ok(SignInMethods {
+        password,
+        identities,
+        passkeys,
+    })
 }
 
 /// Serialises changes to one user's ways of signing in (two unlinks at

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod mfa;
 pub mod one_time_tokens;
 pub mod outbox;
+pub mod passkeys;
 pub mod service_tokens;
 
 pub mod sessions;

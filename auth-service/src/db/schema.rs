@@ -243,3 +243,18 @@ diesel::table! {
         created_at -> SqlTimestamp,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::{SqlUuid, SqlTimestamp};
+
+    passkeys (id) {
+        id -> SqlUuid,
+        user_id -> SqlUuid,
+        credential_id -> Text,
+        name -> Text,
+        passkey -> Text,
+        created_at -> SqlTimestamp,
+        last_used_at -> Nullable<SqlTimestamp>,
+    }
+}

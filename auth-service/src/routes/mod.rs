@@ -9,6 +9,7 @@ mod internal;
 mod me;
 mod mfa;
 mod oauth;
+mod passkeys;
 
 use actix_governor::{Governor, GovernorConfig};
 use actix_web::middleware::Condition;
@@ -37,6 +38,7 @@ pub type RateLimit =
         (name = "auth", description = "Sign-up, sign-in, tokens, sign-out"),
         (name = "account", description = "The signed-in user's account"),
         (name = "mfa", description = "Two-factor sign-in (TOTP)"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): sign-in without a password, or as the second factor"),
         (name = "oauth", description = "Sign-in with other providers (OpenID Connect, OAuth 2.0) and linked identities"),
         (name = "health", description = "Probes, metrics, public keys"),
         (name = "internal", description = "For our other services"),
@@ -84,6 +86,8 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, oauth::callback, limited);
     route!(r, oauth::exchange, limited);
     route!(r, oauth::link, limited);
+    route!(r, passkeys::login_start, limited);
+    route!(r, passkeys::login_finish, limited);
     route!(r, health::live);
     route!(r, health::ready);
     route!(r, health::metrics);
@@ -99,6 +103,10 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, oauth::providers);
     route!(r, oauth::identities);
     route!(r, oauth::unlink);
+    route!(r, passkeys::register_start);
+    route!(r, passkeys::register_finish);
+    route!(r, passkeys::list);
+    route!(r, passkeys::remove);
     route!(r, internal::introspect);
     // `count` before `{id}`, or "count" would be parsed as an id.
     route!(r, internal::count_users);

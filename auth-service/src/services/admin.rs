@@ -138,9 +138,12 @@ pub async fn reset_mfa(
         if user.mfa_enabled {
             users::set_mfa_enabled(tx, id, false, now).await?;
         }
+        // Passkeys are second factors too: an owner who lost the device
+        // may have lost them with it.
+        let passkeys = crate::db::passkeys::delete_all(tx, id).await?;
         let revoked = sessions::revoke_all(tx, id, None, "mfa_reset", now).await?;
         let detail = format!(
-            "second factor reset (was {}); sessions revoked: {}",
+            "second factor reset (was {}; passkeys removed: {passkeys}); sessions revoked: {}",
             if user.mfa_enabled { "on" } else { "off" },
             revoked.len()
         );

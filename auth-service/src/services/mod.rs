@@ -14,6 +14,7 @@
 //! - `mfa`: turning TOTP on and off;
 //! - `oauth`: sign-in with other providers (the protocol is
 //!   `crate::providers`), linking and unlinking identities;
+//! - `passkeys`: WebAuthn credentials, registered and used to sign in;
 //! - `second_factor`: a TOTP or recovery code, as sign-in and turning TOTP
 //!   off check it;
 //! - `service_tokens`: tokens for programs (made, checked, their batched
@@ -27,6 +28,7 @@ pub mod account;
 pub mod admin;
 pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod second_factor;
 pub mod service_tokens;
 pub mod sessions;

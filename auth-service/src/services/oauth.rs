@@ -781,11 +781,11 @@ pub async fn unlink(
     transaction!(conn, |tx| -> OAuthError {
         tx.lock_key(&identities::sign_in_methods_lock(user_id))
             .await?;
-        let (has_password, identities_left) = identities::sign_in_methods(tx, user_id).await?;
+        let methods = identities::sign_in_methods(tx, user_id).await?;
         let Some(removed) = identities::delete(tx, user_id, identity_id).await? else {
             return Err(OAuthError::NoSuchIdentity);
         };
-        if !has_password && identities_left <= 1 {
+        if methods.total() <= 1 {
             return Err(OAuthError::LastSignInMethod);
         }
         let detail = format!(

@@ -1,0 +1,436 @@
+//! Passkeys (WebAuthn, webauthn-rs): registering one from a signed-in
+//! session, listing and removing them, and signing in with one, with an
+//! email (the account's credentials are offered) or without (discoverable
+//! credentials).
+//!
+//! Every ceremony's state is stored server-side in `oauth_flows` (single
+//! use, five minutes, sealed), so replicas agree and a challenge answers
+//! once. webauthn-rs checks the relying party id, the origin, the
+//! signature, user verification (a passkey is always user-verified, so it
+//! satisfies the second factor) and the signature counter: a counter that
+//! goes backwards means a cloned authenticator, refused and audited. A
+//! sign-in with a passkey takes a slot of the same lockout as a password.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Duration;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde::{Deserialize, Serialize};
+use shared_types::TokenPair;
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, WebauthnError,
+};
+
+use super::{audit, faults, sessions, Fault};
+use crate::attempts::lockout_errors;
+use crate::db::events::{self, kind};
+use crate::db::identities::{self, Flow};
+use crate::db::passkeys::{self as db_passkeys, PasskeyRow};
+use crate::db::sql_types::{DbTime, DbUuid};
+use crate::db::{self, users};
+use crate::extractors::{AuthenticatedUser, ClientInfo};
+use crate::tokens::{hash_token, random_token};
+use crate::AppState;
+use service_kit::transaction;
+
+pub const REGISTRATION: &str = "passkey_registration";
+pub const AUTHENTICATION: &str = "passkey_authentication";
+
+pub fn challenge_ttl() -> Duration {
+    Duration::minutes(5)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasskeyError {
+    /// Malformed, for another challenge or origin, badly signed, replayed,
+    /// or a credential registered already.
+    #[error("the credential was not accepted: {0}")]
+    InvalidCredential(String),
+    #[error("the passkey or its challenge is not valid; start again")]
+    InvalidCredentials,
+    #[error("too many failed attempts; try again in {retry_after} s or reset the password")]
+    TooManyAttempts { retry_after: u64 },
+    #[error("this account is locked; contact an administrator")]
+    AccountLocked,
+    #[error("no such passkey")]
+    NotFound,
+    #[error("this is the account's last way to sign in: set a password (reset it by mail) or add another way first")]
+    LastSignInMethod,
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults!(PasskeyError);
+lockout_errors!(PasskeyError);
+
+/// A ceremony's options for the browser, and the id of its stored state.
+pub struct Challenge {
+    pub challenge_id: String,
+    /// What `navigator.credentials.create` / `.get` takes.
+    pub options: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize)]
+enum LoginState {
+    /// With an email: the account's credentials were offered.
+    Offered(PasskeyAuthentication),
+    /// Without: any discoverable credential of this relying party.
+    Discoverable(DiscoverableAuthentication),
+}
+
+impl AppState {
+    fn passkey_flow(
+        &self,
+        kind: &str,
+        user_id: Option<Uuid>,
+        data: &impl Serialize,
+    ) -> Result<(String, Flow), Fault> {
+        let secret = random_token();
+        let id = hash_token(&secret);
+        let json = serde_json::to_vec(data).map_err(|e| Fault::Internal(e.into()))?;
+        let now = db::now();
+        let flow = Flow {
+            data: self
+                .settings
+                .secrets_key
+                .seal_text(format!("oauth_flows:{kind}:{id}").as_bytes(), &json),
+            id,
+            kind: kind.to_owned(),
+            provider: "passkey".into(),
+            user_id: user_id.map(DbUuid),
+            expires_at: DbTime(now + challenge_ttl()),
+            created_at: DbTime(now),
+        };
+        Ok((secret, flow))
+    }
+
+    async fn take_passkey_flow<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        challenge_id: &str,
+    ) -> Result<Option<(Flow, T)>, Fault> {
+        let mut pooled = self.db.get().await?;
+        let Some(flow) = identities::take_flow(
+            &mut pooled.conn(),
+            &hash_token(challenge_id),
+            kind,
+            db::now(),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let aad = format!("oauth_flows:{}:{}", flow.kind, flow.id);
+        let data = self
+            .settings
+            .secrets_key
+            .open_text(aad.as_bytes(), &flow.data)
+            .ok()
+            .and_then(|plain| serde_json::from_slice(&plain).ok());
+        Ok(data.map(|d| (flow, d)))
+    }
+}
+
+fn credential_key(id: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(id)
+}
+
+/// The registration options: a discoverable credential is asked for, so
+/// the passkey also signs in without an email.
+pub async fn register_start(
+    state: &AppState,
+    auth: &AuthenticatedUser,
+) -> Result<Challenge, PasskeyError> {
+    let user = &auth.user;
+    let existing = {
+        let mut pooled = state.db.get().await?;
+        db_passkeys::of_user(&mut pooled.conn(), user.id.0).await?
+    };
+    let exclude: Vec<_> = existing
+        .iter()
+        .filter_map(|row| serde_json::from_str::<Passkey>(&row.passkey).ok())
+        .map(|p| p.cred_id().clone())
+        .collect();
+    let display = user.full_name.as_deref().unwrap_or(&user.email);
+    let (ccr, registration) = state
+        .webauthn
+        .start_passkey_registration(user.id.0, &user.email, display, Some(exclude))
+        .map_err(|e| Fault::Internal(anyhow::anyhow!("passkey registration start: {e}")))?;
+    let mut options = serde_json::to_value(&ccr).map_err(|e| Fault::Internal(e.into()))?;
+    if let Some(selection) = options
+        .pointer_mut("/publicKey/authenticatorSelection")
+        .and_then(|s| s.as_object_mut())
+    {
+        selection.insert("residentKey".into(), "required".into());
+        selection.insert("requireResidentKey".into(), true.into());
+    }
+    let (challenge_id, flow) = state.passkey_flow(REGISTRATION, Some(user.id.0), &registration)?;
+    let mut pooled = state.db.get().await?;
+    identities::put_flow(&mut pooled.conn(), &flow, db::now()).await?;
+    Ok(Challenge {
+        challenge_id,
+        options,
+    })
+}
+
+/// A new passkey, as listed.
+pub struct Added {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn register_finish(
+    state: &AppState,
+    client: &ClientInfo,
+    auth: &AuthenticatedUser,
+    challenge_id: &str,
+    credential: serde_json::Value,
+    name: Option<String>,
+) -> Result<Added, PasskeyError> {
+    let invalid = |why: &str| PasskeyError::InvalidCredential(why.to_owned());
+    let Some((flow, registration)) = state
+        .take_passkey_flow::<PasskeyRegistration>(REGISTRATION, challenge_id)
+        .await?
+    else {
+        return Err(invalid("unknown, expired or used challenge"));
+    };
+    if flow.user_id != Some(auth.user.id) {
+        return Err(invalid("the challenge is another session's"));
+    }
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
+        .map_err(|e| PasskeyError::InvalidCredential(format!("malformed credential: {e}")))?;
+    let passkey = state
+        .webauthn
+        .finish_passkey_registration(&credential, &registration)
+        .map_err(|e| PasskeyError::InvalidCredential(e.to_string()))?;
+    let now = db::now();
+    let name = name
+        .map(|n| n.trim().chars().take(100).collect::<String>())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "Passkey".into());
+    let row = PasskeyRow {
+        id: DbUuid(Uuid::now_v7()),
+        user_id: auth.user.id,
+        credential_id: credential_key(passkey.cred_id()),
+        name: name.clone(),
+        passkey: serde_json::to_string(&passkey).map_err(|e| Fault::Internal(e.into()))?,
+        created_at: DbTime(now),
+        last_used_at: None,
+    };
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    transaction!(conn, |tx| -> PasskeyError {
+        match db_passkeys::insert(tx, &row).await {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                return Err(PasskeyError::InvalidCredential(
+                    "this credential is registered already".into(),
+                ))
+            }
+            other => other?,
+        }
+        events::record(
+            tx,
+            &audit(
+                kind::PASSKEY_ADDED,
+                Some(auth.user.id.0),
+                client,
+                true,
+                Some(&name),
+            ),
+        )
+        .await?;
+        Ok(())
+    })?;
+    Ok(Added {
+        id: row.id.0,
+        name,
+        created_at: now,
+    })
+}
+
+pub async fn list(state: &AppState, user_id: Uuid) -> Result<Vec<PasskeyRow>, Fault> {
+    let mut pooled = state.db.get().await?;
+    Ok(db_passkeys::of_user(&mut pooled.conn(), user_id).await?)
+}
+
+/// Removes one of the caller's passkeys, unless it is the account's last
+/// way to sign in (under the same per-user lock as unlinking).
+pub async fn remove(
+    state: &AppState,
+    client: &ClientInfo,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<(), PasskeyError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    transaction!(conn, |tx| -> PasskeyError {
+        tx.lock_key(&identities::sign_in_methods_lock(user_id))
+            .await?;
+        let methods = identities::sign_in_methods(tx, user_id).await?;
+        let Some(removed) = db_passkeys::delete(tx, user_id, id).await? else {
+            return Err(PasskeyError::NotFound);
+        };
+        if methods.total() <= 1 {
+            return Err(PasskeyError::LastSignInMethod);
+        }
+        events::record(
+            tx,
+            &audit(
+                kind::PASSKEY_REMOVED,
+                Some(user_id),
+                client,
+                true,
+                Some(&removed.name),
+            ),
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// The sign-in options: the account's credentials when an email is given
+/// and has passkeys, else a discoverable ceremony (which looks the same to
+/// a caller probing for accounts).
+pub async fn login_start(state: &AppState, email: Option<&str>) -> Result<Challenge, PasskeyError> {
+    let mut offered: Vec<Passkey> = Vec::new();
+    if let Some(email) = email.and_then(|e| crate::domain::Email::parse(e).ok()) {
+        let mut pooled = state.db.get().await?;
+        let conn = &mut pooled.conn();
+        if let Some(user) = users::find_by_email(conn, email.as_str()).await? {
+            offered = db_passkeys::of_user(conn, user.id.0)
+                .await?
+                .iter()
+                .filter_map(|row| serde_json::from_str(&row.passkey).ok())
+                .collect();
+        }
+    }
+    let start_failed =
+        |e: WebauthnError| Fault::Internal(anyhow::anyhow!("passkey sign-in start: {e}"));
+    let (rcr, login) = if offered.is_empty() {
+        let (mut rcr, discoverable) = state
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(start_failed)?;
+        // A button, not the autofill (conditional) prompt.
+        rcr.mediation = None;
+        (rcr, LoginState::Discoverable(discoverable))
+    } else {
+        let (rcr, offered) = state
+            .webauthn
+            .start_passkey_authentication(&offered)
+            .map_err(start_failed)?;
+        (rcr, LoginState::Offered(offered))
+    };
+    let options = serde_json::to_value(&rcr).map_err(|e| Fault::Internal(e.into()))?;
+    let (challenge_id, flow) = state.passkey_flow(AUTHENTICATION, None, &login)?;
+    let mut pooled = state.db.get().await?;
+    identities::put_flow(&mut pooled.conn(), &flow, db::now()).await?;
+    Ok(Challenge {
+        challenge_id,
+        options,
+    })
+}
+
+/// Signs in with a passkey: the credential must answer this challenge,
+/// from an allowed origin, signed by a registered key with user
+/// verification and a counter that moved forward. Counted in the lockout
+/// of the account's email.
+pub async fn login_finish(
+    state: &AppState,
+    client: &ClientInfo,
+    challenge_id: &str,
+    credential: serde_json::Value,
+) -> Result<TokenPair, PasskeyError> {
+    let Some((_, login)) = state
+        .take_passkey_flow::<LoginState>(AUTHENTICATION, challenge_id)
+        .await?
+    else {
+        return Err(PasskeyError::InvalidCredentials);
+    };
+    let credential: PublicKeyCredential =
+        serde_json::from_value(credential).map_err(|_| PasskeyError::InvalidCredentials)?;
+    let key = credential_key(credential.get_credential_id());
+    let (row, user) = {
+        let mut pooled = state.db.get().await?;
+        let conn = &mut pooled.conn();
+        let Some(row) = db_passkeys::by_credential(conn, &key).await? else {
+            return Err(PasskeyError::InvalidCredentials);
+        };
+        let Some(user) = users::find(conn, row.user_id.0).await? else {
+            return Err(PasskeyError::InvalidCredentials);
+        };
+        (row, user)
+    };
+    let attempt = state
+        .reserve(client, &user.email, Some(user.id.0), kind::LOGIN_FAILED)
+        .await?;
+    let mut passkey: Passkey =
+        serde_json::from_str(&row.passkey).map_err(|e| Fault::Internal(e.into()))?;
+    let checked = match login {
+        LoginState::Offered(offered) => state
+            .webauthn
+            .finish_passkey_authentication(&credential, &offered),
+        LoginState::Discoverable(discoverable) => {
+            // The user handle the authenticator returned must be this
+            // credential's owner.
+            match state
+                .webauthn
+                .identify_discoverable_authentication(&credential)
+            {
+                Ok((handle, _)) if handle == user.id.0 => state
+                    .webauthn
+                    .finish_discoverable_authentication_v2(&credential, discoverable, &passkey),
+                Ok(_) => Err(WebauthnError::InvalidUserUniqueId),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let result = match checked {
+        Ok(result) => result,
+        Err(e) => {
+            let detail = match e {
+                WebauthnError::CredentialPossibleCompromise => {
+                    tracing::warn!(user_id = %user.id.0, passkey = %row.id.0, "passkey counter went backwards: a cloned authenticator?");
+                    "passkey refused: its counter went backwards (a cloned authenticator?)"
+                }
+                _ => "passkey refused",
+            };
+            attempt
+                .failed(state, client, Some(user.id.0), kind::LOGIN_FAILED, detail)
+                .await?;
+            return Err(PasskeyError::InvalidCredentials);
+        }
+    };
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    if user.account_locked {
+        attempt.released(state).await?;
+        super::audit_locked_refusal(conn, client, user.id.0).await?;
+        return Err(PasskeyError::AccountLocked);
+    }
+    passkey.update_credential(&result);
+    let updated = serde_json::to_string(&passkey).map_err(|e| Fault::Internal(e.into()))?;
+    let now = db::now();
+    let outcome = transaction!(conn, |tx| -> PasskeyError {
+        attempt.passed(state, tx).await?;
+        db_passkeys::used(tx, row.id.0, &updated, now).await?;
+        let tokens = sessions::start(state, tx, user.id.0, client, now).await?;
+        users::touch_last_login(tx, user.id.0, now).await?;
+        events::record(
+            tx,
+            &audit(
+                kind::LOGIN_SUCCEEDED,
+                Some(user.id.0),
+                client,
+                true,
+                Some("passkey"),
+            ),
+        )
+        .await?;
+        Ok(tokens)
+    });
+    attempt.settle(state, outcome).await
+}
