@@ -107,7 +107,10 @@ pub struct Settings {
     /// Deadline of every request to a provider.
     pub oauth_timeout: std::time::Duration,
     /// Passkeys: the relying party id (a host name; browsers refuse an IP).
-    pub webauthn_rp_id: String,
+    /// `None` when unset and the app is served at an IP address: passkeys
+    /// are then off (the launcher's 127.0.0.1; open the app at localhost
+    /// with `AUTH_WEBAUTHN_RP_ID=localhost` to use them).
+    pub webauthn_rp_id: Option<String>,
     /// Passkeys: the origins a ceremony may come from.
     pub webauthn_origins: Vec<String>,
     /// Seals TOTP secrets and mail waiting in the queue.
@@ -306,7 +309,17 @@ impl Settings {
             .parse()
             .map_err(|_| err("AUTH_MAIL_FROM", "is not a mail address"))?;
         let app_url = env.base_url("AUTH_APP_URL", &public_url)?;
-        let webauthn_rp_id = env.text("AUTH_WEBAUTHN_RP_ID", public_host(&app_url));
+        let webauthn_rp_id = match env.get("AUTH_WEBAUTHN_RP_ID") {
+            Some(id) => Some(id.trim().to_owned()),
+            None if public_host(&app_url)
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_ok() =>
+            {
+                None
+            }
+            None => Some(public_host(&app_url).to_owned()),
+        };
         let webauthn_origins = match env.list("AUTH_WEBAUTHN_ORIGINS") {
             Some(list) => list,
             None => vec![service_kit::config::origin_of(&app_url).unwrap_or_default()],

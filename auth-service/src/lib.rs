@@ -72,8 +72,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::AuthMetrics>,
     /// The sign-in providers (`AUTH_OAUTH_*`) and their cached discovery.
     pub providers: providers::Providers,
-    /// Passkeys' relying party (`AUTH_WEBAUTHN_*`).
-    pub webauthn: webauthn_rs::Webauthn,
+    /// Passkeys' relying party (`AUTH_WEBAUTHN_*`); `None`: passkeys off.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 pub struct Application {
@@ -87,9 +87,18 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<usize> {
 }
 
 /// The passkeys' relying party: `AUTH_WEBAUTHN_RP_ID` and the origins
-/// ceremonies may come from.
-fn relying_party(settings: &Settings) -> anyhow::Result<webauthn_rs::Webauthn> {
+/// ceremonies may come from. `None` (passkeys off, said at start) when no
+/// relying party id is set and the app is served at an IP address; a set
+/// one that does not fit the origins stops the start.
+fn relying_party(settings: &Settings) -> anyhow::Result<Option<webauthn_rs::Webauthn>> {
     use anyhow::Context;
+    let Some(rp_id) = settings.webauthn_rp_id.as_deref() else {
+        tracing::warn!(
+            "passkeys are off: AUTH_APP_URL is an IP address, which browsers refuse as a relying party id; \
+             set AUTH_WEBAUTHN_RP_ID (and AUTH_WEBAUTHN_ORIGINS) to turn them on"
+        );
+        return Ok(None);
+    };
     let parse = |origin: &str| {
         webauthn_rs::prelude::Url::parse(origin)
             .with_context(|| format!("AUTH_WEBAUTHN_ORIGINS: `{origin}` is not a URL"))
@@ -102,11 +111,10 @@ fn relying_party(settings: &Settings) -> anyhow::Result<webauthn_rs::Webauthn> {
     let first = origins
         .first()
         .context("AUTH_WEBAUTHN_ORIGINS: no origin")?;
-    let mut builder = webauthn_rs::WebauthnBuilder::new(&settings.webauthn_rp_id, first)
+    let mut builder = webauthn_rs::WebauthnBuilder::new(rp_id, first)
         .with_context(|| {
             format!(
-                "AUTH_WEBAUTHN_RP_ID `{}` does not fit the origin {first} (it must be its host or a parent domain of it)",
-                settings.webauthn_rp_id
+                "AUTH_WEBAUTHN_RP_ID `{rp_id}` does not fit the origin {first} (it must be its host or a parent domain of it)"
             )
         })?
         .rp_name(configuration::public_host(&settings.app_url));
@@ -115,6 +123,7 @@ fn relying_party(settings: &Settings) -> anyhow::Result<webauthn_rs::Webauthn> {
     }
     builder
         .build()
+        .map(Some)
         .context("AUTH_WEBAUTHN_RP_ID / AUTH_WEBAUTHN_ORIGINS do not make a relying party")
 }
 

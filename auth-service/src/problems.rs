@@ -181,6 +181,11 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::TooManyAttempts { retry_after } => too_many_attempts(retry_after, &e),
             PasskeyError::AccountLocked => ApiError::forbidden("account_locked", e.to_string()),
             PasskeyError::NotFound => ApiError::not_found(e.to_string()),
+            PasskeyError::Disabled => ApiError::new(
+                actix_web::http::StatusCode::NOT_IMPLEMENTED,
+                "passkeys_disabled",
+                e.to_string(),
+            ),
             PasskeyError::LastSignInMethod => {
                 ApiError::conflict("last_sign_in_method", e.to_string())
             }

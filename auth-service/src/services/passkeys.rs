@@ -56,6 +56,8 @@ pub enum PasskeyError {
     AccountLocked,
     #[error("no such passkey")]
     NotFound,
+    #[error("passkeys are off on this deployment (AUTH_WEBAUTHN_RP_ID is not set and the app is served at an IP address)")]
+    Disabled,
     #[error("this is the account's last way to sign in: set a password (reset it by mail) or add another way first")]
     LastSignInMethod,
     #[error(transparent)]
@@ -81,6 +83,10 @@ enum LoginState {
 }
 
 impl AppState {
+    fn relying_party(&self) -> Result<&webauthn_rs::Webauthn, PasskeyError> {
+        self.webauthn.as_ref().ok_or(PasskeyError::Disabled)
+    }
+
     fn passkey_flow(
         &self,
         kind: &str,
@@ -155,7 +161,7 @@ pub async fn register_start(
         .collect();
     let display = user.full_name.as_deref().unwrap_or(&user.email);
     let (ccr, registration) = state
-        .webauthn
+        .relying_party()?
         .start_passkey_registration(user.id.0, &user.email, display, Some(exclude))
         .map_err(|e| Fault::Internal(anyhow::anyhow!("passkey registration start: {e}")))?;
     let mut options = serde_json::to_value(&ccr).map_err(|e| Fault::Internal(e.into()))?;
@@ -203,7 +209,7 @@ pub async fn register_finish(
     let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
         .map_err(|e| PasskeyError::InvalidCredential(format!("malformed credential: {e}")))?;
     let passkey = state
-        .webauthn
+        .relying_party()?
         .finish_passkey_registration(&credential, &registration)
         .map_err(|e| PasskeyError::InvalidCredential(e.to_string()))?;
     let now = db::now();
@@ -295,6 +301,7 @@ pub async fn remove(
 /// and has passkeys, else a discoverable ceremony (which looks the same to
 /// a caller probing for accounts).
 pub async fn login_start(state: &AppState, email: Option<&str>) -> Result<Challenge, PasskeyError> {
+    let rp = state.relying_party()?;
     let mut offered: Vec<Passkey> = Vec::new();
     if let Some(email) = email.and_then(|e| crate::domain::Email::parse(e).ok()) {
         let mut pooled = state.db.get().await?;
@@ -310,16 +317,14 @@ pub async fn login_start(state: &AppState, email: Option<&str>) -> Result<Challe
     let start_failed =
         |e: WebauthnError| Fault::Internal(anyhow::anyhow!("passkey sign-in start: {e}"));
     let (rcr, login) = if offered.is_empty() {
-        let (mut rcr, discoverable) = state
-            .webauthn
+        let (mut rcr, discoverable) = rp
             .start_discoverable_authentication()
             .map_err(start_failed)?;
         // A button, not the autofill (conditional) prompt.
         rcr.mediation = None;
         (rcr, LoginState::Discoverable(discoverable))
     } else {
-        let (rcr, offered) = state
-            .webauthn
+        let (rcr, offered) = rp
             .start_passkey_authentication(&offered)
             .map_err(start_failed)?;
         (rcr, LoginState::Offered(offered))
@@ -344,6 +349,7 @@ pub async fn login_finish(
     challenge_id: &str,
     credential: serde_json::Value,
 ) -> Result<TokenPair, PasskeyError> {
+    let rp = state.relying_party()?;
     let Some((_, login)) = state
         .take_passkey_flow::<LoginState>(AUTHENTICATION, challenge_id)
         .await?
@@ -370,19 +376,14 @@ pub async fn login_finish(
     let mut passkey: Passkey =
         serde_json::from_str(&row.passkey).map_err(|e| Fault::Internal(e.into()))?;
     let checked = match login {
-        LoginState::Offered(offered) => state
-            .webauthn
-            .finish_passkey_authentication(&credential, &offered),
+        LoginState::Offered(offered) => rp.finish_passkey_authentication(&credential, &offered),
         LoginState::Discoverable(discoverable) => {
             // The user handle the authenticator returned must be this
             // credential's owner.
-            match state
-                .webauthn
-                .identify_discoverable_authentication(&credential)
-            {
-                Ok((handle, _)) if handle == user.id.0 => state
-                    .webauthn
-                    .finish_discoverable_authentication_v2(&credential, discoverable, &passkey),
+            match rp.identify_discoverable_authentication(&credential) {
+                Ok((handle, _)) if handle == user.id.0 => {
+                    rp.finish_discoverable_authentication_v2(&credential, discoverable, &passkey)
+                }
                 Ok(_) => Err(WebauthnError::InvalidUserUniqueId),
                 Err(e) => Err(e),
             }
