@@ -6,6 +6,7 @@ mod helpers;
 
 mod account;
 mod admin;
+mod authenticator;
 mod browser;
 mod bursts;
 mod errors;
@@ -16,6 +17,7 @@ mod login;
 mod mail;
 mod mfa;
 mod oauth;
+mod passkeys;
 mod providers;
 mod refresh;
 mod register;
