@@ -103,3 +103,233 @@ async fn a_passkey_signs_in_with_an_email_and_without_one() {
     let res = login_finish(&app, &start["challenge_id"], &assertion).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
+    let app = spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", "50"),
+    ])
+    .await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let token = reg.tokens.access_token.clone();
+    let mut passkey = add_passkey(&app, &token).await;
+
+    // Registration: malformed, wrong origin, someone else's challenge.
+    let start: Value = app
+        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let res = app
+        .post_bearer(
+            "/v1/passkeys/register/finish",
+            &token,
+            Some(&json!({"challenge_id": start["challenge_id"], "credential": {"id": 1}})),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_credential").await;
+    let start: Value = app
+        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let (_, elsewhere) = SoftPasskey::create(&start["options"], "https://evil.test");
+    let res = app
+        .post_bearer(
+            "/v1/passkeys/register/finish",
+            &token,
+            Some(&json!({"challenge_id": start["challenge_id"], "credential": elsewhere})),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_credential").await;
+    let bob = app.register(&email()).await;
+    let start: Value = app
+        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let (_, credential) = SoftPasskey::create(&start["options"], ORIGIN);
+    let res = app
+        .post_bearer(
+            "/v1/passkeys/register/finish",
+            &bob.tokens.access_token,
+            Some(&json!({"challenge_id": start["challenge_id"], "credential": credential})),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_credential").await;
+
+    // Sign-in: each refused answer is 401 and counted.
+    let refused = |res: reqwest::Response| {
+        assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials")
+    };
+    // Malformed.
+    let start = login_start(&app, Some(&address)).await;
+    refused(login_finish(&app, &start["challenge_id"], &json!({"id": "x"})).await).await;
+    // An answer to another challenge.
+    let a = login_start(&app, Some(&address)).await;
+    let b = login_start(&app, Some(&address)).await;
+    let for_a = passkey.get(&a["options"], ORIGIN);
+    refused(login_finish(&app, &b["challenge_id"], &for_a).await).await;
+    // From another origin.
+    let start = login_start(&app, Some(&address)).await;
+    let phished = passkey.get(&start["options"], "https://evil.test");
+    refused(login_finish(&app, &start["challenge_id"], &phished).await).await;
+    // A tampered signature.
+    let start = login_start(&app, Some(&address)).await;
+    let mut tampered = passkey.get(&start["options"], ORIGIN);
+    let sig = tampered["response"]["signature"]
+        .as_str()
+        .expect("sig")
+        .to_owned();
+    let flipped = if sig.ends_with('A') {
+        format!("{}B", &sig[..sig.len() - 1])
+    } else {
+        format!("{}A", &sig[..sig.len() - 1])
+    };
+    tampered["response"]["signature"] = json!(flipped);
+    refused(login_finish(&app, &start["challenge_id"], &tampered).await).await;
+    // An unknown credential.
+    let start = login_start(&app, None).await;
+    let mut unknown = passkey.get(&start["options"], ORIGIN);
+    unknown["id"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
+    unknown["rawId"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
+    refused(login_finish(&app, &start["challenge_id"], &unknown).await).await;
+
+    // The real one still works, then a clone answering with an old counter
+    // is refused and audited.
+    let start = login_start(&app, Some(&address)).await;
+    let good = passkey.get(&start["options"], ORIGIN);
+    assert_eq!(
+        login_finish(&app, &start["challenge_id"], &good)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let start = login_start(&app, Some(&address)).await;
+    let cloned = passkey.assert_with_counter(&start["options"], ORIGIN, 1);
+    refused(login_finish(&app, &start["challenge_id"], &cloned).await).await;
+    let failures = audit(&app, &format!("kind=login_failed&user_id={}", reg.user.id)).await;
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["detail"].as_str().unwrap_or("").contains("cloned")),
+        "{failures:?}"
+    );
+
+    // Another user cannot remove Alice's passkey (404, as an unknown one).
+    let list: Value = app
+        .get_bearer("/v1/passkeys", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = list[0]["id"].as_str().expect("id");
+    let res = app
+        .delete_bearer(&format!("/v1/passkeys/{id}"), &bob.tokens.access_token)
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    // Alice can (she has a password); the audit says so.
+    let res = app
+        .delete_bearer(&format!("/v1/passkeys/{id}"), &token)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        audit(
+            &app,
+            &format!("kind=passkey_removed&user_id={}", reg.user.id)
+        )
+        .await
+        .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_forged_assertions_gets_exactly_the_threshold_of_checks() {
+    let app = spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", "3"),
+    ])
+    .await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let mut passkey = add_passkey(&app, &reg.tokens.access_token).await;
+    let mut forged = Vec::new();
+    for _ in 0..12 {
+        let start = login_start(&app, Some(&address)).await;
+        let answer = passkey.get(&start["options"], "https://evil.test");
+        forged.push((start["challenge_id"].clone(), answer));
+    }
+    let burst = forged.iter().map(|(c, a)| login_finish(&app, c, a));
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        9,
+        "{statuses:?}"
+    );
+    // Locked: even the real passkey is refused now.
+    let start = login_start(&app, Some(&address)).await;
+    let good = passkey.get(&start["options"], ORIGIN);
+    let res = login_finish(&app, &start["challenge_id"], &good).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+#[tokio::test]
+async fn a_totp_user_signs_in_with_the_passkey_alone_and_an_admin_reset_removes_it() {
+    let app = app().await;
+    let (address, reg, _, _) = crate::mfa::user_with_totp(&app).await;
+    let mut passkey = add_passkey(&app, &reg.tokens.access_token).await;
+    let start = login_start(&app, None).await;
+    let assertion = passkey.get(&start["options"], ORIGIN);
+    let res = login_finish(&app, &start["challenge_id"], &assertion).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a user-verified passkey is both factors"
+    );
+    let admin = app.service_token(&["admin"]).await;
+    let res = app
+        .post_bearer(
+            &format!("/admin/v1/users/{}/mfa/reset", reg.user.id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let start = login_start(&app, Some(&address)).await;
+    assert!(start["options"]["publicKey"]["allowCredentials"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
+    let assertion = passkey.get(&start["options"], ORIGIN);
+    let res = login_finish(&app, &start["challenge_id"], &assertion).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn without_a_relying_party_passkeys_are_off_and_say_so() {
+    let app = crate::helpers::spawn_app().await;
+    let res = app.post_json("/v1/passkeys/login/start", &json!({})).await;
+    assert_problem(res, StatusCode::NOT_IMPLEMENTED, "passkeys_disabled").await;
+}
