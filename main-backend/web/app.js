@@ -105,6 +105,8 @@
     account_exists: "An account with this email already exists. Sign in with your password, then link this provider under Security.",
     last_sign_in_method: "This is your last way to sign in. Link another provider or set a password (Forgot your password?) first.",
     reauthentication_required: "For your safety, sign out and in again before linking a provider.",
+    invalid_credential: "The passkey was not accepted. Try again.",
+    passkeys_disabled: "Passkeys are not set up on this site.",
     email_not_allowed: "Accounts with this email address are not allowed here.",
   };
 
@@ -278,9 +280,79 @@
       }
     });
     const others = h("section", { "aria-label": "Other ways to sign in", class: "providers" });
-    show("Sign in", f, others,
+    const passkeyError = h("p", { class: "error", role: "alert" });
+    const passkey = window.PublicKeyCredential ? h("section", { "aria-label": "Passkey", class: "providers" },
+      h("button", { type: "button", class: "secondary wide", text: "Sign in with a passkey", onclick: async () => {
+        passkeyError.textContent = "";
+        try { await passkeySignIn(f.querySelector("input[name=email]").value.trim()); }
+        catch (err) { passkeyError.textContent = err instanceof Problem ? message(err) : "The passkey sign-in was cancelled or failed."; }
+      } }), passkeyError) : null;
+    show("Sign in", f, passkey, others,
       h("p", { class: "switch" }, h("a", { href: "#signup", text: "Create an account" }), " · ", h("a", { href: "#forgot", text: "Forgot your password?" })));
     providerButtons(others);
+  }
+
+  // ---------- passkeys (WebAuthn): the auth service's options carry binary
+  // fields in base64url; the browser's API wants ArrayBuffers and back.
+
+  const b64uToBuf = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0)).buffer;
+  const bufToB64u = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  function creationOptions(o) {
+    const pk = { ...o.publicKey, challenge: b64uToBuf(o.publicKey.challenge), user: { ...o.publicKey.user, id: b64uToBuf(o.publicKey.user.id) } };
+    pk.excludeCredentials = (pk.excludeCredentials || []).map((c) => ({ ...c, id: b64uToBuf(c.id) }));
+    return { publicKey: pk };
+  }
+
+  function requestOptions(o) {
+    const pk = { ...o.publicKey, challenge: b64uToBuf(o.publicKey.challenge) };
+    pk.allowCredentials = (pk.allowCredentials || []).map((c) => ({ ...c, id: b64uToBuf(c.id) }));
+    return { publicKey: pk };
+  }
+
+  function credentialJson(c) {
+    const r = c.response;
+    const response = { clientDataJSON: bufToB64u(r.clientDataJSON) };
+    if (r.attestationObject) response.attestationObject = bufToB64u(r.attestationObject);
+    if (r.authenticatorData) response.authenticatorData = bufToB64u(r.authenticatorData);
+    if (r.signature) response.signature = bufToB64u(r.signature);
+    if (r.userHandle) response.userHandle = bufToB64u(r.userHandle);
+    return { id: c.id, rawId: bufToB64u(c.rawId), type: c.type, response, extensions: {} };
+  }
+
+  // Sign-in with a passkey: with the email typed so far (its passkeys are
+  // offered), or without (the browser lists this site's passkeys).
+  async function passkeySignIn(email) {
+    const start = await auth("/v1/passkeys/login/start", { body: email ? { email } : {}, bearer: false });
+    const credential = await navigator.credentials.get(requestOptions(start.options));
+    const tokens = await auth("/v1/passkeys/login/finish", { body: { challenge_id: start.challenge_id, credential: credentialJson(credential) }, bearer: false, cookie: true });
+    await signedIn(tokens, "Signed in with a passkey.");
+  }
+
+  // Security: the passkeys of this account.
+  function passkeysSection() {
+    const list = h("ul", { class: "items", "aria-label": "Passkeys" });
+    const reload = async () => {
+      const rows = await auth("/v1/passkeys", { method: "GET" });
+      list.replaceChildren(...rows.map((p) => h("li", { "data-passkey": p.id },
+        h("div", { class: "grow" }, h("span", { text: p.name }), h("p", { class: "hint", text: p.last_used_at ? `last used ${new Date(p.last_used_at).toLocaleString()}` : "not used yet" })),
+        h("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove passkey ${p.name}`, onclick: async () => {
+          try { await auth(`/v1/passkeys/${p.id}`, { method: "DELETE" }); await reload(); announce("The passkey is removed."); }
+          catch (err) { announce(message(err)); }
+        } }))));
+      if (!rows.length) list.append(h("li", { class: "hint", text: "No passkey yet." }));
+    };
+    const add = form("Add a passkey", [
+      field("Name", { name: "name", maxlength: 100, value: "This device" }, "To tell your passkeys apart."),
+    ], "Add a passkey", async (v) => {
+      const start = await auth("/v1/passkeys/register/start");
+      const credential = await navigator.credentials.create(creationOptions(start.options));
+      await auth("/v1/passkeys/register/finish", { body: { challenge_id: start.challenge_id, credential: credentialJson(credential), name: v.name } });
+      await reload();
+      announce("The passkey is added: you can sign in with it.");
+    });
+    reload().catch((err) => announce(message(err)));
+    return h("div", {}, list, window.PublicKeyCredential ? add : h("p", { class: "hint", text: "This browser does not support passkeys." }));
   }
 
   // ---------- sign-in with other providers
@@ -579,6 +651,7 @@
       h("section", { "aria-labelledby": "s-sessions" }, h("h2", { id: "s-sessions", text: "Signed-in devices" }), sessions, everywhere),
       h("h2", { text: "Password" }), password,
       h("h2", { text: "Two-factor sign-in" }), mfaSection(authMe.mfa_enabled),
+      h("h2", { text: "Passkeys" }), passkeysSection(),
       h("h2", { text: "Sign-in providers" }), identitiesSection(),
       h("h2", { text: "Email" }), h("p", {}, h("span", { class: "mono", text: authMe.email }), " ", h("span", { class: authMe.email_verified ? "badge" : "badge warn", text: authMe.email_verified ? "verified" : "unverified" })), email);
     await reloadSessions();
