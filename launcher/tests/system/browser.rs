@@ -600,3 +600,78 @@ async fn web_app_signs_in_with_an_openid_connect_provider() {
     let _ = provider.kill();
     let _ = provider.wait();
 }
+
+/// WebDriver's WebAuthn extension: a virtual authenticator in this browser
+/// session (CTAP2, internal, resident keys, user verification that always
+/// succeeds), as a platform passkey provider would be.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (reqwest::Method, Option<String>) {
+        let body = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        });
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Passkeys in a real browser with a virtual authenticator: add one under
+/// Security, sign out, sign in with it (with the email typed and without).
+/// The app is opened at
+/// `localhost`: browsers refuse an IP address as a relying party id.
+#[tokio::test]
+async fn web_app_adds_a_passkey_and_signs_in_with_it() {
+    let _serial = SERIAL.lock().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser
+        .web
+        .issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("a virtual authenticator");
+    let stack = Stack::start_at_localhost("browser-passkeys", &[], &[]).await;
+    let app = stack.main.url().replace("127.0.0.1", "localhost");
+    let erin = unique_email("erin");
+    browser.sign_up(&app, &erin).await;
+
+    browser.goto(&format!("{app}/#security")).await;
+    browser.heading("Security").await;
+    browser.click("Add a passkey").await;
+    let passkeys = "//ul[@aria-label='Passkeys']/li[.//span[normalize-space()='This device']]";
+    browser.wait_for(passkeys).await;
+    browser
+        .eval("document.querySelector(\"[aria-label='Passkeys']\").scrollIntoView(); return 0")
+        .await;
+    browser.shot("12-passkeys").await;
+
+    // Signed out, then in with the passkey: first with the email typed
+    // (its passkeys offered), then without (the discoverable credential).
+    for with_email in [true, false] {
+        browser.click("Log out").await;
+        browser.heading("Sign in").await;
+        if with_email {
+            browser.fill("email", &erin).await;
+        }
+        browser.click("Sign in with a passkey").await;
+        browser.heading("Your tasks").await;
+    }
+    browser.close().await;
+}

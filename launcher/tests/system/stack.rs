@@ -79,13 +79,59 @@ impl Stack {
         auth_extra: &[(&str, &str)],
         main_extra: &[(&str, &str)],
     ) -> Self {
+        Self::on_host(
+            system,
+            auth_db,
+            main_db,
+            dbs,
+            "127.0.0.1",
+            auth_extra,
+            main_extra,
+        )
+        .await
+    }
+
+    /// As `start`, with browsers reaching both services at `localhost`
+    /// (they listen on 127.0.0.1 all the same): passkeys need a host name,
+    /// browsers refuse an IP address as a relying party id.
+    pub async fn start_at_localhost(
+        name: &str,
+        auth_extra: &[(&str, &str)],
+        main_extra: &[(&str, &str)],
+    ) -> Self {
+        let dir = scratch(name);
+        let system = System::new(&dir).expect("system dir");
+        let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
+        let (main_tdb, main_db) = TestDb::create(&dir, "main").await;
+        Self::on_host(
+            system,
+            auth_db,
+            main_db,
+            vec![auth_tdb, main_tdb],
+            "localhost",
+            auth_extra,
+            main_extra,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_host(
+        system: System,
+        auth_db: String,
+        main_db: String,
+        dbs: Vec<TestDb>,
+        host: &str,
+        auth_extra: &[(&str, &str)],
+        main_extra: &[(&str, &str)],
+    ) -> Self {
         let (auth_port, main_port) = (Port::new().unwrap(), Port::new().unwrap());
         // Retries start at 100 ms so a restarted receiver is found quickly.
         // The main backend's web app may use cookie mode, as in development.
-        let app_url = format!("http://127.0.0.1:{main_port}");
+        let app_url = format!("http://{host}:{main_port}");
         // Where browsers reach the auth service: a provider sends them back
         // to its callback there.
-        let auth_public = format!("http://127.0.0.1:{auth_port}");
+        let auth_public = format!("http://{host}:{auth_port}");
         let mut auth_env = vec![
             ("AUTH_PUBLIC_URL", auth_public.as_str()),
             ("AUTH_WEBHOOK_BACKOFF_MS", "100"),
@@ -114,7 +160,10 @@ impl Stack {
             )
             .unwrap();
         auth.ready(READY).await.unwrap();
-        let mut main_env = vec![("SYNC_INTERVAL_SECONDS", "0")];
+        let mut main_env = vec![
+            ("SYNC_INTERVAL_SECONDS", "0"),
+            ("AUTH_PUBLIC_URL", auth_public.as_str()),
+        ];
         main_env.extend(pooled[1].iter().map(|(k, v)| (k.as_str(), v.as_str())));
         main_env.extend_from_slice(main_extra);
         let mut main = system
