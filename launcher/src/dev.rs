@@ -89,9 +89,16 @@ pub async fn run() -> anyhow::Result<()> {
         "http://{}",
         main_settings.bind.replace("0.0.0.0", "127.0.0.1")
     );
+    // Passkeys need a host name (browsers refuse an IP as relying party
+    // id): they work with the app opened at localhost.
+    let localhost_app = app_url.replace("127.0.0.1", "localhost");
+    let both_origins = format!("{app_url},{localhost_app}");
     let auth_lookup = |k: &str| {
         lookup(k).or_else(|| match k {
-            "CORS_ALLOWED_ORIGINS" | "AUTH_APP_URL" => Some(app_url.clone()),
+            "AUTH_APP_URL" => Some(app_url.clone()),
+            "CORS_ALLOWED_ORIGINS" => Some(both_origins.clone()),
+            "AUTH_WEBAUTHN_RP_ID" => Some("localhost".into()),
+            "AUTH_WEBAUTHN_ORIGINS" => Some(localhost_app.clone()),
             "CORS_ALLOW_CREDENTIALS" => Some("true".into()),
             // Local use: a missing AUTH_SECRETS_KEY may be derived.
             "AUTH_ENVIRONMENT" => Some("development".into()),
@@ -101,11 +108,12 @@ pub async fn run() -> anyhow::Result<()> {
     let auth = Application::build(Settings::from_lookup(auth_lookup)?).await?;
     let main = main_backend::Application::build(main_settings).await?;
     eprintln!(
-        "launcher: open the web app at http://127.0.0.1:{}/\n\
+        "launcher: open the web app at http://127.0.0.1:{}/ (passkeys: at http://localhost:{}/)\n\
          launcher: auth service on http://127.0.0.1:{} (SQLite at data/auth.db)\n\
          launcher: main backend on http://127.0.0.1:{} (SQLite at data/main.db)\n\
          launcher: mail (verification, reset links) is appended to data/mail.jsonl\n\
          launcher: the internal API key and webhook secret are in {DEV_DIR}/secrets.env",
+        main.port(),
         main.port(),
         auth.port(),
         main.port()
