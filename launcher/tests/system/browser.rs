@@ -633,8 +633,8 @@ impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
 }
 
 /// Passkeys in a real browser with a virtual authenticator: add one under
-/// Security, sign out, sign in with it (with the email typed and without).
-/// The app is opened at
+/// Security, sign out, sign in with it (with the email typed and without),
+/// as a user with TOTP who is not asked for a code. The app is opened at
 /// `localhost`: browsers refuse an IP address as a relying party id.
 #[tokio::test]
 async fn web_app_adds_a_passkey_and_signs_in_with_it() {
@@ -651,6 +651,33 @@ async fn web_app_adds_a_passkey_and_signs_in_with_it() {
     let app = stack.main.url().replace("127.0.0.1", "localhost");
     let erin = unique_email("erin");
     browser.sign_up(&app, &erin).await;
+    // Erin has two-factor sign-in (turned on over the API, from a second
+    // session): a passkey is both factors, so no code will be asked.
+    let auth = stack.auth.url();
+    let api = api_login(&auth, &erin, None).await;
+    let token = api["access_token"].as_str().unwrap().to_owned();
+    let setup: Value = client()
+        .post(format!("{auth}/v1/mfa/totp/setup"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = auth_service::mfa::code_at(setup["secret"].as_str().unwrap(), now).unwrap();
+    let enabled = client()
+        .post(format!("{auth}/v1/mfa/totp/enable"))
+        .bearer_auth(&token)
+        .json(&json!({"code": code, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
 
     browser.goto(&format!("{app}/#security")).await;
     browser.heading("Security").await;
