@@ -26,6 +26,7 @@
 
 pub mod account;
 pub mod admin;
+mod flows;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;

@@ -22,14 +22,14 @@
 
 use chrono::Duration;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use shared_types::{PublicUser, TokenPair};
 use uuid::Uuid;
 
 use super::{audit, faults, second_factor, sessions, Fault};
 use crate::attempts::{lockout_errors, Attempt, ReauthError};
 use crate::db::events::{self, kind};
-use crate::db::identities::{self, flow, Flow, Identity, NewIdentity};
+use crate::db::identities::{self, flow, Identity, NewIdentity};
 use crate::db::mail::{self, MailKind};
 use crate::db::sql_types::{DbTime, DbUuid};
 use crate::db::users::{self, NewUser, User, NO_PASSWORD};
@@ -135,61 +135,6 @@ impl AppState {
             "{}/v1/oauth/{provider}/callback",
             self.settings.public_url.trim_end_matches('/')
         )
-    }
-
-    fn seal_flow(&self, kind: &str, id: &str, data: &impl Serialize) -> Result<String, Fault> {
-        let json = serde_json::to_vec(data).map_err(anyhow::Error::from)?;
-        Ok(self
-            .settings
-            .secrets_key
-            .seal_text(format!("oauth_flows:{kind}:{id}").as_bytes(), &json))
-    }
-
-    /// The row of a new flow secret: stored by its hash, its data sealed,
-    /// expiring `ttl` from now.
-    fn flow_row(
-        &self,
-        kind: &str,
-        secret: &str,
-        provider: &str,
-        user_id: Option<DbUuid>,
-        ttl: Duration,
-        data: &impl Serialize,
-    ) -> Result<Flow, Fault> {
-        let id = hash_token(secret);
-        let now = db::now();
-        Ok(Flow {
-            data: self.seal_flow(kind, &id, data)?,
-            id,
-            kind: kind.into(),
-            provider: provider.to_owned(),
-            user_id,
-            expires_at: DbTime(now + ttl),
-            created_at: DbTime(now),
-        })
-    }
-
-    /// Takes the flow secret `secret` of `kind` (single use) and opens it;
-    /// `None` when unknown, expired, used, or unreadable.
-    async fn take_flow<T: DeserializeOwned>(
-        &self,
-        kind: &str,
-        secret: &str,
-    ) -> Result<Option<(Flow, T)>, Fault> {
-        let mut pooled = self.db.get().await?;
-        let taken =
-            identities::take_flow(&mut pooled.conn(), &hash_token(secret), kind, db::now()).await?;
-        Ok(taken.and_then(|flow| self.open_flow(&flow).map(|data| (flow, data))))
-    }
-
-    fn open_flow<T: DeserializeOwned>(&self, flow: &Flow) -> Option<T> {
-        let aad = format!("oauth_flows:{}:{}", flow.kind, flow.id);
-        let plain = self
-            .settings
-            .secrets_key
-            .open_text(aad.as_bytes(), &flow.data)
-            .ok()?;
-        serde_json::from_slice(&plain).ok()
     }
 
     fn seal_tokens(&self, identity_id: Uuid, tokens: &ProviderTokens) -> Result<String, Fault> {

@@ -31,7 +31,7 @@ use crate::db::passkeys::{self as db_passkeys, PasskeyRow};
 use crate::db::sql_types::{DbTime, DbUuid};
 use crate::db::{self, users};
 use crate::extractors::{AuthenticatedUser, ClientInfo};
-use crate::tokens::{hash_token, random_token};
+use crate::tokens::random_token;
 use crate::AppState;
 use service_kit::transaction;
 
@@ -87,6 +87,7 @@ impl AppState {
         self.webauthn.as_ref().ok_or(PasskeyError::Disabled)
     }
 
+    /// A new ceremony's challenge id and its stored state.
     fn passkey_flow(
         &self,
         kind: &str,
@@ -94,48 +95,15 @@ impl AppState {
         data: &impl Serialize,
     ) -> Result<(String, Flow), Fault> {
         let secret = random_token();
-        let id = hash_token(&secret);
-        let json = serde_json::to_vec(data).map_err(|e| Fault::Internal(e.into()))?;
-        let now = db::now();
-        let flow = Flow {
-            data: self
-                .settings
-                .secrets_key
-                .seal_text(format!("oauth_flows:{kind}:{id}").as_bytes(), &json),
-            id,
-            kind: kind.to_owned(),
-            provider: "passkey".into(),
-            user_id: user_id.map(DbUuid),
-            expires_at: DbTime(now + challenge_ttl()),
-            created_at: DbTime(now),
-        };
-        Ok((secret, flow))
-    }
-
-    async fn take_passkey_flow<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: &str,
-        challenge_id: &str,
-    ) -> Result<Option<(Flow, T)>, Fault> {
-        let mut pooled = self.db.get().await?;
-        let Some(flow) = identities::take_flow(
-            &mut pooled.conn(),
-            &hash_token(challenge_id),
+        let flow = self.flow_row(
             kind,
-            db::now(),
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let aad = format!("oauth_flows:{}:{}", flow.kind, flow.id);
-        let data = self
-            .settings
-            .secrets_key
-            .open_text(aad.as_bytes(), &flow.data)
-            .ok()
-            .and_then(|plain| serde_json::from_slice(&plain).ok());
-        Ok(data.map(|d| (flow, d)))
+            &secret,
+            "passkey",
+            user_id.map(DbUuid),
+            challenge_ttl(),
+            data,
+        )?;
+        Ok((secret, flow))
     }
 }
 
@@ -198,7 +166,7 @@ pub async fn register_finish(
 ) -> Result<Added, PasskeyError> {
     let invalid = |why: &str| PasskeyError::InvalidCredential(why.to_owned());
     let Some((flow, registration)) = state
-        .take_passkey_flow::<PasskeyRegistration>(REGISTRATION, challenge_id)
+        .take_flow::<PasskeyRegistration>(REGISTRATION, challenge_id)
         .await?
     else {
         return Err(invalid("unknown, expired or used challenge"));
@@ -351,7 +319,7 @@ pub async fn login_finish(
 ) -> Result<TokenPair, PasskeyError> {
     let rp = state.relying_party()?;
     let Some((_, login)) = state
-        .take_passkey_flow::<LoginState>(AUTHENTICATION, challenge_id)
+        .take_flow::<LoginState>(AUTHENTICATION, challenge_id)
         .await?
     else {
         return Err(PasskeyError::InvalidCredentials);
