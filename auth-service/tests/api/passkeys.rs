@@ -333,3 +333,67 @@ async fn without_a_relying_party_passkeys_are_off_and_say_so() {
     let res = app.post_json("/v1/passkeys/login/start", &json!({})).await;
     assert_problem(res, StatusCode::NOT_IMPLEMENTED, "passkeys_disabled").await;
 }
+
+/// An account made by a provider has no password: once its identity is
+/// unlinked (the passkey keeps a way in), its last passkey cannot go.
+#[tokio::test]
+async fn the_last_passkey_of_an_account_without_a_password_stays() {
+    use crate::providers::{
+        browse, browser, fragment, Hub, HubUser, APP_URL, CLIENT_ID, CLIENT_SECRET,
+    };
+    let hub = Hub::start(CLIENT_ID, CLIENT_SECRET).await;
+    hub.sign_in_as(HubUser {
+        id: 77,
+        login: "fern".into(),
+        public_email: None,
+        emails: vec![(email(), true, true)],
+    });
+    let mut env = hub.env("hub", true);
+    env.push(("AUTH_OAUTH_PROVIDERS".into(), "hub".into()));
+    env.push(("AUTH_APP_URL".into(), APP_URL.into()));
+    env.push(("AUTH_WEBAUTHN_RP_ID".into(), "localhost".into()));
+    env.push(("AUTH_WEBAUTHN_ORIGINS".into(), ORIGIN.into()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(&pairs).await;
+    let landed = browse(&browser(), &app.url("/v1/oauth/hub/authorize"))
+        .await
+        .expect("lands");
+    let res = app
+        .post_json(
+            "/v1/oauth/exchange",
+            &json!({"code": fragment(&landed, "code").expect("code")}),
+        )
+        .await;
+    let done: Value = res.json().await.expect("json");
+    let token = done["tokens"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    add_passkey(&app, &token).await;
+    let identities: Value = app
+        .get_bearer("/v1/me/identities", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let identity = identities[0]["id"].as_str().expect("id");
+    let res = app
+        .delete_bearer(&format!("/v1/me/identities/{identity}"), &token)
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::NO_CONTENT,
+        "the passkey is a way in"
+    );
+    let list: Value = app
+        .get_bearer("/v1/passkeys", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let passkey = list[0]["id"].as_str().expect("id");
+    let res = app
+        .delete_bearer(&format!("/v1/passkeys/{passkey}"), &token)
+        .await;
+    assert_problem(res, StatusCode::CONFLICT, "last_sign_in_method").await;
+}
