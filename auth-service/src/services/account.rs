@@ -200,6 +200,7 @@ pub async fn change_password(
         .await?;
         Ok(())
     });
+    drop(pooled);
     attempt.settle(state, result).await?;
     state.outbox.wake();
     Ok(())
@@ -439,6 +440,7 @@ pub async fn change_email(
         .await?;
         Ok(())
     });
+    drop(pooled);
     attempt.settle(state, result).await?;
     state.mail.wake();
     Ok(())

@@ -161,6 +161,7 @@ pub async fn enable(
         .await?;
         Ok(())
     });
+    drop(pooled);
     match attempt {
         Some(attempt) => attempt.settle(state, result).await?,
         None => result?,
@@ -217,6 +218,7 @@ pub async fn disable(
         .await?;
         Ok(())
     });
+    drop(pooled);
     attempt.settle(state, result).await?;
     state.outbox.wake();
     Ok(())

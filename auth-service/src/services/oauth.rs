@@ -450,6 +450,32 @@ enum Resolved {
     New,
 }
 
+/// Finds the account the asserted identity signs in to, by the identity,
+/// else by a verified address both sides vouch for.
+async fn resolve(
+    state: &AppState,
+    provider: &str,
+    asserted: &Asserted,
+) -> Result<Resolved, OAuthError> {
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    Ok(
+        match identities::find(conn, provider, &asserted.subject).await? {
+            Some(identity) => match users::find(conn, identity.user_id.0).await? {
+                Some(user) => Resolved::Known(Box::new(user), identity),
+                None => Resolved::New,
+            },
+            None => match users::find_by_email(conn, &asserted.email).await? {
+                Some(user) if asserted.email_verified && user.email_verified => {
+                    Resolved::SameEmail(Box::new(user))
+                }
+                Some(_) => return Err(OAuthError::AccountExists),
+                None => Resolved::New,
+            },
+        },
+    )
+}
+
 /// Exchanges the callback's one-time code for a session.
 pub async fn exchange(
     state: &AppState,
@@ -482,24 +508,12 @@ async fn sign_in(
     asserted: Asserted,
     totp_code: Option<&str>,
 ) -> Result<Exchanged, OAuthError> {
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let resolved = match identities::find(conn, provider, &asserted.subject).await? {
-        Some(identity) => match users::find(conn, identity.user_id.0).await? {
-            Some(user) => Resolved::Known(Box::new(user), identity),
-            None => Resolved::New,
-        },
-        None => match users::find_by_email(conn, &asserted.email).await? {
-            Some(user) if asserted.email_verified && user.email_verified => {
-                Resolved::SameEmail(Box::new(user))
-            }
-            Some(_) => return Err(OAuthError::AccountExists),
-            None => Resolved::New,
-        },
-    };
+    let resolved = resolve(state, provider, &asserted).await?;
+    // The gate may count a failure, which takes a connection of its own:
+    // none is held across it.
     let attempt = match &resolved {
         Resolved::Known(user, _) | Resolved::SameEmail(user) => {
-            second_factor_gate(state, client, conn, user, totp_code).await?
+            second_factor_gate(state, client, user, totp_code).await?
         }
         Resolved::New => {
             state.check_email_domain(&Email::parse(&asserted.email)?)?;
@@ -508,6 +522,8 @@ async fn sign_in(
     };
     let now = db::now();
     let identity_id = Uuid::now_v7();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
     let result = transaction!(conn, |tx| -> OAuthError {
         if let Some(attempt) = &attempt {
             attempt.passed(state, tx).await?;
@@ -579,6 +595,7 @@ async fn sign_in(
             created,
         })
     });
+    drop(pooled);
     let result = match attempt {
         Some(attempt) => attempt.settle(state, result).await,
         None => result,
@@ -631,12 +648,12 @@ async fn insert_identity(
 async fn second_factor_gate(
     state: &AppState,
     client: &ClientInfo,
-    conn: &mut Conn<'_>,
     user: &User,
     totp_code: Option<&str>,
 ) -> Result<Option<Attempt>, OAuthError> {
     if user.account_locked {
-        super::audit_locked_refusal(conn, client, user.id.0).await?;
+        let mut pooled = state.db.get().await?;
+        super::audit_locked_refusal(&mut pooled.conn(), client, user.id.0).await?;
         return Err(OAuthError::AccountLocked);
     }
     if !user.mfa_enabled {
@@ -648,7 +665,7 @@ async fn second_factor_gate(
     let attempt = state
         .reserve(client, &user.email, Some(user.id.0), kind::LOGIN_FAILED)
         .await?;
-    match second_factor::check_in_slot(state, client, conn, user.id.0, code, attempt).await? {
+    match second_factor::check_in_slot(state, client, user.id.0, code, attempt).await? {
         Some(attempt) => Ok(Some(attempt)),
         None => Err(OAuthError::WrongSecondFactor),
     }
@@ -696,6 +713,7 @@ pub async fn start_link(
         identities::put_flow(tx, &row, now).await?;
         Ok(())
     });
+    drop(pooled);
     match attempt {
         Some(attempt) => attempt.settle(state, result).await?,
         None => result?,

@@ -341,8 +341,7 @@ pub async fn login_finish(
     let attempt = state
         .reserve(client, &user.email, Some(user.id.0), kind::LOGIN_FAILED)
         .await?;
-    let mut passkey: Passkey =
-        serde_json::from_str(&row.passkey).map_err(|e| Fault::Internal(e.into()))?;
+    let passkey: Passkey = parse_stored(&row)?;
     let checked = match login {
         LoginState::Offered(offered) => rp.finish_passkey_authentication(&credential, &offered),
         LoginState::Discoverable(discoverable) => {
@@ -359,31 +358,50 @@ pub async fn login_finish(
     };
     let result = match checked {
         Ok(result) => result,
-        Err(e) => {
-            let detail = match e {
-                WebauthnError::CredentialPossibleCompromise => {
-                    tracing::warn!(user_id = %user.id.0, passkey = %row.id.0, "passkey counter went backwards: a cloned authenticator?");
-                    "passkey refused: its counter went backwards (a cloned authenticator?)"
-                }
-                _ => "passkey refused",
-            };
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            return refuse_clone(state, client, attempt, &user, &row).await
+        }
+        Err(_) => {
             attempt
-                .failed(state, client, Some(user.id.0), kind::LOGIN_FAILED, detail)
+                .failed(
+                    state,
+                    client,
+                    Some(user.id.0),
+                    kind::LOGIN_FAILED,
+                    "passkey refused",
+                )
                 .await?;
             return Err(PasskeyError::InvalidCredentials);
         }
     };
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
+    // Giving the slot back or counting a failure takes a connection of
+    // its own: none is held meanwhile.
     if user.account_locked {
         attempt.released(state).await?;
-        super::audit_locked_refusal(conn, client, user.id.0).await?;
+        let mut pooled = state.db.get().await?;
+        super::audit_locked_refusal(&mut pooled.conn(), client, user.id.0).await?;
         return Err(PasskeyError::AccountLocked);
     }
-    passkey.update_credential(&result);
-    let updated = serde_json::to_string(&passkey).map_err(|e| Fault::Internal(e.into()))?;
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
     let now = db::now();
     let outcome = transaction!(conn, |tx| -> PasskeyError {
+        // The counter was checked against the record read before the
+        // signature; another sign-in with this passkey (a clone's, on
+        // another replica) may have moved it since. Sign-ins of one
+        // passkey take turns here and check the counter stored now, so two
+        // assertions with one counter never both get a session.
+        tx.lock_key(&format!("passkey:{}", row.id.0)).await?;
+        let Some(current) = db_passkeys::by_credential(tx, &key).await? else {
+            return Err(PasskeyError::InvalidCredentials);
+        };
+        let mut passkey = parse_stored(&current)?;
+        let counter = result.counter();
+        if counter != 0 && counter <= stored_counter(&passkey)? {
+            return Ok(None);
+        }
+        passkey.update_credential(&result);
+        let updated = serde_json::to_string(&passkey).map_err(|e| Fault::Internal(e.into()))?;
         attempt.passed(state, tx).await?;
         db_passkeys::used(tx, row.id.0, &updated, now).await?;
         let tokens = sessions::start(state, tx, user.id.0, client, now).await?;
@@ -399,7 +417,50 @@ pub async fn login_finish(
             ),
         )
         .await?;
-        Ok(tokens)
+        Ok(Some(tokens))
     });
-    attempt.settle(state, outcome).await
+    drop(pooled);
+    match outcome {
+        Ok(Some(tokens)) => Ok(tokens),
+        Ok(None) => refuse_clone(state, client, attempt, &user, &row).await,
+        Err(e) => attempt.settle(state, Err(e)).await,
+    }
+}
+
+fn parse_stored(row: &PasskeyRow) -> Result<Passkey, Fault> {
+    serde_json::from_str(&row.passkey).map_err(|e| Fault::Internal(e.into()))
+}
+
+/// The signature counter of a stored passkey, read from its serialised
+/// form (webauthn-rs keeps the field private without its
+/// `danger-credential-internals` feature; the form is what we store).
+fn stored_counter(passkey: &Passkey) -> Result<u32, Fault> {
+    let value = serde_json::to_value(passkey).map_err(|e| Fault::Internal(e.into()))?;
+    value
+        .pointer("/cred/counter")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|c| u32::try_from(c).ok())
+        .ok_or_else(|| Fault::Internal(anyhow::anyhow!("a stored passkey has no counter")))
+}
+
+/// A counter that did not move forward: the authenticator was probably
+/// cloned. Refused, counted like a wrong password, audited and logged.
+async fn refuse_clone(
+    state: &AppState,
+    client: &ClientInfo,
+    attempt: crate::attempts::Attempt,
+    user: &users::User,
+    row: &PasskeyRow,
+) -> Result<TokenPair, PasskeyError> {
+    tracing::warn!(user_id = %user.id.0, passkey = %row.id.0, "passkey counter went backwards: a cloned authenticator?");
+    attempt
+        .failed(
+            state,
+            client,
+            Some(user.id.0),
+            kind::LOGIN_FAILED,
+            "passkey refused: its counter went backwards (a cloned authenticator?)",
+        )
+        .await?;
+    Err(PasskeyError::InvalidCredentials)
 }

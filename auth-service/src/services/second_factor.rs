@@ -45,16 +45,20 @@ pub async fn check(
 
 /// `check` inside the lockout slot a sign-in took for the user's email: a
 /// wrong code is counted as a failed sign-in (and may lock). Answers the
-/// slot back when the code was right, to settle with the sign-in.
+/// slot back when the code was right, to settle with the sign-in. The
+/// caller holds no connection: counting a failure takes one.
 pub async fn check_in_slot(
     state: &AppState,
     client: &ClientInfo,
-    conn: &mut Conn<'_>,
     user_id: Uuid,
     code: &str,
     attempt: Attempt,
 ) -> Result<Option<Attempt>, Fault> {
-    if check(state, conn, user_id, code).await? {
+    let right = {
+        let mut pooled = state.db.get().await?;
+        check(state, &mut pooled.conn(), user_id, code).await?
+    };
+    if right {
         return Ok(Some(attempt));
     }
     attempt

@@ -132,11 +132,13 @@ async fn check_and_start(
             .await?;
         return Err(SignInError::InvalidCredentials);
     };
-    let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
+    // Giving the slot back or counting a failure takes a connection of
+    // its own: none is held meanwhile, or a burst the size of the pool
+    // would wait on itself.
     if user.account_locked {
         attempt.released(state).await?;
-        super::audit_locked_refusal(conn, client, user.id.0).await?;
+        let mut pooled = state.db.get().await?;
+        super::audit_locked_refusal(&mut pooled.conn(), client, user.id.0).await?;
         return Err(SignInError::AccountLocked);
     }
     if user.mfa_enabled {
@@ -147,13 +149,15 @@ async fn check_and_start(
         };
         // A wrong code is counted in the slot; a right one hands it back.
         let Some(kept) =
-            second_factor::check_in_slot(state, client, conn, user.id.0, code, attempt).await?
+            second_factor::check_in_slot(state, client, user.id.0, code, attempt).await?
         else {
             return Err(SignInError::WrongSecondFactor);
         };
         attempt = kept;
     }
     let now = db::now();
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
     let result = transaction!(conn, |tx| -> SignInError {
         attempt.passed(state, tx).await?;
         let tokens = sessions::start(state, tx, user.id.0, client, now).await?;
@@ -165,5 +169,6 @@ async fn check_and_start(
         .await?;
         Ok(tokens)
     });
+    drop(pooled);
     attempt.settle(state, result).await
 }

@@ -397,3 +397,87 @@ async fn the_last_passkey_of_an_account_without_a_password_stays() {
         .await;
     assert_problem(res, StatusCode::CONFLICT, "last_sign_in_method").await;
 }
+
+/// A cloned authenticator racing the real one: assertions carrying the same
+/// counter, each for its own challenge, sent at once. The counter check is
+/// made against the stored counter inside the sign-in's transaction, so
+/// exactly one of them gets a session however the requests interleave.
+#[tokio::test]
+async fn a_burst_of_assertions_with_one_counter_signs_in_once() {
+    let app = spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", "50"),
+    ])
+    .await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let passkey = add_passkey(&app, &reg.tokens.access_token).await;
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let start = login_start(&app, Some(&address)).await;
+        let answer = passkey.assert_with_counter(&start["options"], ORIGIN, 7);
+        answers.push((start["challenge_id"].clone(), answer));
+    }
+    let burst = answers.iter().map(|(c, a)| login_finish(&app, c, a));
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!((ok, refused), (1, 7), "{statuses:?}");
+    let failures = audit(&app, &format!("kind=login_failed&user_id={}", reg.user.id)).await;
+    assert_eq!(
+        failures
+            .iter()
+            .filter(|f| f["detail"].as_str().unwrap_or("").contains("cloned"))
+            .count(),
+        7,
+        "{failures:?}"
+    );
+}
+
+/// A burst of good assertions at a locked account: every answer is 403
+/// `account_locked`, none a 503. Each refusal gives its lockout slot back
+/// and audits; done while still holding the request's own connection, a
+/// burst the size of the pool would wait on itself until the pool's
+/// deadline.
+#[tokio::test]
+async fn a_burst_of_sign_ins_to_a_locked_account_is_refused_not_stalled() {
+    let app = spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", "100"),
+    ])
+    .await;
+    let admin = app.service_token(&["admin"]).await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let mut passkey = add_passkey(&app, &reg.tokens.access_token).await;
+    let id = reg.user.id;
+    let res = app
+        .post_bearer(&format!("/admin/v1/users/{id}/lock"), &admin, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let mut answers = Vec::new();
+    for _ in 0..24 {
+        let start = login_start(&app, Some(&address)).await;
+        let answer = passkey.get(&start["options"], ORIGIN);
+        answers.push((start["challenge_id"].clone(), answer));
+    }
+    let burst = answers.iter().map(|(c, a)| login_finish(&app, c, a));
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::FORBIDDEN),
+        "{statuses:?}"
+    );
+}
