@@ -186,6 +186,12 @@ impl From<PasskeyError> for ApiError {
                 "passkeys_disabled",
                 e.to_string(),
             ),
+            PasskeyError::WrongPassword => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            PasskeyError::StaleSession => {
+                ApiError::unauthorized("reauthentication_required", e.to_string())
+            }
             PasskeyError::LastSignInMethod => {
                 ApiError::conflict("last_sign_in_method", e.to_string())
             }

@@ -344,8 +344,9 @@
     };
     const add = form("Add a passkey", [
       field("Name", { name: "name", maxlength: 100, value: "This device" }, "To tell your passkeys apart."),
+      field("Password", { name: "passkey_password", type: "password", autocomplete: "current-password" }, "Your account's password, if it has one: a passkey is a way in."),
     ], "Add a passkey", async (v) => {
-      const start = await auth("/v1/passkeys/register/start");
+      const start = await auth("/v1/passkeys/register/start", { body: v.passkey_password ? { current_password: v.passkey_password } : {} });
       const credential = await navigator.credentials.create(creationOptions(start.options));
       await auth("/v1/passkeys/register/finish", { body: { challenge_id: start.challenge_id, credential: credentialJson(credential), name: v.name } });
       await reload();

@@ -30,6 +30,16 @@ impl From<passkeys::Challenge> for ChallengeResponse {
     }
 }
 
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterStart {
+    /// The account's password, asked again so that a stolen session cannot
+    /// add a passkey of its own; an account without a password sends none
+    /// and needs a session signed in within the last 10 minutes.
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterFinish {
@@ -67,13 +77,27 @@ pub struct LoginFinish {
     credential: serde_json::Value,
 }
 
-#[utoipa::path(post, path = "/v1/passkeys/register/start", tag = "passkeys", responses((status = 200, description = "Options for navigator.credentials.create", body = ChallengeResponse)), security(("bearer" = [])))]
+/// A body that may be empty (then `T::default()`), else a JSON object.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        service_kit::http::parse_json_object(body)
+    }
+}
+
+#[utoipa::path(post, path = "/v1/passkeys/register/start", tag = "passkeys", request_body(content = RegisterStart, description = "May be empty for an account without a password"), responses((status = 200, description = "Options for navigator.credentials.create", body = ChallengeResponse)), security(("bearer" = [])))]
 pub async fn register_start(
     state: web::Data<AppState>,
+    client: ClientInfo,
     auth: AuthenticatedUser,
+    body: web::Bytes,
 ) -> Result<web::Json<ChallengeResponse>, ApiError> {
+    let body: RegisterStart = optional_body(&body)?;
     Ok(web::Json(
-        passkeys::register_start(&state, &auth).await?.into(),
+        passkeys::register_start(&state, &client, &auth, body.current_password)
+            .await?
+            .into(),
     ))
 }
 
@@ -137,11 +161,7 @@ pub async fn login_start(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<web::Json<ChallengeResponse>, ApiError> {
-    let body: LoginStart = if body.iter().all(u8::is_ascii_whitespace) {
-        LoginStart::default()
-    } else {
-        service_kit::http::parse_json_object(&body)?
-    };
+    let body: LoginStart = optional_body(&body)?;
     Ok(web::Json(
         passkeys::login_start(&state, body.email.as_deref())
             .await?

@@ -24,7 +24,7 @@ use webauthn_rs::prelude::{
 };
 
 use super::{audit, faults, sessions, Fault};
-use crate::attempts::lockout_errors;
+use crate::attempts::{lockout_errors, ReauthError};
 use crate::db::events::{self, kind};
 use crate::db::identities::{self, Flow};
 use crate::db::passkeys::{self as db_passkeys, PasskeyRow};
@@ -58,6 +58,10 @@ pub enum PasskeyError {
     NotFound,
     #[error("passkeys are off on this deployment (AUTH_WEBAUTHN_RP_ID is not set and the app is served at an IP address)")]
     Disabled,
+    #[error("current_password is missing or incorrect (an account with a password must send it to add a passkey)")]
+    WrongPassword,
+    #[error("sign in again (this session is older than 10 minutes) to add a passkey")]
+    StaleSession,
     #[error("this is the account's last way to sign in: set a password (reset it by mail) or add another way first")]
     LastSignInMethod,
     #[error(transparent)]
@@ -66,6 +70,17 @@ pub enum PasskeyError {
 
 faults!(PasskeyError);
 lockout_errors!(PasskeyError);
+
+impl From<ReauthError> for PasskeyError {
+    fn from(e: ReauthError) -> Self {
+        match e {
+            ReauthError::Refused => Self::WrongPassword,
+            ReauthError::StaleSession => Self::StaleSession,
+            ReauthError::TooMany { retry_after } => Self::TooManyAttempts { retry_after },
+            ReauthError::Fault(f) => Self::Fault(f),
+        }
+    }
+}
 
 /// A ceremony's options for the browser, and the id of its stored state.
 pub struct Challenge {
@@ -112,11 +127,26 @@ fn credential_key(id: &[u8]) -> String {
 }
 
 /// The registration options: a discoverable credential is asked for, so
-/// the passkey also signs in without an email.
+/// the passkey also signs in without an email. The account's password is
+/// asked again (counted like a login's): a stolen session must not add the
+/// thief's passkey as a way in. An account without a password needs a
+/// session signed in within the last 10 minutes instead.
 pub async fn register_start(
     state: &AppState,
+    client: &ClientInfo,
     auth: &AuthenticatedUser,
+    current_password: Option<String>,
 ) -> Result<Challenge, PasskeyError> {
+    let relying_party = state.relying_party()?;
+    let attempt = state
+        .reauthenticate_account(
+            client,
+            auth,
+            kind::PASSKEY_ADDED,
+            current_password,
+            "wrong current password",
+        )
+        .await?;
     let user = &auth.user;
     let existing = {
         let mut pooled = state.db.get().await?;
@@ -128,8 +158,7 @@ pub async fn register_start(
         .map(|p| p.cred_id().clone())
         .collect();
     let display = user.full_name.as_deref().unwrap_or(&user.email);
-    let (ccr, registration) = state
-        .relying_party()?
+    let (ccr, registration) = relying_party
         .start_passkey_registration(user.id.0, &user.email, display, Some(exclude))
         .map_err(|e| Fault::Internal(anyhow::anyhow!("passkey registration start: {e}")))?;
     let mut options = serde_json::to_value(&ccr).map_err(|e| Fault::Internal(e.into()))?;
@@ -142,7 +171,19 @@ pub async fn register_start(
     }
     let (challenge_id, flow) = state.passkey_flow(REGISTRATION, Some(user.id.0), &registration)?;
     let mut pooled = state.db.get().await?;
-    identities::put_flow(&mut pooled.conn(), &flow, db::now()).await?;
+    let conn = &mut pooled.conn();
+    let result = transaction!(conn, |tx| -> PasskeyError {
+        if let Some(attempt) = &attempt {
+            attempt.passed(state, tx).await?;
+        }
+        identities::put_flow(tx, &flow, db::now()).await?;
+        Ok(())
+    });
+    drop(pooled);
+    match attempt {
+        Some(attempt) => attempt.settle(state, result).await?,
+        None => result?,
+    }
     Ok(Challenge {
         challenge_id,
         options,

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::authenticator::SoftPasskey;
-use crate::helpers::{assert_problem, audit, email, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, audit, email, spawn_app_with, TestApp, PASSWORD};
 
 const ORIGIN: &str = "http://localhost:3000";
 
@@ -20,10 +20,16 @@ async fn app() -> TestApp {
     .await
 }
 
-/// Registers a passkey for the session `token`; answers the authenticator.
+/// Registers a passkey for the session `token` (the account's password is
+/// asked again; an account without one sends none); answers the
+/// authenticator.
 async fn add_passkey(app: &TestApp, token: &str) -> SoftPasskey {
     let res = app
-        .post_bearer("/v1/passkeys/register/start", token, None)
+        .post_bearer(
+            "/v1/passkeys/register/start",
+            token,
+            Some(&json!({ "current_password": PASSWORD })),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let start: Value = res.json().await.expect("json");
@@ -116,10 +122,11 @@ async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
     let reg = app.register(&address).await;
     let token = reg.tokens.access_token.clone();
     let mut passkey = add_passkey(&app, &token).await;
+    let again = json!({ "current_password": PASSWORD });
 
     // Registration: malformed, wrong origin, someone else's challenge.
     let start: Value = app
-        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .post_bearer("/v1/passkeys/register/start", &token, Some(&again))
         .await
         .json()
         .await
@@ -133,7 +140,7 @@ async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
         .await;
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_credential").await;
     let start: Value = app
-        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .post_bearer("/v1/passkeys/register/start", &token, Some(&again))
         .await
         .json()
         .await
@@ -149,7 +156,7 @@ async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
     assert_problem(res, StatusCode::BAD_REQUEST, "invalid_credential").await;
     let bob = app.register(&email()).await;
     let start: Value = app
-        .post_bearer("/v1/passkeys/register/start", &token, None)
+        .post_bearer("/v1/passkeys/register/start", &token, Some(&again))
         .await
         .json()
         .await
@@ -480,4 +487,71 @@ async fn a_burst_of_sign_ins_to_a_locked_account_is_refused_not_stalled() {
         statuses.iter().all(|s| *s == StatusCode::FORBIDDEN),
         "{statuses:?}"
     );
+}
+
+/// A stolen session must not add the thief's passkey as a permanent way
+/// in: the password is asked again, and wrong guesses count in the same
+/// lockout as a login's (a burst gets exactly the threshold of checks, and
+/// the session that filled it is ended).
+#[tokio::test]
+async fn a_stolen_session_cannot_add_a_passkey_without_the_password() {
+    let app = spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", "3"),
+    ])
+    .await;
+    let address = email();
+    let reg = app.register(&address).await;
+    let token = reg.tokens.access_token.clone();
+    let start = |body: Option<Value>| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.post_bearer("/v1/passkeys/register/start", &token, body.as_ref())
+                .await
+        }
+    };
+    // Without the password, or with a malformed body: refused, not counted.
+    assert_problem(
+        start(None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        start(Some(json!({"current_password": 7}))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let burst = (0..10).map(|i| start(Some(json!({"current_password": format!("guess {i}")}))));
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (3, 7),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.introspect(&token).await["active"],
+        false,
+        "the session is ended"
+    );
+    assert!(
+        audit(&app, &format!("kind=passkey_added&user_id={}", reg.user.id))
+            .await
+            .iter()
+            .all(|a| a["success"] == false)
+    );
+    // The owner, with the password, once the lock is over, can.
+    let other = app.register(&email()).await;
+    add_passkey(&app, &other.tokens.access_token).await;
 }

@@ -681,6 +681,7 @@ async fn web_app_adds_a_passkey_and_signs_in_with_it() {
 
     browser.goto(&format!("{app}/#security")).await;
     browser.heading("Security").await;
+    browser.fill("passkey_password", PASSWORD).await;
     browser.click("Add a passkey").await;
     let passkeys = "//ul[@aria-label='Passkeys']/li[.//span[normalize-space()='This device']]";
     browser.wait_for(passkeys).await;
