@@ -155,10 +155,21 @@ pub async fn sign_in_methods(conn: &mut Conn<'_>, user_id: Uuid) -> QueryResult<
     })
 }
 
-/// Serialises changes to one user's ways of signing in (two unlinks at
-/// once must not both pass the "not the last one" check).
-pub fn sign_in_methods_lock(user_id: Uuid) -> String {
-    format!("sign-in-methods:{user_id}")
+/// Serialises changes to one user's ways of signing in until the
+/// transaction ends (two removals at once must not both pass the "not the
+/// last one" check).
+pub async fn lock_sign_in_methods(tx: &mut Conn<'_>, user_id: Uuid) -> QueryResult<()> {
+    tx.lock_key(&format!("sign-in-methods:{user_id}")).await
+}
+
+/// The user's ways to sign in, read under `lock_sign_in_methods`: for a
+/// removal, which must leave one.
+pub async fn sign_in_methods_locked(
+    tx: &mut Conn<'_>,
+    user_id: Uuid,
+) -> QueryResult<SignInMethods> {
+    lock_sign_in_methods(tx, user_id).await?;
+    sign_in_methods(tx, user_id).await
 }
 
 pub mod flow {

@@ -353,8 +353,7 @@ async fn link(
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     let linked = transaction!(conn, |tx| -> OAuthError {
-        tx.lock_key(&identities::sign_in_methods_lock(user_id))
-            .await?;
+        identities::lock_sign_in_methods(tx, user_id).await?;
         let Some(user) = users::find(tx, user_id).await? else {
             return Err(OAuthError::InvalidState);
         };
@@ -543,8 +542,7 @@ async fn sign_in(
                 ((**user).clone(), false)
             }
             Resolved::SameEmail(user) => {
-                tx.lock_key(&identities::sign_in_methods_lock(user.id.0))
-                    .await?;
+                identities::lock_sign_in_methods(tx, user.id.0).await?;
                 insert_identity(state, tx, identity_id, user.id.0, provider, &asserted).await?;
                 linked_audit_and_notice(state, tx, client, user, provider, &asserted.email).await?;
                 ((**user).clone(), false)
@@ -742,9 +740,7 @@ pub async fn unlink(
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     transaction!(conn, |tx| -> OAuthError {
-        tx.lock_key(&identities::sign_in_methods_lock(user_id))
-            .await?;
-        let methods = identities::sign_in_methods(tx, user_id).await?;
+        let methods = identities::sign_in_methods_locked(tx, user_id).await?;
         let Some(removed) = identities::delete(tx, user_id, identity_id).await? else {
             return Err(OAuthError::NoSuchIdentity);
         };

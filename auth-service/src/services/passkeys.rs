@@ -24,7 +24,7 @@ use webauthn_rs::prelude::{
 };
 
 use super::{audit, faults, sessions, Fault};
-use crate::attempts::{lockout_errors, ReauthError};
+use crate::attempts::{lockout_errors, Attempt, ReauthError};
 use crate::db::events::{self, kind};
 use crate::db::identities::{self, Flow};
 use crate::db::passkeys::{self as db_passkeys, PasskeyRow};
@@ -282,9 +282,7 @@ pub async fn remove(
     let mut pooled = state.db.get().await?;
     let conn = &mut pooled.conn();
     transaction!(conn, |tx| -> PasskeyError {
-        tx.lock_key(&identities::sign_in_methods_lock(user_id))
-            .await?;
-        let methods = identities::sign_in_methods(tx, user_id).await?;
+        let methods = identities::sign_in_methods_locked(tx, user_id).await?;
         let Some(removed) = db_passkeys::delete(tx, user_id, id).await? else {
             return Err(PasskeyError::NotFound);
         };
@@ -402,18 +400,7 @@ pub async fn login_finish(
         Err(WebauthnError::CredentialPossibleCompromise) => {
             return refuse_clone(state, client, attempt, &user, &row).await
         }
-        Err(_) => {
-            attempt
-                .failed(
-                    state,
-                    client,
-                    Some(user.id.0),
-                    kind::LOGIN_FAILED,
-                    "passkey refused",
-                )
-                .await?;
-            return Err(PasskeyError::InvalidCredentials);
-        }
+        Err(_) => return refuse(state, client, attempt, &user, "passkey refused").await,
     };
     // Giving the slot back or counting a failure takes a connection of
     // its own: none is held meanwhile.
@@ -485,23 +472,29 @@ fn stored_counter(passkey: &Passkey) -> Result<u32, Fault> {
 }
 
 /// A counter that did not move forward: the authenticator was probably
-/// cloned. Refused, counted like a wrong password, audited and logged.
+/// cloned. Refused like any bad assertion, and logged.
 async fn refuse_clone(
     state: &AppState,
     client: &ClientInfo,
-    attempt: crate::attempts::Attempt,
+    attempt: Attempt,
     user: &users::User,
     row: &PasskeyRow,
 ) -> Result<TokenPair, PasskeyError> {
     tracing::warn!(user_id = %user.id.0, passkey = %row.id.0, "passkey counter went backwards: a cloned authenticator?");
+    let detail = "passkey refused: its counter went backwards (a cloned authenticator?)";
+    refuse(state, client, attempt, user, detail).await
+}
+
+/// A refused assertion: counted like a wrong password and audited.
+async fn refuse(
+    state: &AppState,
+    client: &ClientInfo,
+    attempt: Attempt,
+    user: &users::User,
+    detail: &str,
+) -> Result<TokenPair, PasskeyError> {
     attempt
-        .failed(
-            state,
-            client,
-            Some(user.id.0),
-            kind::LOGIN_FAILED,
-            "passkey refused: its counter went backwards (a cloned authenticator?)",
-        )
+        .failed(state, client, Some(user.id.0), kind::LOGIN_FAILED, detail)
         .await?;
     Err(PasskeyError::InvalidCredentials)
 }

@@ -536,3 +536,27 @@ pub async fn reset_requests_handled(app: &TestApp, outcomes: &[(&str, f64)]) {
     }
     assert_eq!(app.pending_mail().await, 0);
 }
+
+/// The statuses of a burst of requests sent at once, in order.
+#[derive(Debug)]
+pub struct Statuses(pub Vec<StatusCode>);
+
+impl Statuses {
+    pub async fn of<F>(burst: impl IntoIterator<Item = F>) -> Self
+    where
+        F: std::future::Future<Output = reqwest::Response>,
+    {
+        Self(
+            futures::future::join_all(burst)
+                .await
+                .iter()
+                .map(|r| r.status())
+                .collect(),
+        )
+    }
+
+    /// How many answered `status`.
+    pub fn count(&self, status: StatusCode) -> usize {
+        self.0.iter().filter(|s| **s == status).count()
+    }
+}

@@ -10,7 +10,7 @@ use auth_service::mfa::code_at;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, audit, email, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, audit, email, spawn_app_with, Statuses, TestApp, PASSWORD};
 use crate::providers::{browse, browser, fragment, oidc_env, oidc_issuer, Hub, HubUser, APP_URL};
 
 /// An app with the OIDC provider as `idp` (and `extra` variables); `None`
@@ -201,22 +201,13 @@ async fn state_and_code_work_once_and_only_in_the_browser_that_started() {
     // The code: a burst of exchanges, exactly one session.
     let code = fragment(&landed, "code").expect("code");
     let burst = (0..8).map(|_| exchange(&app, &code, None));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
+    let statuses = Statuses::of(burst).await;
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::BAD_REQUEST)
-            .count(),
-        7,
+        (
+            statuses.count(StatusCode::OK),
+            statuses.count(StatusCode::BAD_REQUEST)
+        ),
+        (1, 7),
         "{statuses:?}"
     );
     let res = exchange(&app, &code, None).await;
@@ -525,17 +516,10 @@ async fn a_signed_in_user_links_with_the_password_and_unlinks_down_to_the_last_m
     assert_eq!(list[0]["subject"], "4242");
     let burst = ids.iter().cycle().take(10).map(|id| {
         let (app, path, token) = (&app, format!("/v1/me/identities/{id}"), carol_token.clone());
-        async move { app.delete_bearer(&path, &token).await.status() }
+        async move { app.delete_bearer(&path, &token).await }
     });
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst).await;
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::NO_CONTENT)
-            .count(),
-        1,
-        "{statuses:?}"
-    );
+    let statuses = Statuses::of(burst).await;
+    assert_eq!(statuses.count(StatusCode::NO_CONTENT), 1, "{statuses:?}");
     let list: Value = app
         .get_bearer("/v1/me/identities", &carol_token)
         .await
@@ -779,15 +763,8 @@ async fn a_user_with_totp_still_needs_the_code_and_wrong_codes_count() {
     let landed = provider_sign_in(&app, "idp", &hint).await;
     let code = fragment(&landed, "code").expect("code");
     let burst = (0..10).map(|_| exchange(&app, &code, Some("000000")));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
-    let checked = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
+    let statuses = Statuses::of(burst).await;
+    let checked = statuses.count(StatusCode::UNAUTHORIZED);
     assert!((1..=3).contains(&checked), "{statuses:?}");
     // Until the lock: then even the right code is refused, with 429.
     let mut answer = StatusCode::UNAUTHORIZED;
@@ -942,23 +919,14 @@ async fn a_burst_spends_a_state_or_a_link_ticket_exactly_once() {
         .to_str()
         .expect("ascii")
         .to_owned();
-    let burst = (0..8).map(|_| b.get(&callback).send());
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .into_iter()
-        .map(|r| r.expect("callback").status())
-        .collect();
+    let burst = (0..8).map(|_| async { b.get(&callback).send().await.expect("callback") });
+    let statuses = Statuses::of(burst).await;
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::BAD_REQUEST)
-            .count(),
-        7,
+        (
+            statuses.count(StatusCode::FOUND),
+            statuses.count(StatusCode::BAD_REQUEST)
+        ),
+        (1, 7),
         "{statuses:?}"
     );
 
@@ -977,20 +945,15 @@ async fn a_burst_spends_a_state_or_a_link_ticket_exactly_once() {
         .to_owned();
     let burst = (0..8).map(|_| {
         let url = url.clone();
-        async move { browser().get(&url).send().await.expect("start").status() }
+        async move { browser().get(&url).send().await.expect("start") }
     });
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst).await;
+    let statuses = Statuses::of(burst).await;
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::FOUND).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::BAD_REQUEST)
-            .count(),
-        7,
+        (
+            statuses.count(StatusCode::FOUND),
+            statuses.count(StatusCode::BAD_REQUEST)
+        ),
+        (1, 7),
         "{statuses:?}"
     );
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::authenticator::SoftPasskey;
-use crate::helpers::{assert_problem, audit, email, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, audit, email, spawn_app_with, Statuses, TestApp, PASSWORD};
 
 const ORIGIN: &str = "http://localhost:3000";
 
@@ -16,6 +16,16 @@ async fn app() -> TestApp {
     spawn_app_with(&[
         ("AUTH_WEBAUTHN_RP_ID", "localhost"),
         ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+    ])
+    .await
+}
+
+/// As `app`, with `AUTH_LOCKOUT_THRESHOLD`.
+async fn app_with_threshold(threshold: &str) -> TestApp {
+    spawn_app_with(&[
+        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
+        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
+        ("AUTH_LOCKOUT_THRESHOLD", threshold),
     ])
     .await
 }
@@ -67,6 +77,22 @@ async fn login_finish(
     .await
 }
 
+/// `n` passkey sign-ins with the email, each answered by `answer` (given
+/// its options), sent at once.
+async fn sign_in_burst(
+    app: &TestApp,
+    address: &str,
+    n: usize,
+    mut answer: impl FnMut(&Value) -> Value,
+) -> Statuses {
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let start = login_start(app, Some(address)).await;
+        answers.push((start["challenge_id"].clone(), answer(&start["options"])));
+    }
+    Statuses::of(answers.iter().map(|(c, a)| login_finish(app, c, a))).await
+}
+
 #[tokio::test]
 async fn a_passkey_signs_in_with_an_email_and_without_one() {
     let app = app().await;
@@ -112,12 +138,7 @@ async fn a_passkey_signs_in_with_an_email_and_without_one() {
 
 #[tokio::test]
 async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
-    let app = spawn_app_with(&[
-        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
-        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
-        ("AUTH_LOCKOUT_THRESHOLD", "50"),
-    ])
-    .await;
+    let app = app_with_threshold("50").await;
     let address = email();
     let reg = app.register(&address).await;
     let token = reg.tokens.access_token.clone();
@@ -259,41 +280,20 @@ async fn forged_replayed_cloned_and_foreign_answers_are_refused() {
 
 #[tokio::test]
 async fn a_burst_of_forged_assertions_gets_exactly_the_threshold_of_checks() {
-    let app = spawn_app_with(&[
-        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
-        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
-        ("AUTH_LOCKOUT_THRESHOLD", "3"),
-    ])
-    .await;
+    let app = app_with_threshold("3").await;
     let address = email();
     let reg = app.register(&address).await;
     let mut passkey = add_passkey(&app, &reg.tokens.access_token).await;
-    let mut forged = Vec::new();
-    for _ in 0..12 {
-        let start = login_start(&app, Some(&address)).await;
-        let answer = passkey.get(&start["options"], "https://evil.test");
-        forged.push((start["challenge_id"].clone(), answer));
-    }
-    let burst = forged.iter().map(|(c, a)| login_finish(&app, c, a));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
+    let statuses = sign_in_burst(&app, &address, 12, |options| {
+        passkey.get(options, "https://evil.test")
+    })
+    .await;
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::UNAUTHORIZED)
-            .count(),
-        3,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-            .count(),
-        9,
+        (
+            statuses.count(StatusCode::UNAUTHORIZED),
+            statuses.count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (3, 9),
         "{statuses:?}"
     );
     // Locked: even the real passkey is refused now.
@@ -411,33 +411,22 @@ async fn the_last_passkey_of_an_account_without_a_password_stays() {
 /// exactly one of them gets a session however the requests interleave.
 #[tokio::test]
 async fn a_burst_of_assertions_with_one_counter_signs_in_once() {
-    let app = spawn_app_with(&[
-        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
-        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
-        ("AUTH_LOCKOUT_THRESHOLD", "50"),
-    ])
-    .await;
+    let app = app_with_threshold("50").await;
     let address = email();
     let reg = app.register(&address).await;
     let passkey = add_passkey(&app, &reg.tokens.access_token).await;
-    let mut answers = Vec::new();
-    for _ in 0..8 {
-        let start = login_start(&app, Some(&address)).await;
-        let answer = passkey.assert_with_counter(&start["options"], ORIGIN, 7);
-        answers.push((start["challenge_id"].clone(), answer));
-    }
-    let burst = answers.iter().map(|(c, a)| login_finish(&app, c, a));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
-    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    assert_eq!((ok, refused), (1, 7), "{statuses:?}");
+    let statuses = sign_in_burst(&app, &address, 8, |options| {
+        passkey.assert_with_counter(options, ORIGIN, 7)
+    })
+    .await;
+    assert_eq!(
+        (
+            statuses.count(StatusCode::OK),
+            statuses.count(StatusCode::UNAUTHORIZED)
+        ),
+        (1, 7),
+        "{statuses:?}"
+    );
     let failures = audit(&app, &format!("kind=login_failed&user_id={}", reg.user.id)).await;
     assert_eq!(
         failures
@@ -456,12 +445,7 @@ async fn a_burst_of_assertions_with_one_counter_signs_in_once() {
 /// deadline.
 #[tokio::test]
 async fn a_burst_of_sign_ins_to_a_locked_account_is_refused_not_stalled() {
-    let app = spawn_app_with(&[
-        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
-        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
-        ("AUTH_LOCKOUT_THRESHOLD", "100"),
-    ])
-    .await;
+    let app = app_with_threshold("100").await;
     let admin = app.service_token(&["admin"]).await;
     let address = email();
     let reg = app.register(&address).await;
@@ -471,22 +455,8 @@ async fn a_burst_of_sign_ins_to_a_locked_account_is_refused_not_stalled() {
         .post_bearer(&format!("/admin/v1/users/{id}/lock"), &admin, None)
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let mut answers = Vec::new();
-    for _ in 0..24 {
-        let start = login_start(&app, Some(&address)).await;
-        let answer = passkey.get(&start["options"], ORIGIN);
-        answers.push((start["challenge_id"].clone(), answer));
-    }
-    let burst = answers.iter().map(|(c, a)| login_finish(&app, c, a));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
-    assert!(
-        statuses.iter().all(|s| *s == StatusCode::FORBIDDEN),
-        "{statuses:?}"
-    );
+    let statuses = sign_in_burst(&app, &address, 24, |options| passkey.get(options, ORIGIN)).await;
+    assert!(statuses.count(StatusCode::FORBIDDEN) == 24, "{statuses:?}");
 }
 
 /// A stolen session must not add the thief's passkey as a permanent way
@@ -495,12 +465,7 @@ async fn a_burst_of_sign_ins_to_a_locked_account_is_refused_not_stalled() {
 /// the session that filled it is ended).
 #[tokio::test]
 async fn a_stolen_session_cannot_add_a_passkey_without_the_password() {
-    let app = spawn_app_with(&[
-        ("AUTH_WEBAUTHN_RP_ID", "localhost"),
-        ("AUTH_WEBAUTHN_ORIGINS", ORIGIN),
-        ("AUTH_LOCKOUT_THRESHOLD", "3"),
-    ])
-    .await;
+    let app = app_with_threshold("3").await;
     let address = email();
     let reg = app.register(&address).await;
     let token = reg.tokens.access_token.clone();
@@ -526,16 +491,11 @@ async fn a_stolen_session_cannot_add_a_passkey_without_the_password() {
     )
     .await;
     let burst = (0..10).map(|i| start(Some(json!({"current_password": format!("guess {i}")}))));
-    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| r.status())
-        .collect();
-    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    let statuses = Statuses::of(burst).await;
     assert_eq!(
         (
-            count(StatusCode::UNAUTHORIZED),
-            count(StatusCode::TOO_MANY_REQUESTS)
+            statuses.count(StatusCode::UNAUTHORIZED),
+            statuses.count(StatusCode::TOO_MANY_REQUESTS)
         ),
         (3, 7),
         "{statuses:?}"

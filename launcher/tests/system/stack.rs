@@ -56,19 +56,7 @@ impl Stack {
         auth_extra: &[(&str, &str)],
         main_extra: &[(&str, &str)],
     ) -> Self {
-        let dir = scratch(name);
-        let system = System::new(&dir).expect("system dir");
-        let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
-        let (main_tdb, main_db) = TestDb::create(&dir, "main").await;
-        Self::on(
-            system,
-            auth_db,
-            main_db,
-            vec![auth_tdb, main_tdb],
-            auth_extra,
-            main_extra,
-        )
-        .await
+        Self::start_on_host(name, "127.0.0.1", auth_extra, main_extra).await
     }
 
     pub async fn on(
@@ -99,6 +87,15 @@ impl Stack {
         auth_extra: &[(&str, &str)],
         main_extra: &[(&str, &str)],
     ) -> Self {
+        Self::start_on_host(name, "localhost", auth_extra, main_extra).await
+    }
+
+    async fn start_on_host(
+        name: &str,
+        host: &str,
+        auth_extra: &[(&str, &str)],
+        main_extra: &[(&str, &str)],
+    ) -> Self {
         let dir = scratch(name);
         let system = System::new(&dir).expect("system dir");
         let (auth_tdb, auth_db) = TestDb::create(&dir, "auth").await;
@@ -108,7 +105,7 @@ impl Stack {
             auth_db,
             main_db,
             vec![auth_tdb, main_tdb],
-            "localhost",
+            host,
             auth_extra,
             main_extra,
         )
