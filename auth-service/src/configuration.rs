@@ -97,6 +97,8 @@ pub struct Settings {
     pub mail_outbox: PathBuf,
     pub lockout_threshold: u32,
     pub lockout_minutes: i64,
+    /// How long the event feed keeps events (`AUTH_EVENTS_RETENTION_DAYS`).
+    pub events_retention_days: i64,
     pub refresh_reuse_grace_seconds: i64,
     pub trusted_proxies: Vec<Cidr>,
     /// `None`: any domain; otherwise the only ones an account's email may
@@ -358,6 +360,7 @@ impl Settings {
             mail_outbox: env.text("AUTH_MAIL_OUTBOX", "data/mail.jsonl").into(),
             lockout_threshold: env.number("AUTH_LOCKOUT_THRESHOLD", 1..=1000, 5)?,
             lockout_minutes: env.number("AUTH_LOCKOUT_MINUTES", 1..=7 * 24 * 60, 15)?,
+            events_retention_days: env.number("AUTH_EVENTS_RETENTION_DAYS", 1..=3650, 7)?,
             refresh_reuse_grace_seconds: env.number(
                 "AUTH_REFRESH_REUSE_GRACE_SECONDS",
                 0..=300,

@@ -91,16 +91,30 @@ pub trait Job: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct Wakeup {
     wake: Arc<Notify>,
+    /// Others to wake with this one: everything that follows the outbox
+    /// (the webhook runner, the event feed's sequencer).
+    also: Vec<Wakeup>,
 }
 
 impl Wakeup {
+    /// One that wakes each of `others` too.
+    pub fn all(others: Vec<Wakeup>) -> Self {
+        Self {
+            wake: Arc::default(),
+            also: others,
+        }
+    }
+
     pub fn wake(&self) {
         // A stored permit makes the next wait return at once, so a wake-up
         // sent while the runner is busy is not lost.
         self.wake.notify_one();
+        for other in &self.also {
+            other.wake();
+        }
     }
 
-    async fn notified(&self) {
+    pub async fn notified(&self) {
         self.wake.notified().await;
     }
 }

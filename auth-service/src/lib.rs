@@ -29,6 +29,7 @@ pub mod db;
 pub mod domain;
 pub use service_kit::error;
 pub mod extractors;
+pub mod feed;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;
@@ -65,6 +66,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Wake-up for the webhook deliveries; call after committing events.
     pub outbox: jobs::Wakeup,
+    pub feed: Arc<feed::Feed>,
     /// Service-token uses waiting for the next batched write.
     pub usage: services::service_tokens::Usage,
     /// Wake-up for the mail sender; call after committing queued mail.
@@ -151,7 +153,15 @@ impl Application {
         // sender finish their round (what they had claimed but not sent
         // goes out after the lease), the usage buffer is written.
         let mut background = service_kit::server::Background::default();
-        let outbox = jobs::Wakeup::default();
+        // One wake-up after a commit that wrote an event reaches both of
+        // its followers: the webhook runner and the feed's sequencer.
+        let feed = Arc::new(feed::Feed::new(
+            db.clone(),
+            settings.events_retention_days,
+            background.draining(),
+        ));
+        background.spawn(feed.clone().run(background.stopped()));
+        let outbox = jobs::Wakeup::all(vec![feed.wakeup()]);
         match settings.webhook.clone() {
             Some(target) => {
                 let delivery = webhooks::Delivery::new(db.clone(), target, metrics.clone())?;
@@ -187,6 +197,7 @@ impl Application {
             keys,
             hasher,
             outbox,
+            feed,
             usage,
             mail,
             metrics,

@@ -2,7 +2,7 @@
 //! every app has (`service_kit::metrics`): sign-ins by outcome, lockouts,
 //! introspections, webhook deliveries and the outbox's backlog.
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use service_kit::metrics::{Metrics, LATENCY_BUCKETS};
 
 use crate::db::jobs::{self, JobKind};
@@ -17,6 +17,9 @@ pub struct AuthMetrics {
     delivery_latency: Histogram,
     reset_requests: IntCounterVec,
     outbox: IntGaugeVec,
+    feed_requests: IntCounterVec,
+    open_streams: IntGauge,
+    feed_lag: Histogram,
 }
 
 /// How a sign-in ended, as the `outcome` label says it.
@@ -72,7 +75,42 @@ impl AuthMetrics {
                 "Webhook outbox events by status (pending, failed), read at scrape time",
                 &["status"],
             ),
+            feed_requests: base.counter_vec(
+                "auth_event_feed_requests_total",
+                "Event feed requests by mode: page (JSON, maybe long-polled), stream (Server-Sent Events)",
+                &["mode"],
+            ),
+            open_streams: base.gauge(
+                "auth_event_feed_open_streams",
+                "Server-Sent Event streams open now",
+            ),
+            feed_lag: base.histogram(
+                "auth_event_feed_lag_seconds",
+                "From an event's commit to its being served on the feed (a page or a stream)",
+                LATENCY_BUCKETS,
+            ),
             base,
+        }
+    }
+
+    pub fn feed_request(&self, mode: &'static str) {
+        self.feed_requests.with_label_values(&[mode]).inc();
+    }
+
+    pub fn stream_opened(&self) {
+        self.open_streams.inc();
+    }
+
+    pub fn stream_closed(&self) {
+        self.open_streams.dec();
+    }
+
+    /// Each served event's age: how far behind its commit the feed is.
+    pub fn feed_served(&self, events: &[shared_types::FeedEvent]) {
+        let now = chrono::Utc::now();
+        for e in events {
+            let lag = (now - e.event.timestamp).num_microseconds().unwrap_or(0);
+            self.feed_lag.observe(lag.max(0) as f64 / 1e6);
         }
     }
 

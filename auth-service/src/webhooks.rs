@@ -19,14 +19,12 @@ use uuid::Uuid;
 
 use crate::configuration::WebhookTarget;
 use crate::db::jobs::{Claimed, JobKind, Status};
-use crate::db::{outbox, Conn, DbPool};
+use crate::db::{outbox, DbPool};
 use crate::jobs::{Failure, Job};
 use crate::metrics::AuthMetrics;
 
 /// Per-delivery HTTP timeout.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Events are kept this long once delivered, then pruned.
-const KEEP_EVENTS_DAYS: i64 = 7;
 
 pub struct Delivery {
     db: DbPool,
@@ -115,9 +113,5 @@ impl Job for Delivery {
                 .then(|| (Utc::now() - job.created_at.0).to_std().unwrap_or_default()),
         );
         outcome.map_err(Failure::retry)
-    }
-
-    async fn prune_more(&self, conn: &mut Conn<'_>) -> diesel::QueryResult<usize> {
-        outbox::prune(conn, Utc::now() - chrono::Duration::days(KEEP_EVENTS_DAYS)).await
     }
 }

@@ -35,6 +35,7 @@ pub fn bind(var: &str, addr: &str) -> anyhow::Result<TcpListener> {
 /// and then finishes what it is doing and returns.
 pub struct Background {
     stop: watch::Sender<bool>,
+    draining: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -42,12 +43,21 @@ impl Default for Background {
     fn default() -> Self {
         Self {
             stop: watch::channel(false).0,
+            draining: watch::channel(false).0,
             tasks: Vec::new(),
         }
     }
 }
 
 impl Background {
+    /// Turns true when a shutdown signal came, before in-flight requests
+    /// are waited for: a request that would otherwise wait long (a
+    /// long-poll, an event stream) answers at once instead of holding the
+    /// shutdown up to its deadline.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
     /// Turns true at shutdown.
     pub fn stopped(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
@@ -105,7 +115,13 @@ where
         Some(n) => server.workers(n),
         None => server,
     };
-    let server = server.listen(listener)?.shutdown_timeout(30).run();
+    // Signals are ours (`run_until_stopped`): draining is announced before
+    // the graceful stop starts waiting for requests.
+    let server = server
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .disable_signals()
+        .run();
     Ok(Server {
         port,
         server,
@@ -127,12 +143,46 @@ impl Server {
     /// requests finish), then tells the background tasks to stop and waits
     /// for each to finish what it was doing.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = shutdown_signal() => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = self.background.draining.send(true);
+                handle.stop(true).await;
+                server.await
+            }
+        };
         let _ = self.background.stop.send(true);
         for task in self.background.tasks {
             let _ = task.await;
         }
         served
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

@@ -146,6 +146,25 @@ pub struct WebhookEvent {
     pub data: serde_json::Value,
 }
 
+/// One event of the feed (`GET /internal/v1/events`): the webhook body
+/// with the event's id (its `webhook-id`) and its feed position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FeedEvent {
+    pub id: Uuid,
+    /// Opaque; read on after it with `after=`.
+    pub cursor: String,
+    #[serde(flatten)]
+    pub event: WebhookEvent,
+}
+
+/// A page of the feed. `next_cursor` is never null: on an empty page it is
+/// where the reader already was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub events: Vec<FeedEvent>,
+    pub next_cursor: String,
+}
+
 /// Webhook event types named by the contract.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]

@@ -5,6 +5,7 @@
 pub mod schema;
 
 pub mod events;
+pub mod feed;
 pub mod identities;
 pub mod jobs;
 pub mod lockouts;

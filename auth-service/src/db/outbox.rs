@@ -7,7 +7,6 @@
 //! lease, failure) is the job's; the event row is the fixed body that every
 //! attempt sends and signs.
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
@@ -15,8 +14,8 @@ use service_kit::run;
 use shared_types::{EventType, SessionRevoked, WebhookEvent};
 use uuid::Uuid;
 
-use super::jobs::{self, JobKind, NewJob, Status};
-use super::schema::{jobs as j, webhook_events as we};
+use super::jobs::{self, JobKind, NewJob};
+use super::schema::webhook_events as we;
 use super::users::User;
 use super::Conn;
 use service_kit::db::sql_types::{DbTime, DbUuid};
@@ -94,21 +93,4 @@ pub async fn payload(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<Option<String
         .first(c)
         .await
         .optional())
-}
-
-/// Deletes events written before `before` whose delivery is no longer
-/// pending or failed (a failed one stays redeliverable): the outbox is a
-/// queue, not an archive (the audit log is `authentication_events`).
-pub async fn prune(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
-    let open = j::table
-        .filter(j::kind.eq(JobKind::Webhook.as_str()))
-        .filter(j::status.ne(Status::Done.as_str()))
-        .select(j::id);
-    run!(conn, |c| diesel::delete(
-        we::table
-            .filter(we::created_at.lt(DbTime(before)))
-            .filter(diesel::dsl::not(we::id.eq_any(open)))
-    )
-    .execute(c)
-    .await)
 }

@@ -100,6 +100,14 @@ diesel::table! {
         event_type -> Text,
         payload -> Text,
         created_at -> SqlTimestamp,
+        seq -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    event_feed (id) {
+        id -> Integer,
+        pruned_through -> BigInt,
     }
 }
 

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod events;
 mod health;
 mod internal;
 mod me;
@@ -108,6 +109,7 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, passkeys::list);
     route!(r, passkeys::remove);
     route!(r, internal::introspect);
+    route!(r, events::events);
     // `count` before `{id}`, or "count" would be parsed as an id.
     route!(r, internal::count_users);
     route!(r, internal::list_users);

@@ -10,6 +10,7 @@ mod authenticator;
 mod browser;
 mod bursts;
 mod errors;
+mod events;
 mod health;
 mod internal;
 mod lockout;
