@@ -221,7 +221,7 @@ impl Application {
     }
 
     /// Stops the server from outside (tests, the launcher).
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+    pub fn handle(&self) -> service_kit::server::Handle {
         self.server.handle()
     }
 

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use shared_types::{
-    IntrospectRequest, Introspection, UserCount, UserPage, UserRecord, WebhookStats,
+    EventPage, IntrospectRequest, Introspection, UserCount, UserPage, UserRecord, WebhookStats,
 };
 use uuid::Uuid;
 
@@ -23,6 +23,15 @@ pub struct AuthClient {
     base: String,
     api_key: SecretString,
     http: reqwest::Client,
+    timeout: Duration,
+}
+
+/// A read of the event feed.
+pub enum FeedRead {
+    Page(EventPage),
+    /// 410 `cursor_expired`: events after the cursor are gone (or the
+    /// cursor is ahead of the feed): reconcile, then start from the head.
+    Expired,
 }
 
 impl AuthClient {
@@ -37,6 +46,7 @@ impl AuthClient {
             base: base.trim_end_matches('/').to_owned(),
             api_key,
             http,
+            timeout,
         })
     }
 
@@ -44,11 +54,24 @@ impl AuthClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Option<T>, AuthUnavailable> {
-        let response = request
+        Self::answer(self.send(request).await?).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AuthUnavailable> {
+        request
             .bearer_auth(self.api_key.expose_secret())
             .send()
             .await
-            .map_err(|e| AuthUnavailable(e.without_url().to_string()))?;
+            .map_err(|e| AuthUnavailable(e.without_url().to_string()))
+    }
+
+    /// The expected answer's body; `None` for 404.
+    async fn answer<T: DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<Option<T>, AuthUnavailable> {
         match response.status() {
             StatusCode::OK | StatusCode::ACCEPTED => response
                 .json::<T>()
@@ -104,6 +127,31 @@ impl AuthClient {
             .http
             .get(format!("{}/internal/v1/users/count", self.base));
         Ok(Self::expect(self.call::<UserCount>(req).await?, "count")?.count)
+    }
+
+    /// A page of the event feed after `after` (a cursor, or `now`),
+    /// long-polled up to `wait`; the request may take that much longer
+    /// than other calls.
+    pub async fn events(
+        &self,
+        after: &str,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<FeedRead, AuthUnavailable> {
+        let request = self
+            .http
+            .get(format!("{}/internal/v1/events", self.base))
+            .query(&[
+                ("after", after.to_owned()),
+                ("limit", limit.to_string()),
+                ("wait", wait.as_secs().to_string()),
+            ])
+            .timeout(wait + self.timeout);
+        let response = self.send(request).await?;
+        if response.status() == StatusCode::GONE {
+            return Ok(FeedRead::Expired);
+        }
+        Self::expect(Self::answer(response).await?, "events").map(FeedRead::Page)
     }
 
     pub async fn webhook_stats(&self) -> Result<WebhookStats, AuthUnavailable> {

@@ -51,8 +51,29 @@ pub struct Settings {
     pub sync_max_deletes: Option<i64>,
     pub auth_timeout: Duration,
     pub revocation_poll: Duration,
+    /// `SYNC_TRANSPORT`: how user changes reach the mirror.
+    pub sync_transport: SyncTransport,
     pub max_body_bytes: usize,
     pub workers: Option<usize>,
+}
+
+/// How user changes reach the mirror; reconciliation runs in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncTransport {
+    /// The auth service posts signed webhooks to `/webhooks/auth`.
+    Webhook,
+    /// The main backend follows `/internal/v1/events` itself (the auth
+    /// service needs no route to it).
+    Stream,
+    /// Both: whichever brings an event first applies it, the other finds
+    /// it applied.
+    Both,
+}
+
+impl SyncTransport {
+    pub fn follows_stream(self) -> bool {
+        matches!(self, Self::Stream | Self::Both)
+    }
 }
 
 impl Settings {
@@ -117,6 +138,16 @@ impl Settings {
             sync_max_deletes: env.opt_number("SYNC_MAX_DELETES", 0..=i64::MAX)?,
             auth_timeout: env.millis("AUTH_TIMEOUT_MS", 10..=60_000, 2000)?,
             revocation_poll: env.millis("REVOCATION_POLL_MS", 10..=10_000, 250)?,
+            sync_transport: env
+                .choice(
+                    "SYNC_TRANSPORT",
+                    &[
+                        ("webhook", SyncTransport::Webhook),
+                        ("stream", SyncTransport::Stream),
+                        ("both", SyncTransport::Both),
+                    ],
+                )?
+                .unwrap_or(SyncTransport::Webhook),
             max_body_bytes: env.number(
                 "MAIN_MAX_BODY_BYTES",
                 1024..=16 * 1024 * 1024,

@@ -110,6 +110,17 @@ impl Application {
             settings.revocation_poll,
             background.stopped(),
         ));
+        if settings.sync_transport.follows_stream() {
+            let follower = sync::stream::Follower {
+                db: db.clone(),
+                auth: auth.clone(),
+                validator: validator.clone(),
+                metrics: metrics.clone(),
+                instance: instance.clone(),
+                max_deletes: settings.sync_max_deletes,
+            };
+            background.spawn(follower.run(background.stopped()));
+        }
         if let Some(interval) = settings.sync_interval {
             background.spawn(sync::reconcile::periodic(
                 db.clone(),
@@ -152,7 +163,7 @@ impl Application {
     }
 
     /// Stops the server from outside (tests, the launcher).
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+    pub fn handle(&self) -> service_kit::server::Handle {
         self.server.handle()
     }
 

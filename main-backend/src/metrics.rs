@@ -16,6 +16,9 @@ pub struct MainMetrics {
     last_drift: IntGauge,
     auth_owned_attempts: IntCounterVec,
     revocation_polls: IntCounterVec,
+    stream_polls: IntCounterVec,
+    stream_events: IntCounterVec,
+    stream_lag: Histogram,
 }
 
 impl MainMetrics {
@@ -66,7 +69,37 @@ impl MainMetrics {
                 "Reads of the shared revocation feed by outcome: ok, failed (a replica that stops reading keeps revoked tokens cached)",
                 &["outcome"],
             ),
+            stream_polls: base.counter_vec(
+                "main_stream_polls_total",
+                "Reads of the auth service's event feed (SYNC_TRANSPORT=stream|both) by outcome: ok, expired (410: reconciled, restarted from the head), failed, standby (another replica follows)",
+                &["outcome"],
+            ),
+            stream_events: base.counter_vec(
+                "main_stream_events_total",
+                "Feed events by outcome: applied (or found applied), malformed (skipped and logged; reconciliation repairs the user)",
+                &["outcome"],
+            ),
+            stream_lag: base.histogram(
+                "main_stream_lag_seconds",
+                "From an event's commit in the auth service to its being applied here from the feed",
+                service_kit::metrics::LATENCY_BUCKETS,
+            ),
             base,
+        }
+    }
+
+    pub fn stream_poll(&self, outcome: &'static str) {
+        self.stream_polls.with_label_values(&[outcome]).inc();
+    }
+
+    /// One feed event handled; `lag` since its commit when it applied.
+    pub fn stream_event(&self, lag: Option<f64>) {
+        match lag {
+            Some(seconds) => {
+                self.stream_events.with_label_values(&["applied"]).inc();
+                self.stream_lag.observe(seconds.max(0.0));
+            }
+            None => self.stream_events.with_label_values(&["malformed"]).inc(),
         }
     }
 

@@ -3,8 +3,10 @@
 //! stop after the last request.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::{middleware, web, App, HttpServer};
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,7 +37,7 @@ pub fn bind(var: &str, addr: &str) -> anyhow::Result<TcpListener> {
 /// and then finishes what it is doing and returns.
 pub struct Background {
     stop: watch::Sender<bool>,
-    draining: watch::Sender<bool>,
+    draining: Arc<watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -43,7 +45,7 @@ impl Default for Background {
     fn default() -> Self {
         Self {
             stop: watch::channel(false).0,
-            draining: watch::channel(false).0,
+            draining: Arc::new(watch::channel(false).0),
             tasks: Vec::new(),
         }
     }
@@ -65,6 +67,23 @@ impl Background {
 
     pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tasks.push(tokio::spawn(task));
+    }
+}
+
+/// Stops a server from outside, announcing draining first (as a signal
+/// does), so long-polls and event streams answer at once.
+#[derive(Clone)]
+pub struct Handle {
+    server: actix_web::dev::ServerHandle,
+    draining: Arc<watch::Sender<bool>>,
+}
+
+impl Handle {
+    /// As `actix_web::dev::ServerHandle::stop`; the command is sent at
+    /// once, the future only waits.
+    pub fn stop(&self, graceful: bool) -> impl std::future::Future<Output = ()> + use<> {
+        let _ = self.draining.send(true);
+        self.server.stop(graceful)
     }
 }
 
@@ -135,8 +154,11 @@ impl Server {
     }
 
     /// Stops the server from outside (tests, the launcher).
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> Handle {
+        Handle {
+            server: self.server.handle(),
+            draining: self.background.draining.clone(),
+        }
     }
 
     /// Serves until the server is stopped (SIGTERM/Ctrl-C: in-flight

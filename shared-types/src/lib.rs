@@ -289,6 +289,24 @@ pub struct SyncHealth {
     pub last_reconcile_at: Option<DateTime<Utc>>,
     pub last_reconcile: Option<LastReconcile>,
     pub webhooks: WebhookBacklog,
+    /// With `SYNC_TRANSPORT=stream|both`: the follower of the event feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamHealth>,
+}
+
+/// The follower of the auth service's event feed, as stored (so every
+/// replica answers the same).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamHealth {
+    /// Where the next read starts.
+    pub cursor: Option<String>,
+    /// The feed's last answer; older than a minute makes the status
+    /// `degraded` (no replica is following).
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// How far behind the auth service's commits the mirror is: 0 when the
+    /// last page was short (caught up), else the age of the newest event
+    /// applied.
+    pub lag_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

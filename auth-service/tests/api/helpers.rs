@@ -19,9 +19,9 @@ pub struct TestApp {
     pub database_url: String,
     pub settings: Settings,
     pub dir: PathBuf,
-    handle: actix_web::dev::ServerHandle,
+    handle: service_kit::server::Handle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    replicas: Vec<actix_web::dev::ServerHandle>,
+    replicas: Vec<service_kit::server::Handle>,
     _db: TestDb,
 }
 

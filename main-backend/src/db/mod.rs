@@ -28,6 +28,7 @@ macro_rules! owned_page {
 }
 
 pub mod activity;
+pub mod event_stream;
 pub mod leases;
 pub mod mirror;
 pub mod revocations;

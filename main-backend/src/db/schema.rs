@@ -84,6 +84,19 @@ diesel::table! {
     use diesel::sql_types::*;
     use service_kit::db::sql_types::SqlTimestamp;
 
+    event_stream (id) {
+        id -> Integer,
+        cursor -> Nullable<Text>,
+        polled_at -> Nullable<SqlTimestamp>,
+        last_event_at -> Nullable<SqlTimestamp>,
+        behind -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::SqlTimestamp;
+
     leases (name) {
         name -> Text,
         holder -> Text,

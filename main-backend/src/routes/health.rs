@@ -3,9 +3,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use shared_types::{LastReconcile, SyncHealth, WebhookBacklog};
+use shared_types::{LastReconcile, StreamHealth, SyncHealth, WebhookBacklog};
 
-use crate::db::{mirror, sync_runs, webhooks};
+use crate::db::{event_stream, mirror, sync_runs, webhooks};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -77,6 +77,25 @@ async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
     let local = mirror::count(conn).await?;
     let last_webhook_at = webhooks::last_received(conn).await?;
     let last = sync_runs::latest(conn).await?;
+    let stream = if state.settings.sync_transport.follows_stream() {
+        let s = event_stream::get(conn).await?;
+        let now = crate::db::now();
+        let lag = match (s.behind, s.last_event_at) {
+            (true, Some(at)) => (now - at.0).num_milliseconds().max(0) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        Some(StreamHealth {
+            cursor: s.cursor,
+            last_poll_at: s.polled_at.map(|t| t.0),
+            lag_seconds: lag,
+        })
+    } else {
+        None
+    };
+    let stream_stale = stream.as_ref().is_some_and(|s| {
+        s.last_poll_at
+            .is_none_or(|at| crate::db::now() - at > chrono::Duration::seconds(60))
+    });
     let auth_reachable = auth_count.is_ok() && stats.is_ok();
     let auth_count = auth_count.ok();
     let stats = stats.ok();
@@ -90,7 +109,7 @@ async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
         .is_some_and(|r| r.error.as_deref() == Some("mass_delete_refused"));
     let status = if !auth_reachable || refused {
         "failing"
-    } else if difference.is_some_and(|d| d > threshold) || failed > 0 {
+    } else if difference.is_some_and(|d| d > threshold) || failed > 0 || stream_stale {
         "degraded"
     } else {
         "ok"
@@ -127,5 +146,6 @@ async fn compute(state: &AppState) -> Result<SyncHealth, ApiError> {
             pending: stats.as_ref().map(|s| s.pending),
             failed: stats.as_ref().map(|s| s.failed),
         },
+        stream,
     })
 }

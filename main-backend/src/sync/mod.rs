@@ -7,6 +7,7 @@
 //! `version` is newer than the mirror's.
 
 pub mod reconcile;
+pub mod stream;
 
 use std::time::Duration;
 

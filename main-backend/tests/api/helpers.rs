@@ -22,7 +22,7 @@ fn bound() -> (std::net::TcpListener, u16) {
 }
 
 pub struct Running {
-    handle: actix_web::dev::ServerHandle,
+    handle: service_kit::server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 

@@ -8,6 +8,7 @@ mod auth_checks;
 mod business;
 mod profile;
 mod reconcile;
+mod stream;
 mod sync;
 mod tasks;
 mod webapp;

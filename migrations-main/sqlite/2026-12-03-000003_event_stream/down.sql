@@ -1,0 +1,2 @@
+DELETE FROM leases WHERE name = 'event-stream';
+DROP TABLE event_stream;
