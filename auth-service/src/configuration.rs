@@ -99,6 +99,9 @@ pub struct Settings {
     pub lockout_minutes: i64,
     /// How long the event feed keeps events (`AUTH_EVENTS_RETENTION_DAYS`).
     pub events_retention_days: i64,
+    /// Where events are also published (`AUTH_EVENTS_NATS_*`); `None`
+    /// when `AUTH_EVENTS_NATS_URL` is unset.
+    pub nats: Option<NatsSettings>,
     pub refresh_reuse_grace_seconds: i64,
     pub trusted_proxies: Vec<Cidr>,
     /// `None`: any domain; otherwise the only ones an account's email may
@@ -361,6 +364,7 @@ impl Settings {
             lockout_threshold: env.number("AUTH_LOCKOUT_THRESHOLD", 1..=1000, 5)?,
             lockout_minutes: env.number("AUTH_LOCKOUT_MINUTES", 1..=7 * 24 * 60, 15)?,
             events_retention_days: env.number("AUTH_EVENTS_RETENTION_DAYS", 1..=3650, 7)?,
+            nats: NatsSettings::from_env(&env)?,
             refresh_reuse_grace_seconds: env.number(
                 "AUTH_REFRESH_REUSE_GRACE_SECONDS",
                 0..=300,
@@ -641,5 +645,61 @@ mod tests {
             .expect("valid")
             .contains("8.8.8.8".parse().expect("ip")));
         assert!(Cidr::parse("nonsense").is_none());
+    }
+}
+
+/// NATS JetStream, where every event is also published (`crate::nats`).
+#[derive(Clone, Debug)]
+pub struct NatsSettings {
+    /// `nats://[user:password@]host:port` (`tls://` for TLS); it may hold
+    /// a password, so it is a secret.
+    pub url: SecretString,
+    /// The subject, `<type>` standing for the event type
+    /// (`auth.events.<type>` gives `auth.events.user.created`).
+    pub subject: String,
+    /// The JetStream stream, made when missing, over the subjects above.
+    pub stream: String,
+}
+
+impl NatsSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &service_kit::config::Env<F>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.get("AUTH_EVENTS_NATS_URL") else {
+            return Ok(None);
+        };
+        let subject = env.text("AUTH_EVENTS_NATS_SUBJECT", "auth.events.<type>");
+        let token_ok = |t: &str| !t.is_empty() && !t.contains(['*', '>', ' ', '\t', '\r', '\n']);
+        if !subject.split('.').all(|t| t == "<type>" || token_ok(t)) {
+            return Err(ConfigError {
+                var: "AUTH_EVENTS_NATS_SUBJECT".into(),
+                problem: format!("{subject:?} is not a NATS subject (dot-separated tokens, no wildcards; <type> for the event type)"),
+            });
+        }
+        let stream = env.text("AUTH_EVENTS_NATS_STREAM", "AUTH_EVENTS");
+        if !stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError {
+                var: "AUTH_EVENTS_NATS_STREAM".into(),
+                problem: "letters, digits, _ and - only".into(),
+            });
+        }
+        Ok(Some(Self {
+            url: SecretString::from(url),
+            subject,
+            stream,
+        }))
+    }
+
+    /// The subject an event of `event_type` goes to.
+    pub fn subject_for(&self, event_type: &str) -> String {
+        self.subject.replace("<type>", event_type)
+    }
+
+    /// The stream's subjects: every event type is two tokens (`user.created`).
+    pub fn stream_subjects(&self) -> String {
+        self.subject.replace("<type>", "*.*")
     }
 }

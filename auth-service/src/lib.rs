@@ -34,6 +34,7 @@ pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod mfa;
+pub mod nats;
 pub mod passwords;
 pub mod problems;
 pub mod providers;
@@ -162,6 +163,16 @@ impl Application {
         ));
         background.spawn(feed.clone().run(background.stopped()));
         let outbox = jobs::Wakeup::all(vec![feed.wakeup()]);
+        if let Some(nats) = settings.nats.clone() {
+            let publisher = nats::Publisher {
+                db: db.clone(),
+                feed: feed.clone(),
+                settings: nats,
+                metrics: metrics.clone(),
+                holder: uuid::Uuid::now_v7().to_string(),
+            };
+            background.spawn(publisher.run(background.stopped()));
+        }
         match settings.webhook.clone() {
             Some(target) => {
                 let delivery = webhooks::Delivery::new(db.clone(), target, metrics.clone())?;

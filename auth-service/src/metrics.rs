@@ -20,6 +20,7 @@ pub struct AuthMetrics {
     feed_requests: IntCounterVec,
     open_streams: IntGauge,
     feed_lag: Histogram,
+    nats_publishes: IntCounterVec,
 }
 
 /// How a sign-in ended, as the `outcome` label says it.
@@ -89,8 +90,24 @@ impl AuthMetrics {
                 "From an event's commit to its being served on the feed (a page or a stream)",
                 LATENCY_BUCKETS,
             ),
+            nats_publishes: base.counter_vec(
+                "auth_nats_publishes_total",
+                "Events published to NATS JetStream by outcome: published (acknowledged), failed (published again after a delay), lost (pruned before they could be published)",
+                &["outcome"],
+            ),
             base,
         }
+    }
+
+    pub fn nats_publish(&self, acknowledged: bool) {
+        let outcome = if acknowledged { "published" } else { "failed" };
+        self.nats_publishes.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn nats_lost(&self, events: i64) {
+        self.nats_publishes
+            .with_label_values(&["lost"])
+            .inc_by(events.max(0) as u64);
     }
 
     pub fn feed_request(&self, mode: &'static str) {

@@ -90,11 +90,17 @@ init_postgres() {
   PG_BIN=$bin
 }
 
-# run_postgres PORT OPTIONS: starts the server in THROWAWAY_DIR.
+# run_postgres PORT OPTIONS: starts the server in THROWAWAY_DIR; when it
+# does not start, shows why (its log, and who holds the port).
 run_postgres() {
-  as_pg "$PG_BIN/pg_ctl" -D "$THROWAWAY_DIR/data" -l "$THROWAWAY_DIR/server.log" -w \
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$THROWAWAY_DIR/data" -l "$THROWAWAY_DIR/server.log" -w \
     -o "-p $1 -k $THROWAWAY_DIR -c max_connections=300 -c fsync=off $2" \
-    start >/dev/null
+    start >/dev/null; then
+    echo "PostgreSQL did not start on port $1; its log:" >&2
+    tail -n 30 "$THROWAWAY_DIR/server.log" >&2 || true
+    command -v ss >/dev/null 2>&1 && ss -ltnp 2>/dev/null | grep ":$1 " >&2
+    return 1
+  fi
 }
 
 # start_pgbouncer PG_PORT PORT [tls]: PgBouncer in transaction mode in

@@ -123,7 +123,17 @@ pub async fn written_at(conn: &mut Conn<'_>, seq: i64) -> QueryResult<Option<Dat
 pub async fn prune(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<usize> {
     transaction!(conn, |tx| -> diesel::result::Error {
         tx.lock_key("event-feed-sequencer").await?;
+        // Not past what a live NATS publisher has yet to send; one gone
+        // for longer than the retention no longer holds pruning back.
+        let (nats_cursor, nats_alive): (Option<i64>, Option<DbTime>) = run!(tx, |c| ef::table
+            .select((ef::nats_cursor, ef::nats_lease_until))
+            .first(c)
+            .await)?;
         let head = head(tx).await?;
+        let limit = match (nats_cursor, nats_alive) {
+            (Some(sent), Some(until)) if until.0 > before => head.min(sent + 1),
+            _ => head,
+        };
         let failed = j::table
             .filter(j::kind.eq(JobKind::Webhook.as_str()))
             .filter(j::status.eq(Status::Failed.as_str()))
@@ -131,7 +141,7 @@ pub async fn prune(conn: &mut Conn<'_>, before: DateTime<Utc>) -> QueryResult<us
         let deleted: Vec<Option<i64>> = run!(tx, |c| diesel::delete(
             we::table
                 .filter(we::created_at.lt(DbTime(before)))
-                .filter(we::seq.lt(head))
+                .filter(we::seq.lt(limit))
                 .filter(diesel::dsl::not(we::id.eq_any(failed)))
         )
         .returning(we::seq)
@@ -157,4 +167,46 @@ pub async fn position(conn: &mut Conn<'_>, id: Uuid) -> QueryResult<Option<i64>>
         .await
         .optional())?
     .flatten())
+}
+
+/// Takes (or renews) the NATS publisher's lease for `holder` until
+/// `until`, if it is free, lapsed or already `holder`'s. One guarded
+/// `UPDATE`: of two replicas racing, one wins.
+pub async fn nats_lease(
+    conn: &mut Conn<'_>,
+    holder: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = run!(conn, |c| diesel::update(
+        ef::table.filter(
+            ef::nats_lease_until
+                .is_null()
+                .or(ef::nats_lease_until.le(DbTime(now)))
+                .or(ef::nats_holder.eq(holder))
+        )
+    )
+    .set((
+        ef::nats_holder.eq(holder),
+        ef::nats_lease_until.eq(DbTime(until))
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Where publishing to NATS is (`None`: never configured).
+pub async fn nats_cursor(conn: &mut Conn<'_>) -> QueryResult<Option<i64>> {
+    run!(conn, |c| ef::table.select(ef::nats_cursor).first(c).await)
+}
+
+/// Publishing reached `cursor`; only while `holder` holds the lease.
+pub async fn set_nats_cursor(conn: &mut Conn<'_>, holder: &str, cursor: i64) -> QueryResult<bool> {
+    let n = run!(conn, |c| diesel::update(
+        ef::table.filter(ef::nats_holder.eq(holder))
+    )
+    .set(ef::nats_cursor.eq(Some(cursor)))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
 }

@@ -105,9 +105,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use service_kit::db::sql_types::SqlTimestamp;
+
     event_feed (id) {
         id -> Integer,
         pruned_through -> BigInt,
+        nats_cursor -> Nullable<BigInt>,
+        nats_holder -> Nullable<Text>,
+        nats_lease_until -> Nullable<SqlTimestamp>,
     }
 }
 

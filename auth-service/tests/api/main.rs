@@ -17,6 +17,7 @@ mod lockout;
 mod login;
 mod mail;
 mod mfa;
+mod nats;
 mod oauth;
 mod passkeys;
 mod providers;

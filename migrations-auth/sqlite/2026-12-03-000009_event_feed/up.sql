@@ -8,10 +8,19 @@
 ALTER TABLE webhook_events ADD COLUMN seq BIGINT;
 CREATE UNIQUE INDEX webhook_events_seq_key ON webhook_events (seq);
 CREATE INDEX webhook_events_unstamped_idx ON webhook_events (created_at, id) WHERE seq IS NULL;
--- The highest position pruned: a cursor below it has missed events for
--- good (410 cursor_expired). One row.
+-- One row.
+--   pruned_through    the highest position pruned: a cursor below it has
+--                     missed events for good (410 cursor_expired)
+--   nats_cursor       the position published to NATS JetStream up to
+--                     (AUTH_EVENTS_NATS_URL; NULL until first configured);
+--                     pruning waits for it while a publisher is alive
+--   nats_holder,      the replica publishing, and until when (one at a
+--   nats_lease_until  time, so events go out in feed order)
 CREATE TABLE event_feed (
-    id             INTEGER PRIMARY KEY CHECK (id = 1),
-    pruned_through BIGINT NOT NULL
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through   BIGINT NOT NULL,
+    nats_cursor      BIGINT,
+    nats_holder      TEXT,
+    nats_lease_until TEXT
 );
 INSERT INTO event_feed (id, pruned_through) VALUES (1, 0);
