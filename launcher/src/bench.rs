@@ -49,6 +49,11 @@ impl Sample {
         }
     }
 
+    /// How many latencies it holds.
+    pub fn len(&self) -> usize {
+        self.latencies.len()
+    }
+
     pub fn rps(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -170,10 +175,13 @@ pub fn mib(service: &Service, field: &str) -> f64 {
     service.memory_kib(field).unwrap_or(0) as f64 / 1024.0
 }
 
-/// Two fresh databases for one run, and how to drop them afterwards.
+/// Fresh databases for one run (the auth service's, the main backend's,
+/// and a second main backend's that follows the event feed), and how to
+/// drop them afterwards.
 pub struct Databases {
     pub auth: String,
     pub main: String,
+    pub stream_main: String,
     postgres: Option<(String, Vec<String>)>,
 }
 
@@ -184,6 +192,7 @@ impl Databases {
             return Ok(Self {
                 auth: format!("sqlite://{}", dir.join("auth.db").display()),
                 main: format!("sqlite://{}", dir.join("main.db").display()),
+                stream_main: format!("sqlite://{}", dir.join("stream-main.db").display()),
                 postgres: None,
             });
         };
@@ -191,6 +200,7 @@ impl Databases {
         let names = vec![
             format!("bench_auth_{suffix}"),
             format!("bench_main_{suffix}"),
+            format!("bench_stream_{suffix}"),
         ];
         let mut conn = service_kit::db::establish_pg(admin).await?;
         for name in &names {
@@ -201,6 +211,7 @@ impl Databases {
         Ok(Self {
             auth: service_kit::db::url_with_database(admin, &names[0])?,
             main: service_kit::db::url_with_database(admin, &names[1])?,
+            stream_main: service_kit::db::url_with_database(admin, &names[2])?,
             postgres: Some((admin.to_owned(), names)),
         })
     }
@@ -230,6 +241,9 @@ pub struct Run {
     pub main_db: String,
     pub api_key: String,
     pub secs: Duration,
+    /// Starts more services (the event-feed section's second main backend).
+    pub system: System,
+    pub stream_main_db: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -271,6 +285,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         main_db: dbs.main.clone(),
         api_key: system.api_key().to_owned(),
         secs: Duration::from_secs(args.seconds),
+        system,
+        stream_main_db: dbs.stream_main.clone(),
     };
     let outcome = phases(&run).await;
     drop(run);
@@ -322,6 +338,8 @@ async fn phases(run: &Run) -> anyhow::Result<String> {
     let auth_section = auth_phases(run).await?;
     eprintln!("bench: sync loop (both services)");
     let sync_section = crate::bench_sync::run(run).await?;
+    eprintln!("bench: event feed");
+    let events_section = crate::bench_events::run(run).await?;
     // Peak resident memory over the whole run, the 100k reconciliation included.
     let peak = (mib(&run.auth, "VmHWM"), mib(&run.main, "VmHWM"));
     let body = format!(
@@ -329,7 +347,7 @@ async fn phases(run: &Run) -> anyhow::Result<String> {
          | figure | auth service | main backend | goal |\n|---|---|---|---|\n\
          | idle RSS after start | **{ia:.1} MiB** | **{im:.1} MiB** | < 30 MB each {iok} |\n\
          | peak RSS over the run (every load phase below) | {pa:.1} MiB | {pm:.1} MiB | |\n\n\
-         {auth_section}{sync_section}",
+         {auth_section}{sync_section}{events_section}",
         ia = idle.0,
         im = idle.1,
         iok = ok(idle.0 * 1.048_576 < 30.0 && idle.1 * 1.048_576 < 30.0),
@@ -616,4 +634,26 @@ async fn auth_phases(run: &Run) -> anyhow::Result<String> {
         s1rps = service1.rps(),
         s1_ok = ok(service1.pct(0.99) < 1.0),
     ))
+}
+
+/// Inserts `rows` (SQL value tuples) with `insert` (`INSERT INTO t (cols)
+/// VALUES`) in one transaction, `batch` rows per statement: seeding a
+/// benchmark straight into a database, past the services.
+pub async fn insert_rows(
+    url: &str,
+    insert: &str,
+    rows: Vec<String>,
+    batch: usize,
+) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    let pool = service_kit::db::DbPool::connect(url, 1).await?;
+    let mut pooled = pool.get().await?;
+    let conn = &mut pooled.conn();
+    service_kit::transaction!(conn, |tx| -> anyhow::Error {
+        for chunk in rows.chunks(batch) {
+            let sql = format!("{insert} {}", chunk.join(", "));
+            service_kit::run!(tx, |c| diesel::sql_query(&sql).execute(c).await)?;
+        }
+        Ok(())
+    })
 }

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::bench::{load, ok, service_tokens, Run};
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+/// The `p` quantile of sorted durations, in milliseconds.
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -23,32 +24,25 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 /// outbox, so the reconciliation has work without the webhooks doing it
 /// first. Batched on PostgreSQL; row by row in one transaction on SQLite.
 async fn seed_users(url: &str, from: usize, to: usize) -> anyhow::Result<()> {
-    let pool = service_kit::db::DbPool::connect(url, 1).await?;
-    let mut pooled = pool.get().await?;
-    let conn = &mut pooled.conn();
     let now = service_kit::db::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
+    let rows = (from..to)
+        .map(|i| {
+            format!(
+                "('{}', 'seed-{i}@example.com', 'not-a-password-hash', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')",
+                uuid::Uuid::now_v7()
+            )
+        })
+        .collect();
     let batch = if url.starts_with("postgres") { 500 } else { 1 };
-    service_kit::transaction!(conn, |tx| -> anyhow::Error {
-        for chunk in (from..to).collect::<Vec<_>>().chunks(batch) {
-            let values: Vec<String> = chunk
-                .iter()
-                .map(|i| {
-                    format!(
-                        "('{}', 'seed-{i}@example.com', 'not-a-password-hash', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')",
-                        uuid::Uuid::now_v7()
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES {}",
-                values.join(", ")
-            );
-            service_kit::run!(tx, |c| diesel::sql_query(&sql).execute(c).await)?;
-        }
-        Ok(())
-    })
+    crate::bench::insert_rows(
+        url,
+        "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES",
+        rows,
+        batch,
+    )
+    .await
 }
 
 /// Empties the mirror of seeded users, so the next reconciliation creates

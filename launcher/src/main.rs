@@ -11,6 +11,7 @@
 //! `./scripts/bench-tls` runs `launcher bench-tls`, which rewrites its TLS one.
 
 mod bench;
+mod bench_events;
 mod bench_oauth;
 mod bench_routes;
 mod bench_sync;
