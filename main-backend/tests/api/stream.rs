@@ -119,3 +119,43 @@ async fn an_expired_cursor_is_answered_by_reconciling_from_the_head() {
     })
     .await;
 }
+
+/// Two replicas in stream mode: one follows (the lease), the other stands
+/// by, and every user reaches the shared mirror.
+#[tokio::test]
+async fn one_replica_follows_the_feed_and_the_other_stands_by() {
+    let mut stack = streaming_stack().await;
+    let replica = stack.start_main_replica().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(stack.register(&unique_email()).await.user.id);
+    }
+    eventually(Duration::from_secs(10), || async {
+        stack.mirror_count().await == 5
+    })
+    .await;
+    let count = |metrics: &str, outcome: &str| -> u64 {
+        let prefix = format!("main_stream_polls_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut roles = Vec::new();
+    for base in [stack.main_url.clone(), replica] {
+        let metrics = stack
+            .get(&base, "/metrics")
+            .await
+            .text()
+            .await
+            .expect("text");
+        roles.push((count(&metrics, "ok") > 0, count(&metrics, "standby") > 0));
+    }
+    roles.sort();
+    assert_eq!(
+        roles,
+        vec![(false, true), (true, false)],
+        "one follows, one stands by"
+    );
+}
