@@ -244,3 +244,49 @@ async fn server_sent_events_follow_the_feed_and_resume_with_last_event_id() {
     let res = sse(None, Some("forged")).await.expect("answer");
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+/// Waiting readers hold no database connection: with a pool of 2, twelve
+/// long-polls and four streams wait while a registration (which needs
+/// connections) goes through, and every one of them then gets its event.
+#[tokio::test]
+async fn waiting_readers_hold_no_database_connection() {
+    let app = crate::helpers::spawn_app_with(&[("AUTH_DATABASE_POOL_SIZE", "2")]).await;
+    let head = events(&app, "after=now").await.next_cursor;
+    let query = format!("after={head}&wait=20");
+    let polls = futures::future::join_all((0..12).map(|_| events(&app, &query)));
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let res = app
+            .client
+            .get(app.url("/internal/v1/events"))
+            .bearer_auth(&app.api_key)
+            .header("accept", "text/event-stream")
+            .header("last-event-id", &head)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(res.status(), StatusCode::OK);
+        streams.push(res);
+    }
+    let address = email();
+    let register = async {
+        // Every reader is waiting by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        app.register(&address).await;
+        started.elapsed()
+    };
+    let (pages, took) = tokio::join!(polls, register);
+    assert!(
+        took < Duration::from_secs(3),
+        "registration waited {took:?} for a connection"
+    );
+    for page in pages {
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.events[0].event.data["email"], json!(address));
+    }
+    for res in streams {
+        let got = read_sse(res, 1).await;
+        assert_eq!(got[0].2["data"]["email"], json!(address));
+    }
+}

@@ -159,3 +159,33 @@ async fn one_replica_follows_the_feed_and_the_other_stands_by() {
         "one follows, one stands by"
     );
 }
+
+/// `both`: webhooks and the stream bring every event; whichever comes
+/// second finds it applied, and the mirror holds each user once.
+#[tokio::test]
+async fn with_both_transports_each_event_is_applied_once() {
+    let stack = spawn_stack_with(&[], &[("SYNC_TRANSPORT", "both")]).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stack.register(&unique_email()).await.user.id);
+    }
+    eventually(Duration::from_secs(10), || async {
+        stack.mirror_count().await == 3 && stack.webhook_stats().await["delivered"] == 3
+    })
+    .await;
+    // The stream read the same three events (applied or found applied).
+    eventually(Duration::from_secs(10), || async {
+        let metrics = stack
+            .get(&stack.main_url, "/metrics")
+            .await
+            .text()
+            .await
+            .expect("text");
+        metrics.contains("main_stream_events_total{outcome=\"applied\"} 3")
+    })
+    .await;
+    for id in ids {
+        let row = stack.mirror_user(id).await.expect("mirrored");
+        assert_eq!(row.auth_version, 1);
+    }
+}
