@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use shared_types::{
-    EventPage, IntrospectRequest, Introspection, UserCount, UserPage, UserRecord, WebhookStats,
+    DigestRequest, DigestResponse, EventPage, IdRange, IntrospectRequest, Introspection,
+    RangeDigest, UserCount, UserPage, UserRecord, WebhookStats,
 };
 use uuid::Uuid;
 
@@ -110,16 +111,35 @@ impl AuthClient {
         self.call(req).await
     }
 
+    /// A page of the users in `range`, by id.
     pub async fn users_page(
         &self,
-        after: Option<Uuid>,
+        range: IdRange,
         limit: u32,
     ) -> Result<UserPage, AuthUnavailable> {
         let mut url = format!("{}/internal/v1/users?limit={limit}", self.base);
-        if let Some(after) = after {
+        if let Some(after) = range.after {
             url.push_str(&format!("&after={after}"));
         }
+        if let Some(upto) = range.upto {
+            url.push_str(&format!("&upto={upto}"));
+        }
         Self::expect(self.call(self.http.get(url)).await?, "users")
+    }
+
+    /// The auth service's digests of `ranges` (at most 256), in order.
+    pub async fn digests(&self, ranges: &[IdRange]) -> Result<Vec<RangeDigest>, AuthUnavailable> {
+        let req = self
+            .http
+            .post(format!("{}/internal/v1/users/digests", self.base))
+            .json(&DigestRequest {
+                ranges: ranges.to_vec(),
+            });
+        let answer: DigestResponse = Self::expect(self.call(req).await?, "digests")?;
+        if answer.digests.len() != ranges.len() {
+            return Err(AuthUnavailable("digests: one per range expected".into()));
+        }
+        Ok(answer.digests)
     }
 
     pub async fn user_count(&self) -> Result<i64, AuthUnavailable> {

@@ -87,6 +87,39 @@ pub struct UserPage {
     pub next_after: Option<Uuid>,
 }
 
+/// A range of user ids: after `after` (exclusive; absent: from the start)
+/// up to `upto` (inclusive; absent: to the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IdRange {
+    #[serde(default)]
+    pub after: Option<Uuid>,
+    #[serde(default)]
+    pub upto: Option<Uuid>,
+}
+
+/// Body of `POST /internal/v1/users/digests`: up to 256 ranges.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestRequest {
+    pub ranges: Vec<IdRange>,
+}
+
+/// A range's users: how many, and the sum over them of
+/// `id_hash(id) + version * 1000003` (`id_hash`: the id's low 31 bits).
+/// Equal digests on both sides mean, short of an arithmetic coincidence,
+/// the same users at the same versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RangeDigest {
+    pub count: i64,
+    pub sum: i64,
+}
+
+/// Answer to `POST /internal/v1/users/digests`, one per range, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DigestResponse {
+    pub digests: Vec<RangeDigest>,
+}
+
 /// Answer to `GET /internal/v1/users/count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserCount {

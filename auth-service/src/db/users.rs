@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use shared_types::{IdRange, RangeDigest};
 use uuid::Uuid;
 
 use super::schema::users;
@@ -103,18 +104,44 @@ pub async fn find_by_email(conn: &mut Conn<'_>, email: &str) -> QueryResult<Opti
 
 /// Keyset page ordered by id: stable under concurrent inserts and O(limit)
 /// however deep the page.
-pub async fn page(conn: &mut Conn<'_>, after: Option<Uuid>, limit: i64) -> QueryResult<Vec<User>> {
+pub async fn page(conn: &mut Conn<'_>, range: IdRange, limit: i64) -> QueryResult<Vec<User>> {
     run!(conn, |c| {
         let mut query = users::table
             .select(User::as_select())
             .order(users::id.asc())
             .limit(limit)
             .into_boxed();
-        if let Some(after) = after {
+        if let Some(after) = range.after {
             query = query.filter(users::id.gt(DbUuid(after)));
+        }
+        if let Some(upto) = range.upto {
+            query = query.filter(users::id.le(DbUuid(upto)));
         }
         query.load(c).await
     })
+}
+
+/// The digest of the users in `range` (service-kit `db::digest`): one
+/// indexed query.
+pub async fn digest(conn: &mut Conn<'_>, range: IdRange) -> QueryResult<RangeDigest> {
+    use diesel::sql_types::BigInt;
+    let select = format!(
+        "COUNT(*), {}",
+        service_kit::db::digest::sum_sql("id", "version")
+    );
+    let (count, sum): (i64, i64) = run!(conn, |c| {
+        let mut query = users::table
+            .select(diesel::dsl::sql::<(BigInt, BigInt)>(&select))
+            .into_boxed();
+        if let Some(after) = range.after {
+            query = query.filter(users::id.gt(DbUuid(after)));
+        }
+        if let Some(upto) = range.upto {
+            query = query.filter(users::id.le(DbUuid(upto)));
+        }
+        query.first(c).await
+    })?;
+    Ok(RangeDigest { count, sum })
 }
 
 pub async fn count(conn: &mut Conn<'_>) -> QueryResult<i64> {

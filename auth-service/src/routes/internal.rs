@@ -4,8 +4,8 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use shared_types::{
-    IntrospectRequest, Introspection, RedeliverRequest, Requeued, UserCount, UserPage, UserRecord,
-    WebhookStats,
+    DigestRequest, DigestResponse, IdRange, IntrospectRequest, Introspection, RedeliverRequest,
+    Requeued, UserCount, UserPage, UserRecord, WebhookStats,
 };
 use uuid::Uuid;
 
@@ -98,6 +98,8 @@ async fn introspect_service_token(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     after: Option<Uuid>,
+    /// Only ids up to this one (inclusive): a range of a digest.
+    upto: Option<Uuid>,
     limit: Option<i64>,
 }
 
@@ -115,7 +117,11 @@ pub async fn list_users(
         ));
     }
     let mut pooled = state.db.get().await?;
-    let rows = users::page(&mut pooled.conn(), query.after, limit).await?;
+    let range = IdRange {
+        after: query.after,
+        upto: query.upto,
+    };
+    let rows = users::page(&mut pooled.conn(), range, limit).await?;
     // A full page may be followed by more; a short one is the end.
     let next_after = if rows.len() as i64 == limit {
         rows.last().map(|u| u.id.0)
@@ -126,6 +132,31 @@ pub async fn list_users(
         users: rows.iter().map(users::User::record).collect(),
         next_after,
     }))
+}
+
+/// Digests of id ranges: each range's user count and the sum of
+/// `id_hash(id) + version * 1000003` over its users (`id_hash`: the id's
+/// low 31 bits), one indexed query per range. A reconciler compares them
+/// with its own and fetches only the ranges that differ.
+#[utoipa::path(post, path = "/internal/v1/users/digests", tag = "internal", request_body = DigestRequest, responses((status = 200, description = "One digest per range, in order", body = DigestResponse)), security(("service" = [])))]
+pub async fn user_digests(
+    _caller: InternalCaller,
+    state: web::Data<AppState>,
+    body: service_kit::http::Json<DigestRequest>,
+) -> Result<web::Json<DigestResponse>, ApiError> {
+    if body.ranges.len() > 256 {
+        return Err(ApiError::validation(
+            "validation_failed",
+            "at most 256 ranges per request",
+        ));
+    }
+    let mut pooled = state.db.get().await?;
+    let conn = &mut pooled.conn();
+    let mut digests = Vec::with_capacity(body.ranges.len());
+    for range in &body.ranges {
+        digests.push(users::digest(conn, *range).await?);
+    }
+    Ok(web::Json(DigestResponse { digests }))
 }
 
 #[utoipa::path(get, path = "/internal/v1/users/{id}", tag = "internal", params(("id" = Uuid, Path, description = "User id")), responses((status = 200, description = "One user", body = UserRecord)), security(("service" = [])))]

@@ -112,6 +112,7 @@ fn routes(r: &mut Routes<'_>, limit: Option<&RateLimit>) {
     route!(r, events::events);
     // `count` before `{id}`, or "count" would be parsed as an id.
     route!(r, internal::count_users);
+    route!(r, internal::user_digests);
     route!(r, internal::list_users);
     route!(r, internal::get_user);
     route!(r, internal::webhook_stats);

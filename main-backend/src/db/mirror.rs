@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use service_kit::run;
-use shared_types::UserRecord;
+use shared_types::{IdRange, RangeDigest, UserRecord};
 use uuid::Uuid;
 
 use super::schema::{user_tombstones as tomb, userbase as ub};
@@ -474,4 +474,27 @@ pub async fn update_admin_fields(
         return Ok(None);
     }
     find(conn, id).await
+}
+
+/// The digest of the mirror's users in `range` (service-kit `db::digest`),
+/// to compare with the auth service's: one indexed query.
+pub async fn digest(conn: &mut Conn<'_>, range: IdRange) -> QueryResult<RangeDigest> {
+    use diesel::sql_types::BigInt;
+    let select = format!(
+        "COUNT(*), {}",
+        service_kit::db::digest::sum_sql("id", "auth_version")
+    );
+    let (count, sum): (i64, i64) = run!(conn, |c| {
+        let mut query = ub::table
+            .select(diesel::dsl::sql::<(BigInt, BigInt)>(&select))
+            .into_boxed();
+        if let Some(after) = range.after {
+            query = query.filter(ub::id.gt(DbUuid(after)));
+        }
+        if let Some(upto) = range.upto {
+            query = query.filter(ub::id.le(DbUuid(upto)));
+        }
+        query.first(c).await
+    })?;
+    Ok(RangeDigest { count, sum })
 }

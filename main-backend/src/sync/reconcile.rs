@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use shared_types::{SyncReport, UserRecord};
+use shared_types::{IdRange, SyncReport, UserRecord};
 use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
@@ -37,6 +37,37 @@ pub const LEASE: &str = "reconcile";
 /// Longer than any run should take; a crashed holder blocks no longer.
 const LEASE_TTL: chrono::Duration = chrono::Duration::minutes(10);
 const PAGE: u32 = 1000;
+/// A differing range with at most this many users on either side is read
+/// row by row; a bigger one is split.
+const LEAF: i64 = 1000;
+/// How many parts a differing range is split into.
+const FANOUT: u128 = 16;
+/// Ranges per digest request (the auth service takes up to 256).
+const DIGEST_BATCH: usize = 256;
+
+/// `range` cut into `FANOUT` parts of equal id width; `None` when it is
+/// too narrow to cut.
+fn split(range: IdRange) -> Option<Vec<IdRange>> {
+    let lo = range.after.map_or(0, |u| u.as_u128());
+    let hi = range.upto.map_or(u128::MAX, |u| u.as_u128());
+    let step = (hi - lo) / FANOUT;
+    if step == 0 {
+        return None;
+    }
+    let bounds: Vec<u128> = (1..FANOUT).map(|k| lo + step * k).collect();
+    let mut parts = Vec::with_capacity(FANOUT as usize);
+    let mut after = range.after;
+    for b in bounds {
+        let upto = Some(Uuid::from_u128(b));
+        parts.push(IdRange { after, upto });
+        after = upto;
+    }
+    parts.push(IdRange {
+        after,
+        upto: range.upto,
+    });
+    Some(parts)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -190,6 +221,43 @@ impl Reconciler<'_> {
         report
     }
 
+    /// Narrows the id space to the ranges whose digests differ between the
+    /// auth service and the mirror, Merkle-style: a differing range with
+    /// more than `LEAF` users on either side is split in `FANOUT` and its
+    /// parts compared again, many ranges per request. Answers the ranges to
+    /// read row by row, and how many users the matching ranges hold.
+    async fn differing_ranges(&self) -> Result<(Vec<IdRange>, i64), ReconcileError> {
+        let mut frontier = vec![IdRange::default()];
+        let (mut leaves, mut same) = (Vec::new(), 0);
+        while !frontier.is_empty() {
+            let batch: Vec<IdRange> = frontier.drain(..frontier.len().min(DIGEST_BATCH)).collect();
+            let theirs = self.auth.digests(&batch).await?;
+            let ours = {
+                let mut pooled = self.db.get().await?;
+                let conn = &mut pooled.conn();
+                let mut ours = Vec::with_capacity(batch.len());
+                for range in &batch {
+                    ours.push(mirror::digest(conn, *range).await?);
+                }
+                ours
+            };
+            for ((range, theirs), ours) in batch.into_iter().zip(theirs).zip(ours) {
+                if theirs == ours {
+                    same += ours.count;
+                } else if theirs.count.max(ours.count) <= LEAF {
+                    leaves.push(range);
+                } else {
+                    match split(range) {
+                        Some(parts) => frontier.extend(parts),
+                        None => leaves.push(range),
+                    }
+                }
+            }
+        }
+        leaves.sort_by_key(|r| r.after);
+        Ok((leaves, same))
+    }
+
     async fn pages(&self) -> Result<SyncReport, ReconcileError> {
         let mirror_rows = {
             let mut pooled = self.db.get().await?;
@@ -211,67 +279,83 @@ impl Reconciler<'_> {
         let mut doomed: Vec<Doomed> = Vec::new();
         let mut doomed_count: i64 = 0;
         let mut rewound_total: i64 = 0;
-        let mut after: Option<Uuid> = None;
-        loop {
-            let fetched_at = crate::db::now();
-            let page = self.auth.users_page(after, PAGE).await?;
-            let upto = match page.next_after {
-                Some(_) => page.users.last().map(|u| u.id),
-                None => None,
-            };
-            let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();
-            let mut pooled = self.db.get().await?;
-            let conn = &mut pooled.conn();
-            let (gone, changed) = transaction!(conn, |tx| -> ReconcileError {
-                let gone: Vec<(Uuid, i64)> = mirror::stale_in_range(tx, after, upto, fetched_at)
-                    .await?
-                    .into_iter()
-                    .filter(|(id, _)| !present.contains(id))
-                    .collect();
-                let applied = mirror::apply_records(tx, &page.users).await?;
-                report.created += applied.created;
-                report.updated += applied.updated;
-                report.unchanged += applied.unchanged;
-                // A restored auth database: versions went backwards. Only
-                // records behind the mirror are looked at (none, normally).
-                let behind: HashSet<Uuid> = applied.behind.iter().copied().collect();
-                let behind: Vec<UserRecord> = page
-                    .users
-                    .iter()
-                    .filter(|u| behind.contains(&u.id))
-                    .cloned()
-                    .collect();
-                let rewound = mirror::rewind_records(tx, &behind, fetched_at).await?;
-                report.updated += rewound.len() as i64;
-                report.unchanged -= rewound.len() as i64;
-                rewound_total += rewound.len() as i64;
-                // Users found locked by this run (their webhook was lost):
-                // every replica drops their tokens.
-                let changed: HashSet<Uuid> = applied.changed.into_iter().chain(rewound).collect();
-                let rows: Vec<Revocation> = page
-                    .users
-                    .iter()
-                    .filter(|u| u.account_locked && changed.contains(&u.id))
-                    .map(|u| Revocation::new(u.id, None))
-                    .collect();
-                revocations::insert(tx, &rows).await?;
-                Ok((gone, (rows, changed)))
-            })?;
-            let (locked, changed) = changed;
-            for id in changed {
-                self.validator.forget_user(id);
-            }
-            for r in locked {
-                self.validator.revoke(r.user_id.0, None, r.created_at.0);
-            }
-            doomed_count += gone.len() as i64;
-            // Past the limit the run is refused anyway: keep no more ids.
-            if doomed_count <= limit && !gone.is_empty() {
-                doomed.push((fetched_at, gone));
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
+        // Only the ranges whose digests differ are read row by row.
+        let (leaves, same) = self.differing_ranges().await?;
+        report.unchanged += same;
+        for leaf in leaves {
+            let mut after: Option<Uuid> = leaf.after;
+            loop {
+                let fetched_at = crate::db::now();
+                let page = self
+                    .auth
+                    .users_page(
+                        IdRange {
+                            after,
+                            upto: leaf.upto,
+                        },
+                        PAGE,
+                    )
+                    .await?;
+                let upto = match page.next_after {
+                    Some(_) => page.users.last().map(|u| u.id),
+                    None => leaf.upto,
+                };
+                let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();
+                let mut pooled = self.db.get().await?;
+                let conn = &mut pooled.conn();
+                let (gone, changed) = transaction!(conn, |tx| -> ReconcileError {
+                    let gone: Vec<(Uuid, i64)> =
+                        mirror::stale_in_range(tx, after, upto, fetched_at)
+                            .await?
+                            .into_iter()
+                            .filter(|(id, _)| !present.contains(id))
+                            .collect();
+                    let applied = mirror::apply_records(tx, &page.users).await?;
+                    report.created += applied.created;
+                    report.updated += applied.updated;
+                    report.unchanged += applied.unchanged;
+                    // A restored auth database: versions went backwards. Only
+                    // records behind the mirror are looked at (none, normally).
+                    let behind: HashSet<Uuid> = applied.behind.iter().copied().collect();
+                    let behind: Vec<UserRecord> = page
+                        .users
+                        .iter()
+                        .filter(|u| behind.contains(&u.id))
+                        .cloned()
+                        .collect();
+                    let rewound = mirror::rewind_records(tx, &behind, fetched_at).await?;
+                    report.updated += rewound.len() as i64;
+                    report.unchanged -= rewound.len() as i64;
+                    rewound_total += rewound.len() as i64;
+                    // Users found locked by this run (their webhook was lost):
+                    // every replica drops their tokens.
+                    let changed: HashSet<Uuid> =
+                        applied.changed.into_iter().chain(rewound).collect();
+                    let rows: Vec<Revocation> = page
+                        .users
+                        .iter()
+                        .filter(|u| u.account_locked && changed.contains(&u.id))
+                        .map(|u| Revocation::new(u.id, None))
+                        .collect();
+                    revocations::insert(tx, &rows).await?;
+                    Ok((gone, (rows, changed)))
+                })?;
+                let (locked, changed) = changed;
+                for id in changed {
+                    self.validator.forget_user(id);
+                }
+                for r in locked {
+                    self.validator.revoke(r.user_id.0, None, r.created_at.0);
+                }
+                doomed_count += gone.len() as i64;
+                // Past the limit the run is refused anyway: keep no more ids.
+                if doomed_count <= limit && !gone.is_empty() {
+                    doomed.push((fetched_at, gone));
+                }
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
         }
         if rewound_total > 0 {

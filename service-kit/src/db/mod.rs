@@ -11,6 +11,7 @@
 //! Pools are plain: no role switching, no per-request settings, no JWT claims
 //! on connections. Authentication happens at the HTTP edge only.
 
+pub mod digest;
 mod postgres;
 pub mod sql_types;
 
@@ -258,6 +259,9 @@ impl DbPool {
                     Box::pin(async move {
                         let mut conn = SqliteConn::establish(url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        conn.spawn_blocking(digest::register_sqlite)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)

@@ -1,0 +1,2 @@
+DROP INDEX userbase_digest_idx;
+DROP FUNCTION IF EXISTS id_hash(uuid);

@@ -1,0 +1,1 @@
+DROP INDEX userbase_digest_idx;
