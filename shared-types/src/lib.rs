@@ -306,6 +306,9 @@ pub struct SyncReport {
     pub deleted: i64,
     pub unchanged: i64,
     pub duration_ms: i64,
+    /// Users read row by row: those in id ranges whose digests differed.
+    #[serde(default)]
+    pub compared: i64,
 }
 
 /// `GET /health/sync` on the main backend: counts only, never ids.

@@ -300,6 +300,7 @@ impl Reconciler<'_> {
                     Some(_) => page.users.last().map(|u| u.id),
                     None => leaf.upto,
                 };
+                report.compared += page.users.len() as i64;
                 let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();
                 let mut pooled = self.db.get().await?;
                 let conn = &mut pooled.conn();

@@ -487,3 +487,104 @@ async fn a_restored_auth_database_is_followed_back_in_time() {
     let report = stack.sync_now().await;
     assert_eq!(report["updated"], 0, "{report}");
 }
+
+/// Runs `sql` on the auth service's database (drift made behind its back,
+/// as a lost webhook or a manual fix would leave it).
+async fn auth_sql(stack: &Stack, sql: &str) {
+    use diesel_async::RunQueryDsl;
+    let db = stack.auth_db().await;
+    let mut pooled = db.get().await.expect("conn");
+    service_kit::run!(&mut pooled.conn(), |c| diesel::sql_query(sql)
+        .execute(c)
+        .await)
+    .expect("auth sql");
+}
+
+/// Digest reconciliation at a size where it narrows (3,000 users, leaves
+/// of 1,000): a user changed in place (same count in its range), one
+/// deleted and one created behind the mirror's back are all found, and
+/// only the ranges around them are read row by row.
+#[tokio::test]
+async fn digests_find_every_kind_of_drift_and_read_only_what_differs() {
+    let stack = spawn_stack_with(&[("AUTH_WEBHOOK_URL", "off")], &[]).await;
+    const USERS: usize = 3000;
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let mut ids = Vec::new();
+    let rows: Vec<String> = (0..USERS)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7();
+            ids.push(id);
+            format!(
+                "('{id}', 'digest-{i}@example.com', 'not-a-password-hash', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')"
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        auth_sql(
+            &stack,
+            &format!(
+                "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES {}",
+                chunk.join(", ")
+            ),
+        )
+        .await;
+    }
+    let first = stack.sync_now().await;
+    assert_eq!(first["created"], USERS as i64, "{first}");
+    // Nothing changed: nothing is read row by row.
+    let idle = stack.sync_now().await;
+    assert_eq!(
+        (
+            idle["created"].as_i64(),
+            idle["updated"].as_i64(),
+            idle["deleted"].as_i64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{idle}"
+    );
+    assert_eq!(idle["compared"], 0, "{idle}");
+    assert_eq!(idle["unchanged"], USERS as i64, "{idle}");
+
+    // Drift: one changed in place, one deleted, one created.
+    let (changed, deleted) = (ids[1234], ids[2500]);
+    auth_sql(
+        &stack,
+        &format!(
+            "UPDATE users SET email = 'digest-changed@example.com', version = version + 1 WHERE id = '{changed}'"
+        ),
+    )
+    .await;
+    auth_sql(&stack, &format!("DELETE FROM users WHERE id = '{deleted}'")).await;
+    let created = uuid::Uuid::now_v7();
+    auth_sql(
+        &stack,
+        &format!(
+            "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES ('{created}', 'digest-new@example.com', 'x', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')"
+        ),
+    )
+    .await;
+    let report = stack.sync_now().await;
+    assert_eq!(
+        (
+            report["created"].as_i64(),
+            report["updated"].as_i64(),
+            report["deleted"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{report}"
+    );
+    let compared = report["compared"].as_i64().expect("compared");
+    assert!(
+        compared > 0 && compared < USERS as i64,
+        "only the differing ranges are read: {report}"
+    );
+    let row = stack.mirror_user(changed).await.expect("kept");
+    assert_eq!(row.email, "digest-changed@example.com");
+    assert!(stack.mirror_user(deleted).await.is_none());
+    assert!(stack.mirror_user(created).await.is_some());
+    // And the next run finds nothing.
+    let again = stack.sync_now().await;
+    assert_eq!(again["compared"], 0, "{again}");
+}
