@@ -317,12 +317,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // `./scripts/bench-tls`; keep them.
     let old = std::fs::read_to_string(&args.out).unwrap_or_default();
     let mut report = report;
-    for route in [
-        crate::bench_routes::Route::Pooler,
-        crate::bench_routes::Route::Tls,
+    for markers in [
+        crate::bench_routes::Route::Pooler.markers(),
+        crate::bench_routes::Route::Tls.markers(),
+        crate::bench_scale::MARKERS,
     ] {
-        if let Some(section) = crate::bench_routes::section_of(route, &old) {
-            report = crate::bench_routes::replace_section(route, &report, section);
+        if let Some(section) = crate::bench_routes::section_of(markers, &old) {
+            report = crate::bench_routes::replace_section(markers, &report, section);
         }
     }
     std::fs::write(&args.out, &report)?;

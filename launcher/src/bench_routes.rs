@@ -81,14 +81,14 @@ pub async fn run(route: Route, args: Args) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let section = outcome?;
     let old = std::fs::read_to_string(&args.out).unwrap_or_default();
-    std::fs::write(&args.out, replace_section(route, &old, &section))?;
+    std::fs::write(&args.out, replace_section(route.markers(), &old, &section))?;
     println!("{section}");
     Ok(())
 }
 
 /// `old` with `route`'s section replaced by `section` (appended if none).
-pub fn replace_section(route: Route, old: &str, section: &str) -> String {
-    let (start, end) = route.markers();
+pub fn replace_section(markers: (&str, &str), old: &str, section: &str) -> String {
+    let (start, end) = markers;
     let kept = match (old.find(start), old.find(end)) {
         (Some(a), Some(b)) if a < b => format!("{}{}", &old[..a], &old[b + end.len()..]),
         _ => old.to_owned(),
@@ -97,8 +97,8 @@ pub fn replace_section(route: Route, old: &str, section: &str) -> String {
 }
 
 /// `route`'s section of `text`, if it has one.
-pub fn section_of(route: Route, text: &str) -> Option<&str> {
-    let (start, end) = route.markers();
+pub fn section_of<'a>(markers: (&str, &str), text: &'a str) -> Option<&'a str> {
+    let (start, end) = markers;
     let a = text.find(start)?;
     let b = text.find(end)?;
     (a < b).then(|| &text[a..b + end.len()])

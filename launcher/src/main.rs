@@ -14,6 +14,7 @@ mod bench;
 mod bench_events;
 mod bench_oauth;
 mod bench_routes;
+mod bench_scale;
 mod bench_sync;
 
 use launcher::dev;
@@ -38,6 +39,8 @@ enum Command {
     BenchPooler(bench_routes::Args),
     /// Over TLS against plain connections; rewrites its section.
     BenchTls(bench_routes::Args),
+    /// 10,000 and 1,000,000 users on PostgreSQL; rewrites its section.
+    BenchScale(bench_scale::Args),
 }
 
 #[tokio::main]
@@ -48,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::BenchPooler(args) => bench_routes::run(bench_routes::Route::Pooler, args).await,
         Command::BenchTls(args) => bench_routes::run(bench_routes::Route::Tls, args).await,
+        Command::BenchScale(args) => bench_scale::run(args).await,
     }
 }

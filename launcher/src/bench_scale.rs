@@ -1,0 +1,392 @@
+//! `launcher bench-scale --postgres URL`: the system at 10,000 users and
+//! again at 1,000,000 (two sessions each), in one run, on PostgreSQL:
+//! filling, reconciling into an empty mirror, reconciling with nothing
+//! changed and with 120 changes, login / introspection / refresh latency,
+//! memory, and database size per user. Rewrites its section of
+//! BENCHMARKS.md (`./scripts/bench` keeps it).
+
+use std::time::{Duration, Instant};
+
+use diesel_async::RunQueryDsl;
+use launcher::system::{Port, Service, System};
+use serde_json::{json, Value};
+
+use crate::bench::{load, mib, ok, service_tokens, Databases, Run, Sample};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A PostgreSQL admin URL (databases are made and dropped).
+    #[arg(long, value_name = "URL")]
+    postgres: String,
+    /// The large size.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: i64,
+    /// Seconds per latency phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: String,
+}
+
+const SMALL: i64 = 10_000;
+
+/// Around this section of BENCHMARKS.md (`./scripts/bench` keeps it).
+pub const MARKERS: (&str, &str) = (
+    "<!-- scale benchmark: ./scripts/bench-scale -->",
+    "<!-- end of scale benchmark -->",
+);
+
+async fn sql(url: &str, statement: &str) -> anyhow::Result<()> {
+    let mut conn = service_kit::db::establish_pg(url).await?;
+    diesel::sql_query(statement).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Users `from..=to` (two sessions each) straight into the auth database,
+/// with one shared, unusable password hash: hashing a million passwords
+/// is not what is measured.
+async fn fill(url: &str, from: i64, to: i64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    sql(
+        url,
+        &format!(
+            "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, \
+             account_locked, last_login_at, password_changed_at, version, created_at, updated_at) \
+             SELECT gen_random_uuid(), 'scale-' || g || '@example.com', 'not-a-password-hash', NULL, \
+             true, false, false, NULL, now(), 1, now(), now() FROM generate_series({from}, {to}) g"
+        ),
+    )
+    .await?;
+    sql(
+        url,
+        &format!(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at) \
+             SELECT gen_random_uuid(), u.id, now(), now(), now() + interval '7 days' \
+             FROM users u CROSS JOIN generate_series(1, 2) \
+             WHERE u.email ~ '^scale-[0-9]+@' AND substr(u.email, 7, length(u.email) - 18)::bigint BETWEEN {from} AND {to}"
+        ),
+    )
+    .await?;
+    sql(url, "ANALYZE").await?;
+    Ok(started.elapsed())
+}
+
+/// 100 changed, 10 deleted, 10 created, behind the mirror's back.
+async fn drift(url: &str, tag: &str) -> anyhow::Result<()> {
+    sql(
+        url,
+        &format!(
+            "UPDATE users SET email = 'changed-{tag}-' || email, version = version + 1 \
+             WHERE id IN (SELECT id FROM users WHERE email ~ '^scale-[0-9]+@' ORDER BY id LIMIT 100)"
+        ),
+    )
+    .await?;
+    sql(
+        url,
+        "DELETE FROM users WHERE id IN (SELECT id FROM users WHERE email ~ '^scale-[0-9]+@' ORDER BY id DESC LIMIT 10)",
+    )
+    .await?;
+    sql(
+        url,
+        &format!(
+            "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, \
+             account_locked, last_login_at, password_changed_at, version, created_at, updated_at) \
+             SELECT gen_random_uuid(), 'new-{tag}-' || g || '@example.com', 'x', NULL, true, false, \
+             false, NULL, now(), 1, now(), now() FROM generate_series(1, 10) g"
+        ),
+    )
+    .await
+}
+
+async fn sync(run: &Run, token: &str) -> anyhow::Result<(Value, Duration)> {
+    let started = Instant::now();
+    let res = run
+        .client
+        .post(format!("{}/admin/v1/sync", run.main.url()))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await?;
+    anyhow::ensure!(res.status().is_success(), "sync: {}", res.status());
+    Ok((res.json().await?, started.elapsed()))
+}
+
+/// One size's figures.
+struct Figures {
+    fill: Duration,
+    into_empty: Duration,
+    nothing: Duration,
+    nothing_compared: i64,
+    drift: Duration,
+    found: (i64, i64, i64),
+    login: Sample,
+    introspect: Sample,
+    refresh: Sample,
+    rss: (f64, f64),
+    auth_bytes_per_user: f64,
+    main_bytes_per_user: f64,
+}
+
+async fn db_size(url: &str) -> anyhow::Result<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        size: i64,
+    }
+    let mut conn = service_kit::db::establish_pg(url).await?;
+    let rows: Vec<Size> = diesel::sql_query("SELECT pg_database_size(current_database()) AS size")
+        .load(&mut conn)
+        .await?;
+    Ok(rows.into_iter().next().map_or(0, |r| r.size))
+}
+
+async fn measure(run: &Run, from: i64, to: i64, ops: &str, tag: &str) -> anyhow::Result<Figures> {
+    eprintln!("bench-scale: filling to {to} users");
+    let fill = fill(&run.auth_db, from, to).await?;
+    eprintln!("bench-scale: reconciling");
+    sql(&run.main_db, "DELETE FROM userbase").await?;
+    let (_, into_empty) = sync(run, ops).await?;
+    sql(&run.main_db, "ANALYZE").await?;
+    let (nothing_report, nothing) = sync(run, ops).await?;
+    drift(&run.auth_db, tag).await?;
+    let (report, drift_took) = sync(run, ops).await?;
+    // 32 real users for the latency figures.
+    let password = "benchmark password 123";
+    let mut users = Vec::new();
+    for i in 0..32 {
+        let email = format!("scale-real-{tag}-{i}@example.com");
+        let res: Value = run
+            .client
+            .post(format!("{}/v1/register", run.auth.url()))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        users.push((
+            email,
+            res["tokens"]["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            res["tokens"]["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    let users = std::sync::Arc::new(users);
+    let (client, base) = (run.client.clone(), run.auth.url());
+    let login = {
+        let (client, base, users) = (client.clone(), base.clone(), users.clone());
+        load(8, run.secs, move |i| {
+            let (client, base, email) = (client.clone(), base.clone(), users[i % 32].0.clone());
+            async move {
+                client
+                    .post(format!("{base}/v1/login"))
+                    .json(&json!({"email": email, "password": password}))
+                    .send()
+                    .await
+            }
+        })
+        .await
+    };
+    let introspect = {
+        let (client, base, users, key) = (
+            client.clone(),
+            base.clone(),
+            users.clone(),
+            run.api_key.clone(),
+        );
+        load(32, run.secs, move |i| {
+            let (client, base, token, key) = (
+                client.clone(),
+                base.clone(),
+                users[i % 32].1.clone(),
+                key.clone(),
+            );
+            async move {
+                client
+                    .post(format!("{base}/internal/v1/introspect"))
+                    .bearer_auth(key)
+                    .json(&json!({"token": token}))
+                    .send()
+                    .await
+            }
+        })
+        .await
+    };
+    // Refresh: 32 clients, each rotating its own user's token.
+    let refresh = {
+        let started = Instant::now();
+        let deadline = started + run.secs;
+        let tasks: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let (client, base, mut token) = (client.clone(), base.clone(), u.2.clone());
+                tokio::spawn(async move {
+                    let (mut lat, mut errors) = (Vec::new(), 0usize);
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        let res = client
+                            .post(format!("{base}/v1/token/refresh"))
+                            .json(&json!({"refresh_token": token}))
+                            .send()
+                            .await;
+                        match res {
+                            Ok(res) if res.status().is_success() => {
+                                let body: Value = res.json().await.unwrap_or_default();
+                                lat.push(sent.elapsed().as_micros() as u64);
+                                token = body["refresh_token"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned();
+                            }
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                })
+            })
+            .collect();
+        let (mut lat, mut errors) = (Vec::new(), 0);
+        for task in tasks {
+            let (l, e) = task.await?;
+            lat.extend(l);
+            errors += e;
+        }
+        Sample::of(lat, errors, started.elapsed())
+    };
+    let users_now = to + 10 + 32;
+    Ok(Figures {
+        fill,
+        into_empty,
+        nothing,
+        nothing_compared: nothing_report["compared"].as_i64().unwrap_or(-1),
+        drift: drift_took,
+        found: (
+            report["created"].as_i64().unwrap_or(0),
+            report["updated"].as_i64().unwrap_or(0),
+            report["deleted"].as_i64().unwrap_or(0),
+        ),
+        login,
+        introspect,
+        refresh,
+        rss: (mib(&run.auth, "VmRSS"), mib(&run.main, "VmRSS")),
+        auth_bytes_per_user: db_size(&run.auth_db).await? as f64 / users_now as f64,
+        main_bytes_per_user: db_size(&run.main_db).await? as f64 / users_now as f64,
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("auth-scale-{}", uuid::Uuid::new_v4().simple()));
+    let system = System::new(&dir)?;
+    let dbs = Databases::create(&dir, Some(&args.postgres)).await?;
+    let (auth_port, main_port) = (Port::new()?, Port::new()?);
+    let mut auth: Service = system.auth("auth", auth_port, &dbs.auth, "off", &[])?;
+    auth.ready(Duration::from_secs(60)).await?;
+    let mut main = system.main(
+        "main",
+        main_port,
+        &dbs.main,
+        &auth.url(),
+        &[("SYNC_INTERVAL_SECONDS", "0"), ("SYNC_MAX_DELETES", "100")],
+    )?;
+    main.ready(Duration::from_secs(60)).await?;
+    let run = Run {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        auth,
+        main,
+        auth_db: dbs.auth.clone(),
+        main_db: dbs.main.clone(),
+        api_key: system.api_key().to_owned(),
+        secs: Duration::from_secs(args.seconds),
+        stream_main_db: dbs.stream_main.clone(),
+        system,
+    };
+    let outcome = async {
+        let ops = service_tokens(&run, "ops", 1).await?.remove(0);
+        let small = measure(&run, 1, SMALL, &ops, "small").await?;
+        let large = measure(&run, SMALL + 1, args.users, &ops, "large").await?;
+        let peak = (mib(&run.auth, "VmHWM"), mib(&run.main, "VmHWM"));
+        anyhow::Ok((small, large, peak))
+    }
+    .await;
+    drop(run);
+    dbs.drop_all().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (small, large, peak) = outcome?;
+    let secs = |d: Duration| d.as_secs_f64();
+    let ratio = |a: f64, b: f64| a / b;
+    let n = args.users;
+    let (start, end) = MARKERS;
+    let section = format!(
+        "{start}\n## Scale (PostgreSQL, `./scripts/bench-scale`)\n\n\
+         Run on {date}: the same services at {SMALL} users and at {n} users (two sessions each, filled with\n\
+         bulk SQL and one shared password hash), in one run. Reconciliation is `POST /admin/v1/sync`.\n\n\
+         | figure | {SMALL} users | {n} users | goal at {n} |\n|---|---|---|---|\n\
+         | fill (users + 2 sessions each) | {f1:.1} s | {f2:.1} s | |\n\
+         | reconcile into an empty mirror | {e1:.2} s | **{e2:.2} s** | < 60 s {eok} |\n\
+         | reconcile, nothing changed (users read row by row) | {z1:.3} s ({zc1}) | **{z2:.3} s** ({zc2}) | < 2 s {zok} |\n\
+         | reconcile, 100 changed + 10 deleted + 10 created: created / updated / deleted | {d1:.3} s: {c1} / {u1} / {x1} | **{d2:.3} s**: {c2} / {u2} / {x2} | < 3 s, all found {dok} |\n\
+         | login p99 (8 clients) | {l1:.1} ms | {l2:.1} ms ({lr:.2}×) | ≤ 1.2× {lok} |\n\
+         | introspection p99 (32 clients) | {i1:.2} ms | {i2:.2} ms ({ir:.2}×) | ≤ 1.2× {iok} |\n\
+         | refresh p99 (32 clients) | {r1:.2} ms | {r2:.2} ms ({rr:.2}×) | ≤ 1.2× {rok} |\n\
+         | RSS after the phases, auth / main | {a1:.1} / {m1:.1} MiB | {a2:.1} / {m2:.1} MiB | within 10 % {mok} |\n\
+         | peak RSS over the run, auth / main | | {pa:.1} / {pm:.1} MiB | |\n\
+         | database size per user, auth / main | {ab1:.0} / {mb1:.0} B | {ab2:.0} / {mb2:.0} B | reported |\n\
+         {end}",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        f1 = secs(small.fill),
+        f2 = secs(large.fill),
+        e1 = secs(small.into_empty),
+        e2 = secs(large.into_empty),
+        eok = ok(secs(large.into_empty) < 60.0),
+        z1 = secs(small.nothing),
+        zc1 = small.nothing_compared,
+        z2 = secs(large.nothing),
+        zc2 = large.nothing_compared,
+        zok = ok(secs(large.nothing) < 2.0),
+        d1 = secs(small.drift),
+        c1 = small.found.0,
+        u1 = small.found.1,
+        x1 = small.found.2,
+        d2 = secs(large.drift),
+        c2 = large.found.0,
+        u2 = large.found.1,
+        x2 = large.found.2,
+        dok = ok(secs(large.drift) < 3.0 && large.found == (10, 100, 10)),
+        l1 = small.login.pct(0.99),
+        l2 = large.login.pct(0.99),
+        lr = ratio(large.login.pct(0.99), small.login.pct(0.99)),
+        lok = ok(large.login.pct(0.99) <= 1.2 * small.login.pct(0.99)),
+        i1 = small.introspect.pct(0.99),
+        i2 = large.introspect.pct(0.99),
+        ir = ratio(large.introspect.pct(0.99), small.introspect.pct(0.99)),
+        iok = ok(large.introspect.pct(0.99) <= 1.2 * small.introspect.pct(0.99)),
+        r1 = small.refresh.pct(0.99),
+        r2 = large.refresh.pct(0.99),
+        rr = ratio(large.refresh.pct(0.99), small.refresh.pct(0.99)),
+        rok = ok(large.refresh.pct(0.99) <= 1.2 * small.refresh.pct(0.99)),
+        a1 = small.rss.0,
+        m1 = small.rss.1,
+        a2 = large.rss.0,
+        m2 = large.rss.1,
+        mok = ok(large.rss.0 <= 1.1 * small.rss.0 && large.rss.1 <= 1.1 * small.rss.1),
+        pa = peak.0,
+        pm = peak.1,
+        ab1 = small.auth_bytes_per_user,
+        mb1 = small.main_bytes_per_user,
+        ab2 = large.auth_bytes_per_user,
+        mb2 = large.main_bytes_per_user,
+    );
+    let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+    std::fs::write(
+        &args.out,
+        crate::bench_routes::replace_section(MARKERS, &old, &section),
+    )?;
+    println!("{section}");
+    Ok(())
+}
