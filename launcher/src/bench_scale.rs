@@ -42,6 +42,12 @@ async fn sql(url: &str, statement: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A UUIDv7 as the service makes them (48 bits of milliseconds first, then
+/// random bits), one millisecond apart per `g` in the past year: ids
+/// ordered by time, as reconciliation's ranges must handle them.
+const V7: &str = "(lpad(to_hex((extract(epoch from now()) * 1000)::bigint - 31536000000 + g), 12, '0') \
+     || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid";
+
 /// Users `from..=to` (two sessions each) straight into the auth database,
 /// with one shared, unusable password hash: hashing a million passwords
 /// is not what is measured.
@@ -52,7 +58,7 @@ async fn fill(url: &str, from: i64, to: i64) -> anyhow::Result<Duration> {
         &format!(
             "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, \
              account_locked, last_login_at, password_changed_at, version, created_at, updated_at) \
-             SELECT gen_random_uuid(), 'scale-' || g || '@example.com', 'not-a-password-hash', NULL, \
+             SELECT {V7}, 'scale-' || g || '@example.com', 'not-a-password-hash', NULL, \
              true, false, false, NULL, now(), 1, now(), now() FROM generate_series({from}, {to}) g"
         ),
     )
@@ -67,23 +73,40 @@ async fn fill(url: &str, from: i64, to: i64) -> anyhow::Result<Duration> {
         ),
     )
     .await?;
-    sql(url, "ANALYZE").await?;
-    Ok(started.elapsed())
+    let took = started.elapsed();
+    settle(url).await?;
+    Ok(took)
 }
 
-/// 100 changed, 10 deleted, 10 created, behind the mirror's back.
-async fn drift(url: &str, tag: &str) -> anyhow::Result<()> {
+/// What a bulk load leaves for later (autovacuum of the new rows,
+/// statistics, dirty pages) is done now, so the latency phases measure the
+/// system at this size rather than the load's aftermath.
+async fn settle(url: &str) -> anyhow::Result<()> {
+    sql(url, "VACUUM ANALYZE").await?;
+    sql(url, "CHECKPOINT").await
+}
+
+/// 100 changed, 10 deleted, 10 created, behind the mirror's back, spread
+/// over the whole id space (ids are random; the numbers in the emails are
+/// not related to them), so each lands in a range of its own.
+async fn drift(url: &str, tag: &str, from: i64, to: i64) -> anyhow::Result<()> {
+    let every = ((to - from + 1) / 110).max(1);
+    let numbered = "substr(email, 7, length(email) - 18)::bigint";
     sql(
         url,
         &format!(
             "UPDATE users SET email = 'changed-{tag}-' || email, version = version + 1 \
-             WHERE id IN (SELECT id FROM users WHERE email ~ '^scale-[0-9]+@' ORDER BY id LIMIT 100)"
+             WHERE email ~ '^scale-[0-9]+@' AND {numbered} BETWEEN {from} AND {to} \
+             AND ({numbered} - {from}) % {every} = 0 AND ({numbered} - {from}) / {every} < 100"
         ),
     )
     .await?;
     sql(
         url,
-        "DELETE FROM users WHERE id IN (SELECT id FROM users WHERE email ~ '^scale-[0-9]+@' ORDER BY id DESC LIMIT 10)",
+        &format!(
+            "DELETE FROM users WHERE email ~ '^scale-[0-9]+@' AND {numbered} BETWEEN {from} AND {to} \
+             AND ({numbered} - {from}) % {every} = 0 AND ({numbered} - {from}) / {every} BETWEEN 100 AND 109"
+        ),
     )
     .await?;
     sql(
@@ -91,8 +114,8 @@ async fn drift(url: &str, tag: &str) -> anyhow::Result<()> {
         &format!(
             "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, \
              account_locked, last_login_at, password_changed_at, version, created_at, updated_at) \
-             SELECT gen_random_uuid(), 'new-{tag}-' || g || '@example.com', 'x', NULL, true, false, \
-             false, NULL, now(), 1, now(), now() FROM generate_series(1, 10) g"
+             SELECT {V7}, 'new-{tag}-' || g || '@example.com', 'x', NULL, true, false, \
+             false, NULL, now(), 1, now(), now() FROM generate_series(31535999990, 31535999999) g"
         ),
     )
     .await
@@ -146,9 +169,9 @@ async fn measure(run: &Run, from: i64, to: i64, ops: &str, tag: &str) -> anyhow:
     eprintln!("bench-scale: reconciling");
     sql(&run.main_db, "DELETE FROM userbase").await?;
     let (_, into_empty) = sync(run, ops).await?;
-    sql(&run.main_db, "ANALYZE").await?;
+    settle(&run.main_db).await?;
     let (nothing_report, nothing) = sync(run, ops).await?;
-    drift(&run.auth_db, tag).await?;
+    drift(&run.auth_db, tag, from, to).await?;
     let (report, drift_took) = sync(run, ops).await?;
     // 32 real users for the latency figures.
     let password = "benchmark password 123";

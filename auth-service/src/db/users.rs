@@ -121,27 +121,16 @@ pub async fn page(conn: &mut Conn<'_>, range: IdRange, limit: i64) -> QueryResul
     })
 }
 
-/// The digest of the users in `range` (service-kit `db::digest`): one
-/// indexed query.
-pub async fn digest(conn: &mut Conn<'_>, range: IdRange) -> QueryResult<RangeDigest> {
-    use diesel::sql_types::BigInt;
-    let select = format!(
-        "COUNT(*), {}",
-        service_kit::db::digest::sum_sql("id", "version")
-    );
-    let (count, sum): (i64, i64) = run!(conn, |c| {
-        let mut query = users::table
-            .select(diesel::dsl::sql::<(BigInt, BigInt)>(&select))
-            .into_boxed();
-        if let Some(after) = range.after {
-            query = query.filter(users::id.gt(DbUuid(after)));
-        }
-        if let Some(upto) = range.upto {
-            query = query.filter(users::id.le(DbUuid(upto)));
-        }
-        query.first(c).await
-    })?;
-    Ok(RangeDigest { count, sum })
+/// The users table as digests see it (service-kit `db::digest`).
+pub const DIGEST_ROWS: service_kit::db::digest::Rows = service_kit::db::digest::Rows {
+    table: "users",
+    id: "id",
+    version: "version",
+};
+
+/// The digest of the users in each of `ranges`, in order.
+pub async fn digests(conn: &mut Conn<'_>, ranges: &[IdRange]) -> QueryResult<Vec<RangeDigest>> {
+    service_kit::db::digest::of_ranges(conn, DIGEST_ROWS, ranges).await
 }
 
 pub async fn count(conn: &mut Conn<'_>) -> QueryResult<i64> {

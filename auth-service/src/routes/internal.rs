@@ -136,8 +136,8 @@ pub async fn list_users(
 
 /// Digests of id ranges: each range's user count and the sum of
 /// `id_hash(id) + version * 1000003` over its users (`id_hash`: the id's
-/// low 31 bits), one indexed query per range. A reconciler compares them
-/// with its own and fetches only the ranges that differ.
+/// low 31 bits), from the id index alone. A reconciler compares them with
+/// its own and fetches only the ranges that differ.
 #[utoipa::path(post, path = "/internal/v1/users/digests", tag = "internal", request_body = DigestRequest, responses((status = 200, description = "One digest per range, in order", body = DigestResponse)), security(("service" = [])))]
 pub async fn user_digests(
     _caller: InternalCaller,
@@ -151,11 +151,7 @@ pub async fn user_digests(
         ));
     }
     let mut pooled = state.db.get().await?;
-    let conn = &mut pooled.conn();
-    let mut digests = Vec::with_capacity(body.ranges.len());
-    for range in &body.ranges {
-        digests.push(users::digest(conn, *range).await?);
-    }
+    let digests = users::digests(&mut pooled.conn(), &body.ranges).await?;
     Ok(web::Json(DigestResponse { digests }))
 }
 

@@ -476,25 +476,18 @@ pub async fn update_admin_fields(
     find(conn, id).await
 }
 
-/// The digest of the mirror's users in `range` (service-kit `db::digest`),
-/// to compare with the auth service's: one indexed query.
-pub async fn digest(conn: &mut Conn<'_>, range: IdRange) -> QueryResult<RangeDigest> {
-    use diesel::sql_types::BigInt;
-    let select = format!(
-        "COUNT(*), {}",
-        service_kit::db::digest::sum_sql("id", "auth_version")
-    );
-    let (count, sum): (i64, i64) = run!(conn, |c| {
-        let mut query = ub::table
-            .select(diesel::dsl::sql::<(BigInt, BigInt)>(&select))
-            .into_boxed();
-        if let Some(after) = range.after {
-            query = query.filter(ub::id.gt(DbUuid(after)));
-        }
-        if let Some(upto) = range.upto {
-            query = query.filter(ub::id.le(DbUuid(upto)));
-        }
-        query.first(c).await
-    })?;
-    Ok(RangeDigest { count, sum })
+/// The mirror as digests see it (service-kit `db::digest`).
+const DIGEST_ROWS: service_kit::db::digest::Rows = service_kit::db::digest::Rows {
+    table: "userbase",
+    id: "id",
+    version: "auth_version",
+};
+
+/// The mirror cut into ranges of `every` users (covering all ids), with
+/// the digest of each.
+pub async fn digests(conn: &mut Conn<'_>, every: i64) -> QueryResult<Vec<(IdRange, RangeDigest)>> {
+    use service_kit::db::digest;
+    let ranges = digest::ranges_of(conn, DIGEST_ROWS, every).await?;
+    let digests = digest::of_ranges(conn, DIGEST_ROWS, &ranges).await?;
+    Ok(ranges.into_iter().zip(digests).collect())
 }

@@ -1,11 +1,16 @@
-//! Full reconciliation with the auth service as the truth: page through
-//! `/internal/v1/users` in id order, apply newer versions, create missing
-//! rows, delete mirror rows whose user is gone. One replica at a time (the
-//! `reconcile` lease); each run leaves a `sync_runs` row.
+//! Full reconciliation with the auth service as the truth: apply newer
+//! versions, create missing rows, delete mirror rows whose user is gone.
+//! One replica at a time (the `reconcile` lease); each run leaves a
+//! `sync_runs` row.
 //!
-//! Each page is compared with the mirror's rows in the same id range, in
-//! one transaction per page, so memory and lock time stay bounded whatever
-//! the number of users.
+//! Its cost follows the drift, not the user count. The mirror is cut into
+//! ranges of `RANGE` of its users, and each range's digest (count, and a
+//! sum over ids and versions: service-kit `db::digest`) is compared with
+//! the auth service's for the same range (`POST /internal/v1/users/digests`).
+//! Only ranges that differ are read row by row, by pages of
+//! `/internal/v1/users` in id order; each page is compared with the
+//! mirror's rows in the same id range, in one transaction per page, so
+//! memory and lock time stay bounded whatever the number of users.
 //!
 //! Removals are the one destructive step (the cascade takes the user's
 //! tasks, secrets and corpus), and an empty or partial answer from a
@@ -37,37 +42,11 @@ pub const LEASE: &str = "reconcile";
 /// Longer than any run should take; a crashed holder blocks no longer.
 const LEASE_TTL: chrono::Duration = chrono::Duration::minutes(10);
 const PAGE: u32 = 1000;
-/// A differing range with at most this many users on either side is read
-/// row by row; a bigger one is split.
-const LEAF: i64 = 1000;
-/// How many parts a differing range is split into.
-const FANOUT: u128 = 16;
+/// The mirror is compared with the auth service in ranges of this many of
+/// its users: a differing range costs this many users read row by row.
+const RANGE: i64 = 256;
 /// Ranges per digest request (the auth service takes up to 256).
 const DIGEST_BATCH: usize = 256;
-
-/// `range` cut into `FANOUT` parts of equal id width; `None` when it is
-/// too narrow to cut.
-fn split(range: IdRange) -> Option<Vec<IdRange>> {
-    let lo = range.after.map_or(0, |u| u.as_u128());
-    let hi = range.upto.map_or(u128::MAX, |u| u.as_u128());
-    let step = (hi - lo) / FANOUT;
-    if step == 0 {
-        return None;
-    }
-    let bounds: Vec<u128> = (1..FANOUT).map(|k| lo + step * k).collect();
-    let mut parts = Vec::with_capacity(FANOUT as usize);
-    let mut after = range.after;
-    for b in bounds {
-        let upto = Some(Uuid::from_u128(b));
-        parts.push(IdRange { after, upto });
-        after = upto;
-    }
-    parts.push(IdRange {
-        after,
-        upto: range.upto,
-    });
-    Some(parts)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -221,41 +200,33 @@ impl Reconciler<'_> {
         report
     }
 
-    /// Narrows the id space to the ranges whose digests differ between the
-    /// auth service and the mirror, Merkle-style: a differing range with
-    /// more than `LEAF` users on either side is split in `FANOUT` and its
-    /// parts compared again, many ranges per request. Answers the ranges to
-    /// read row by row, and how many users the matching ranges hold.
+    /// The ranges whose digests differ between the auth service and the
+    /// mirror, and how many users the matching ranges hold. The ranges are
+    /// cut from the mirror's own ids, `RANGE` users each, and cover the
+    /// whole id space, so users the mirror lacks fall in one of them; each
+    /// side computes its digests from its id index alone.
     async fn differing_ranges(&self) -> Result<(Vec<IdRange>, i64), ReconcileError> {
-        let mut frontier = vec![IdRange::default()];
-        let (mut leaves, mut same) = (Vec::new(), 0);
-        while !frontier.is_empty() {
-            let batch: Vec<IdRange> = frontier.drain(..frontier.len().min(DIGEST_BATCH)).collect();
-            let theirs = self.auth.digests(&batch).await?;
-            let ours = {
-                let mut pooled = self.db.get().await?;
-                let conn = &mut pooled.conn();
-                let mut ours = Vec::with_capacity(batch.len());
-                for range in &batch {
-                    ours.push(mirror::digest(conn, *range).await?);
-                }
-                ours
-            };
-            for ((range, theirs), ours) in batch.into_iter().zip(theirs).zip(ours) {
-                if theirs == ours {
+        let ours = {
+            let mut pooled = self.db.get().await?;
+            mirror::digests(&mut pooled.conn(), RANGE).await?
+        };
+        let (mut differing, mut same) = (Vec::new(), 0);
+        for batch in ours.chunks(DIGEST_BATCH) {
+            let ranges: Vec<IdRange> = batch.iter().map(|(range, _)| *range).collect();
+            let theirs = self.auth.digests(&ranges).await?;
+            for ((range, ours), theirs) in batch.iter().zip(theirs) {
+                if theirs == *ours {
                     same += ours.count;
-                } else if theirs.count.max(ours.count) <= LEAF {
-                    leaves.push(range);
-                } else {
-                    match split(range) {
-                        Some(parts) => frontier.extend(parts),
-                        None => leaves.push(range),
-                    }
+                    continue;
+                }
+                // Neighbours are read as one range: fewer, fuller pages.
+                match differing.last_mut() {
+                    Some(IdRange { upto, .. }) if *upto == range.after => *upto = range.upto,
+                    _ => differing.push(*range),
                 }
             }
         }
-        leaves.sort_by_key(|r| r.after);
-        Ok((leaves, same))
+        Ok((differing, same))
     }
 
     async fn pages(&self) -> Result<SyncReport, ReconcileError> {
@@ -280,10 +251,10 @@ impl Reconciler<'_> {
         let mut doomed_count: i64 = 0;
         let mut rewound_total: i64 = 0;
         // Only the ranges whose digests differ are read row by row.
-        let (leaves, same) = self.differing_ranges().await?;
+        let (differing, same) = self.differing_ranges().await?;
         report.unchanged += same;
-        for leaf in leaves {
-            let mut after: Option<Uuid> = leaf.after;
+        for range in differing {
+            let mut after: Option<Uuid> = range.after;
             loop {
                 let fetched_at = crate::db::now();
                 let page = self
@@ -291,14 +262,14 @@ impl Reconciler<'_> {
                     .users_page(
                         IdRange {
                             after,
-                            upto: leaf.upto,
+                            upto: range.upto,
                         },
                         PAGE,
                     )
                     .await?;
                 let upto = match page.next_after {
                     Some(_) => page.users.last().map(|u| u.id),
-                    None => leaf.upto,
+                    None => range.upto,
                 };
                 report.compared += page.users.len() as i64;
                 let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();

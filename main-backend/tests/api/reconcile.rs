@@ -500,37 +500,61 @@ async fn auth_sql(stack: &Stack, sql: &str) {
     .expect("auth sql");
 }
 
-/// Digest reconciliation at a size where it narrows (3,000 users, leaves
-/// of 1,000): a user changed in place (same count in its range), one
-/// deleted and one created behind the mirror's back are all found, and
-/// only the ranges around them are read row by row.
+/// Digest reconciliation (ranges of 256 of the mirror's users): with
+/// 3,000 users, a user changed in place (same count in its range), one
+/// swapped for another id in the same range (same count, same versions),
+/// one deleted and one created behind the mirror's back are all found, and
+/// exactly the four ranges around them are read row by row.
 #[tokio::test]
 async fn digests_find_every_kind_of_drift_and_read_only_what_differs() {
     let stack = spawn_stack_with(&[("AUTH_WEBHOOK_URL", "off")], &[]).await;
     const USERS: usize = 3000;
+    const RANGE: usize = 256;
     let now = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
-    let mut ids = Vec::new();
-    let rows: Vec<String> = (0..USERS)
-        .map(|i| {
-            let id = uuid::Uuid::now_v7();
-            ids.push(id);
-            format!(
-                "('{id}', 'digest-{i}@example.com', 'not-a-password-hash', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')"
-            )
-        })
+    let row = |id: uuid::Uuid, email: &str| {
+        format!(
+            "('{id}', '{email}', 'not-a-password-hash', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')"
+        )
+    };
+    let insert = |rows: &[String]| {
+        format!(
+            "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    let mut ids: Vec<uuid::Uuid> = (0..USERS).map(|_| uuid::Uuid::now_v7()).collect();
+    ids.sort();
+    let rows: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| row(*id, &format!("digest-{i}@example.com")))
         .collect();
     for chunk in rows.chunks(500) {
-        auth_sql(
-            &stack,
-            &format!(
-                "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES {}",
-                chunk.join(", ")
-            ),
-        )
-        .await;
+        auth_sql(&stack, &insert(chunk)).await;
     }
+    // The SQL function (a migration on PostgreSQL, registered on SQLite)
+    // agrees with Rust's, or mixed backends would see every range differ.
+    #[derive(diesel::QueryableByName)]
+    struct Hash {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        h: i64,
+    }
+    let hashes: Vec<Hash> = {
+        use diesel_async::RunQueryDsl;
+        let db = stack.auth_db().await;
+        let mut pooled = db.get().await.expect("conn");
+        service_kit::run!(&mut pooled.conn(), |c| diesel::sql_query(
+            "SELECT id_hash(id) AS h FROM users ORDER BY id"
+        )
+        .load(c)
+        .await)
+        .expect("id_hash")
+    };
+    let rust: Vec<i64> = ids.iter().map(service_kit::db::digest::id_hash).collect();
+    assert_eq!(hashes.iter().map(|h| h.h).collect::<Vec<_>>(), rust);
+
     let first = stack.sync_now().await;
     assert_eq!(first["created"], USERS as i64, "{first}");
     // Nothing changed: nothing is read row by row.
@@ -547,8 +571,23 @@ async fn digests_find_every_kind_of_drift_and_read_only_what_differs() {
     assert_eq!(idle["compared"], 0, "{idle}");
     assert_eq!(idle["unchanged"], USERS as i64, "{idle}");
 
-    // Drift: one changed in place, one deleted, one created.
-    let (changed, deleted) = (ids[1234], ids[2500]);
+    // Drift, each in its own range (the mirror's ranges are positions
+    // 0..256, 256..512, ... of its sorted ids; the last runs to the end).
+    // Range 2: a user swapped for an id next to it: count and versions
+    // unchanged, only the ids differ.
+    let (gone_swapped, swapped_in) = (ids[600], uuid::Uuid::from_u128(ids[600].as_u128() ^ 1));
+    auth_sql(
+        &stack,
+        &format!("DELETE FROM users WHERE id = '{gone_swapped}'"),
+    )
+    .await;
+    auth_sql(
+        &stack,
+        &insert(&[row(swapped_in, "digest-swapped@example.com")]),
+    )
+    .await;
+    // Range 4: changed in place.
+    let changed = ids[1234];
     auth_sql(
         &stack,
         &format!(
@@ -556,15 +595,13 @@ async fn digests_find_every_kind_of_drift_and_read_only_what_differs() {
         ),
     )
     .await;
+    // Range 9: deleted.
+    let deleted = ids[2500];
     auth_sql(&stack, &format!("DELETE FROM users WHERE id = '{deleted}'")).await;
+    // The last range (ids after the mirror's last cut): created.
     let created = uuid::Uuid::now_v7();
-    auth_sql(
-        &stack,
-        &format!(
-            "INSERT INTO users (id, email, password_hash, full_name, email_verified, mfa_enabled, account_locked, last_login_at, password_changed_at, version, created_at, updated_at) VALUES ('{created}', 'digest-new@example.com', 'x', NULL, false, false, false, NULL, '{now}', 1, '{now}', '{now}')"
-        ),
-    )
-    .await;
+    auth_sql(&stack, &insert(&[row(created, "digest-new@example.com")])).await;
+
     let report = stack.sync_now().await;
     assert_eq!(
         (
@@ -572,17 +609,20 @@ async fn digests_find_every_kind_of_drift_and_read_only_what_differs() {
             report["updated"].as_i64(),
             report["deleted"].as_i64()
         ),
-        (Some(1), Some(1), Some(1)),
+        (Some(2), Some(1), Some(2)),
         "{report}"
     );
-    let compared = report["compared"].as_i64().expect("compared");
-    assert!(
-        compared > 0 && compared < USERS as i64,
-        "only the differing ranges are read: {report}"
-    );
+    // Exactly the auth service's users in those four ranges were read.
+    let last = USERS - USERS / RANGE * RANGE;
+    let expected = RANGE + RANGE + (RANGE - 1) + (last + 1);
+    assert_eq!(report["compared"], expected as i64, "{report}");
+    // Every user but the three touched, whether its range was read or not.
+    assert_eq!(report["unchanged"], USERS as i64 - 3, "{report}");
     let row = stack.mirror_user(changed).await.expect("kept");
     assert_eq!(row.email, "digest-changed@example.com");
     assert!(stack.mirror_user(deleted).await.is_none());
+    assert!(stack.mirror_user(gone_swapped).await.is_none());
+    assert!(stack.mirror_user(swapped_in).await.is_some());
     assert!(stack.mirror_user(created).await.is_some());
     // And the next run finds nothing.
     let again = stack.sync_now().await;
