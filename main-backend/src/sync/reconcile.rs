@@ -27,7 +27,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use shared_types::{IdRange, SyncReport, UserRecord};
+use shared_types::{IdRange, RangeDigest, SyncReport, UserRecord};
 use uuid::Uuid;
 
 use crate::auth_client::{AuthClient, AuthUnavailable};
@@ -95,6 +95,27 @@ impl From<service_kit::db::PoolError> for ReconcileError {
 
 /// Mirror rows (id, version) one page proved gone, with when it was fetched.
 type Doomed = (chrono::DateTime<chrono::Utc>, Vec<(Uuid, i64)>);
+
+/// A page of the auth service's users: the range it was asked for (from
+/// its start) and when.
+struct Fetched {
+    fetched_at: chrono::DateTime<chrono::Utc>,
+    range: IdRange,
+    users: shared_types::UserPage,
+}
+
+/// What one page changed in the mirror.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    created: i64,
+    updated: i64,
+    unchanged: i64,
+    rewound: i64,
+}
+
+/// What applying a page proved gone, the revocations of users it found
+/// locked, the users it changed, and its counts.
+type Applied = (Vec<(Uuid, i64)>, Vec<Revocation>, HashSet<Uuid>, Counts);
 
 pub struct Reconciler<'a> {
     pub db: &'a DbPool,
@@ -210,10 +231,26 @@ impl Reconciler<'_> {
             let mut pooled = self.db.get().await?;
             mirror::digests(&mut pooled.conn(), RANGE).await?
         };
+        // Two requests in flight: the auth service's database works on one
+        // while the answer to the other travels.
+        let batches: Vec<Vec<IdRange>> = ours
+            .chunks(DIGEST_BATCH)
+            .map(|batch| batch.iter().map(|(range, _)| *range).collect())
+            .collect();
+        let mut answers: Vec<Vec<RangeDigest>> = Vec::with_capacity(batches.len());
+        for pair in batches.chunks(2) {
+            match pair {
+                [one, two] => {
+                    let (one, two) =
+                        tokio::try_join!(self.auth.digests(one), self.auth.digests(two))?;
+                    answers.extend([one, two]);
+                }
+                [one] => answers.push(self.auth.digests(one).await?),
+                _ => {}
+            }
+        }
         let (mut differing, mut same) = (Vec::new(), 0);
-        for batch in ours.chunks(DIGEST_BATCH) {
-            let ranges: Vec<IdRange> = batch.iter().map(|(range, _)| *range).collect();
-            let theirs = self.auth.digests(&ranges).await?;
+        for (batch, theirs) in ours.chunks(DIGEST_BATCH).zip(answers) {
             for ((range, ours), theirs) in batch.iter().zip(theirs) {
                 if theirs == *ours {
                     same += ours.count;
@@ -250,84 +287,47 @@ impl Reconciler<'_> {
         let mut doomed: Vec<Doomed> = Vec::new();
         let mut doomed_count: i64 = 0;
         let mut rewound_total: i64 = 0;
-        // Only the ranges whose digests differ are read row by row.
+        // Only the ranges whose digests differ are read row by row. The
+        // next page is fetched while this one is applied: the auth service
+        // and the mirror's database work at the same time.
         let (differing, same) = self.differing_ranges().await?;
         report.unchanged += same;
-        for range in differing {
-            let mut after: Option<Uuid> = range.after;
-            loop {
-                let fetched_at = crate::db::now();
-                let page = self
-                    .auth
-                    .users_page(
-                        IdRange {
-                            after,
-                            upto: range.upto,
-                        },
-                        PAGE,
-                    )
-                    .await?;
-                let upto = match page.next_after {
-                    Some(_) => page.users.last().map(|u| u.id),
-                    None => range.upto,
-                };
-                report.compared += page.users.len() as i64;
-                let present: HashSet<Uuid> = page.users.iter().map(|u| u.id).collect();
-                let mut pooled = self.db.get().await?;
-                let conn = &mut pooled.conn();
-                let (gone, changed) = transaction!(conn, |tx| -> ReconcileError {
-                    let gone: Vec<(Uuid, i64)> =
-                        mirror::stale_in_range(tx, after, upto, fetched_at)
-                            .await?
-                            .into_iter()
-                            .filter(|(id, _)| !present.contains(id))
-                            .collect();
-                    let applied = mirror::apply_records(tx, &page.users).await?;
-                    report.created += applied.created;
-                    report.updated += applied.updated;
-                    report.unchanged += applied.unchanged;
-                    // A restored auth database: versions went backwards. Only
-                    // records behind the mirror are looked at (none, normally).
-                    let behind: HashSet<Uuid> = applied.behind.iter().copied().collect();
-                    let behind: Vec<UserRecord> = page
-                        .users
-                        .iter()
-                        .filter(|u| behind.contains(&u.id))
-                        .cloned()
-                        .collect();
-                    let rewound = mirror::rewind_records(tx, &behind, fetched_at).await?;
-                    report.updated += rewound.len() as i64;
-                    report.unchanged -= rewound.len() as i64;
-                    rewound_total += rewound.len() as i64;
-                    // Users found locked by this run (their webhook was lost):
-                    // every replica drops their tokens.
-                    let changed: HashSet<Uuid> =
-                        applied.changed.into_iter().chain(rewound).collect();
-                    let rows: Vec<Revocation> = page
-                        .users
-                        .iter()
-                        .filter(|u| u.account_locked && changed.contains(&u.id))
-                        .map(|u| Revocation::new(u.id, None))
-                        .collect();
-                    revocations::insert(tx, &rows).await?;
-                    Ok((gone, (rows, changed)))
-                })?;
-                let (locked, changed) = changed;
-                for id in changed {
-                    self.validator.forget_user(id);
+        let mut ranges = differing.into_iter();
+        let mut pending = match ranges.next() {
+            Some(range) => Some(self.fetch(range).await?),
+            None => None,
+        };
+        while let Some(page) = pending.take() {
+            let next = match page.users.next_after {
+                Some(next) => Some(IdRange {
+                    after: Some(next),
+                    upto: page.range.upto,
+                }),
+                None => ranges.next(),
+            };
+            let (applied, fetched) = tokio::join!(self.apply(&page), async {
+                match next {
+                    Some(range) => Some(self.fetch(range).await),
+                    None => None,
                 }
-                for r in locked {
-                    self.validator.revoke(r.user_id.0, None, r.created_at.0);
-                }
-                doomed_count += gone.len() as i64;
-                // Past the limit the run is refused anyway: keep no more ids.
-                if doomed_count <= limit && !gone.is_empty() {
-                    doomed.push((fetched_at, gone));
-                }
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
+            });
+            let (gone, locked, changed, counts) = applied?;
+            pending = fetched.transpose()?;
+            report.created += counts.created;
+            report.updated += counts.updated;
+            report.unchanged += counts.unchanged;
+            report.compared += page.users.users.len() as i64;
+            rewound_total += counts.rewound;
+            for id in changed {
+                self.validator.forget_user(id);
+            }
+            for r in locked {
+                self.validator.revoke(r.user_id.0, None, r.created_at.0);
+            }
+            doomed_count += gone.len() as i64;
+            // Past the limit the run is refused anyway: keep no more ids.
+            if doomed_count <= limit && !gone.is_empty() {
+                doomed.push((page.fetched_at, gone));
             }
         }
         if rewound_total > 0 {
@@ -346,6 +346,67 @@ impl Reconciler<'_> {
         }
         report.deleted = self.remove(doomed).await?;
         Ok(report)
+    }
+
+    /// One page of the auth service's users in `range`, from its start.
+    async fn fetch(&self, range: IdRange) -> Result<Fetched, ReconcileError> {
+        let fetched_at = crate::db::now();
+        let users = self.auth.users_page(range, PAGE).await?;
+        Ok(Fetched {
+            fetched_at,
+            range,
+            users,
+        })
+    }
+
+    /// Applies one page to the mirror in one transaction. Answers the
+    /// mirror rows in the page's id span that the page proves gone, the
+    /// revocations of users found locked, the users that changed, and the
+    /// counts.
+    async fn apply(&self, page: &Fetched) -> Result<Applied, ReconcileError> {
+        let users = &page.users.users;
+        // The span this page covers: up to its last user when more follow.
+        let upto = match page.users.next_after {
+            Some(_) => users.last().map(|u| u.id),
+            None => page.range.upto,
+        };
+        let present: HashSet<Uuid> = users.iter().map(|u| u.id).collect();
+        let mut pooled = self.db.get().await?;
+        let conn = &mut pooled.conn();
+        transaction!(conn, |tx| -> ReconcileError {
+            let gone: Vec<(Uuid, i64)> =
+                mirror::stale_in_range(tx, page.range.after, upto, page.fetched_at)
+                    .await?
+                    .into_iter()
+                    .filter(|(id, _)| !present.contains(id))
+                    .collect();
+            let applied = mirror::apply_records(tx, users).await?;
+            // A restored auth database: versions went backwards. Only
+            // records behind the mirror are looked at (none, normally).
+            let behind: HashSet<Uuid> = applied.behind.iter().copied().collect();
+            let behind: Vec<UserRecord> = users
+                .iter()
+                .filter(|u| behind.contains(&u.id))
+                .cloned()
+                .collect();
+            let rewound = mirror::rewind_records(tx, &behind, page.fetched_at).await?;
+            let counts = Counts {
+                created: applied.created,
+                updated: applied.updated + rewound.len() as i64,
+                unchanged: applied.unchanged - rewound.len() as i64,
+                rewound: rewound.len() as i64,
+            };
+            // Users found locked by this run (their webhook was lost):
+            // every replica drops their tokens.
+            let changed: HashSet<Uuid> = applied.changed.into_iter().chain(rewound).collect();
+            let locked: Vec<Revocation> = users
+                .iter()
+                .filter(|u| u.account_locked && changed.contains(&u.id))
+                .map(|u| Revocation::new(u.id, None))
+                .collect();
+            revocations::insert(tx, &locked).await?;
+            Ok((gone, locked, changed, counts))
+        })
     }
 
     /// Removes what the pages proved gone, in one transaction, skipping a

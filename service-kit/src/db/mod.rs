@@ -166,8 +166,15 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// A pool that opens connections lazily, inside the caller's own future:
 /// nothing is spawned, so whichever runtime asks (an actix worker, or the
 /// main runtime at shutdown) a connection is either opened or not counted.
-/// Each checkout checks the connection first (`RecyclingMethod`), so one
-/// whose server went away, or whose runtime ended, is replaced.
+/// A checkout reuses a connection without a query to it first
+/// (`RecyclingMethod::Fast`): the default `SELECT 1` on every checkout
+/// doubled the round trips of a one-query request (the profile of the
+/// tasks list showed it). What it guarded against is still caught: a
+/// PostgreSQL connection whose server closed it, or whose runtime ended,
+/// reports itself closed (`is_broken` asks tokio-postgres, whose driver
+/// task ends with the socket) and is replaced; one that fails a query
+/// mid-transaction is marked broken by diesel; a SQLite file does not go
+/// away.
 /// A connection older than `max_lifetime` is closed at its next checkout
 /// instead of being reused (managed servers and poolers drop old ones).
 fn build_pool<C>(
@@ -235,6 +242,7 @@ impl DbPool {
                 let mut config = ManagerConfig::<AsyncPgConnection>::default();
                 match pooler {
                     Pooler::None => {
+                        config.recycling_method = RecyclingMethod::Fast;
                         config.custom_setup = Box::new(move |_| {
                             let connector = connector.clone();
                             Box::pin(async move { connector.establish().await })
@@ -243,8 +251,6 @@ impl DbPool {
                     Pooler::Transaction => {
                         config.custom_setup =
                             Box::new(move |_| Box::pin(pooler_connection(connector.clone())));
-                        // The default check runs a prepared statement, which
-                        // the pooler may send to another server connection.
                         config.recycling_method = RecyclingMethod::Fast;
                     }
                 }
@@ -255,6 +261,7 @@ impl DbPool {
                 let path = sqlite_path(url).to_owned();
                 ensure_parent_dir(&path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|url| {
                     Box::pin(async move {
                         let mut conn = SqliteConn::establish(url).await?;
