@@ -49,6 +49,19 @@ impl Sample {
         }
     }
 
+    /// Nothing yet: slices of one workload are merged into it.
+    pub fn empty() -> Self {
+        Self::of(Vec::new(), 0, Duration::ZERO)
+    }
+
+    /// Adds another slice of the same workload.
+    pub fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
     /// How many latencies it holds.
     pub fn len(&self) -> usize {
         self.latencies.len()

@@ -290,7 +290,14 @@ impl Reconciler<'_> {
         // Only the ranges whose digests differ are read row by row. The
         // next page is fetched while this one is applied: the auth service
         // and the mirror's database work at the same time.
+        let compared_at = Instant::now();
         let (differing, same) = self.differing_ranges().await?;
+        tracing::info!(
+            unchanged = same,
+            differing = differing.len(),
+            elapsed_ms = compared_at.elapsed().as_millis() as u64,
+            "reconciliation: digests compared"
+        );
         report.unchanged += same;
         let mut ranges = differing.into_iter();
         let mut pending = match ranges.next() {
