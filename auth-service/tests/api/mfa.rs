@@ -12,11 +12,24 @@ fn now() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).expect("after 1970")
 }
 
+/// Waits until at least 12 s of the current 30 s TOTP step remain, so that
+/// "the current step's code", taken by a test more than once, is one code
+/// (a test that crossed a step boundary saw the enabling code accepted
+/// again: it had become the previous step's, which is not what it means).
+async fn clear_of_step_end() {
+    let left = 30 - now() % 30;
+    if left < 12 {
+        tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
+    }
+}
+
 /// Registers a user and turns TOTP on; returns the user, the secret and the
-/// recovery codes. The enabling code is the current step's.
+/// recovery codes. The enabling code is the current step's, a step that
+/// had at least 12 s left when this began.
 pub(crate) async fn user_with_totp(
     app: &TestApp,
 ) -> (String, RegisterResponse, String, Vec<String>) {
+    clear_of_step_end().await;
     let address = email();
     let reg = app.register(&address).await;
     let token = &reg.tokens.access_token;
