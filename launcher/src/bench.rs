@@ -259,6 +259,30 @@ pub struct Run {
     pub stream_main_db: String,
 }
 
+impl Run {
+    /// A run of two started services on `dbs`, with a keep-alive client.
+    pub fn new(
+        system: System,
+        dbs: &Databases,
+        (auth, main): (Service, Service),
+        secs: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            auth,
+            main,
+            auth_db: dbs.auth.clone(),
+            main_db: dbs.main.clone(),
+            api_key: system.api_key().to_owned(),
+            secs,
+            stream_main_db: dbs.stream_main.clone(),
+            system,
+        })
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("auth-bench-{}", uuid::Uuid::new_v4().simple()));
     let system = System::new(&dir)?;
@@ -288,19 +312,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &[("SYNC_INTERVAL_SECONDS", "0")],
     )?;
     main.ready(Duration::from_secs(60)).await?;
-    let run = Run {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?,
-        auth,
-        main,
-        auth_db: dbs.auth.clone(),
-        main_db: dbs.main.clone(),
-        api_key: system.api_key().to_owned(),
-        secs: Duration::from_secs(args.seconds),
+    let run = Run::new(
         system,
-        stream_main_db: dbs.stream_main.clone(),
-    };
+        &dbs,
+        (auth, main),
+        Duration::from_secs(args.seconds),
+    )?;
     let outcome = phases(&run).await;
     drop(run);
     drop(hub);

@@ -316,19 +316,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &[("SYNC_INTERVAL_SECONDS", "0"), ("SYNC_MAX_DELETES", "100")],
     )?;
     main.ready(Duration::from_secs(60)).await?;
-    let run = Run {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?,
-        auth,
-        main,
-        auth_db: dbs.auth.clone(),
-        main_db: dbs.main.clone(),
-        api_key: system.api_key().to_owned(),
-        secs: Duration::from_secs(args.seconds),
-        stream_main_db: dbs.stream_main.clone(),
+    let run = Run::new(
         system,
-    };
+        &dbs,
+        (auth, main),
+        Duration::from_secs(args.seconds),
+    )?;
     let outcome = async {
         let ops = service_tokens(&run, "ops", 1).await?.remove(0);
         let small = measure(&run, 1, SMALL, &ops, "small").await?;
