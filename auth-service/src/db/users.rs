@@ -122,7 +122,7 @@ pub async fn page(conn: &mut Conn<'_>, range: IdRange, limit: i64) -> QueryResul
 }
 
 /// The users table as digests see it (service-kit `db::digest`).
-pub const DIGEST_ROWS: service_kit::db::digest::Rows = service_kit::db::digest::Rows {
+const DIGEST_ROWS: service_kit::db::digest::Rows = service_kit::db::digest::Rows {
     table: "users",
     id: "id",
     version: "version",
