@@ -90,6 +90,7 @@ pub struct UserPage {
 /// A range of user ids: after `after` (exclusive; absent: from the start)
 /// up to `upto` (inclusive; absent: to the end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IdRange {
     #[serde(default)]
     pub after: Option<Uuid>,

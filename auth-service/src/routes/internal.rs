@@ -150,6 +150,18 @@ pub async fn user_digests(
             "at most 256 ranges per request",
         ));
     }
+    // A range whose start is not below its end holds nothing; asking for
+    // one is a reconciler's bug, better said than answered with zeros.
+    if let Some(i) = body
+        .ranges
+        .iter()
+        .position(|r| matches!((r.after, r.upto), (Some(a), Some(u)) if a >= u))
+    {
+        return Err(ApiError::validation(
+            "validation_failed",
+            format!("ranges[{i}]: after must be below upto"),
+        ));
+    }
     let mut pooled = state.db.get().await?;
     let digests = users::digests(&mut pooled.conn(), &body.ranges).await?;
     Ok(web::Json(DigestResponse { digests }))

@@ -163,3 +163,131 @@ async fn one_user_and_count() {
         .expect("count");
     assert_eq!(count, json!({"count": 2}));
 }
+
+/// The digests the reconciler compares: what each range holds, and every
+/// way of asking badly.
+#[tokio::test]
+async fn user_digests_sum_each_range_and_refuse_bad_requests() {
+    use service_kit::db::digest::{id_hash, VERSION_WEIGHT};
+    use shared_types::{DigestResponse, RangeDigest};
+
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    let mut access = String::new();
+    for _ in 0..3 {
+        let reg = app.register(&email()).await;
+        ids.push(reg.user.id);
+        access = reg.tokens.access_token;
+    }
+    ids.sort();
+    let digests = |body: Value| {
+        let app = &app;
+        async move {
+            let res = app
+                .post_bearer("/internal/v1/users/digests", &app.api_key, Some(&body))
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+            res.json::<DigestResponse>().await.expect("digests").digests
+        }
+    };
+    let term = |id: &uuid::Uuid, version: i64| id_hash(id) + version * VERSION_WEIGHT;
+    let ranges = json!({"ranges": [
+        {},
+        {"after": ids[0]},
+        {"after": ids[0], "upto": ids[1]},
+        {"upto": ids[0]},
+        {"after": ids[2]},
+    ]});
+    assert_eq!(
+        digests(ranges.clone()).await,
+        vec![
+            RangeDigest {
+                count: 3,
+                sum: ids.iter().map(|id| term(id, 1)).sum()
+            },
+            RangeDigest {
+                count: 2,
+                sum: term(&ids[1], 1) + term(&ids[2], 1)
+            },
+            RangeDigest {
+                count: 1,
+                sum: term(&ids[1], 1)
+            },
+            RangeDigest {
+                count: 1,
+                sum: term(&ids[0], 1)
+            },
+            RangeDigest { count: 0, sum: 0 },
+        ]
+    );
+    // A change leaves the count and moves the sum by the version's weight.
+    let admin = app.service_token(&["admin"]).await;
+    let res = app
+        .post_bearer(&format!("/admin/v1/users/{}/lock", ids[1]), &admin, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let after = digests(ranges).await;
+    assert_eq!(
+        after[2],
+        RangeDigest {
+            count: 1,
+            sum: term(&ids[1], 2)
+        }
+    );
+    assert_eq!(
+        after[3],
+        RangeDigest {
+            count: 1,
+            sum: term(&ids[0], 1)
+        }
+    );
+    assert_eq!(digests(json!({"ranges": []})).await, vec![]);
+    assert_eq!(
+        digests(json!({"ranges": vec![json!({}); 256]})).await.len(),
+        256
+    );
+
+    // Only the service key or an internal service token may ask.
+    let body = json!({"ranges": [{}]});
+    let res = app
+        .client
+        .post(app.url("/internal/v1/users/digests"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    for token in [format!("{}x", app.api_key), access] {
+        let res = app
+            .post_bearer("/internal/v1/users/digests", &token, Some(&body))
+            .await;
+        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    // Too many ranges, an empty or inverted range, a wrong shape: 422;
+    // a body that is not JSON: 400.
+    for body in [
+        json!({"ranges": vec![json!({}); 257]}),
+        json!({"ranges": [{"after": ids[1], "upto": ids[0]}]}),
+        json!({"ranges": [{}, {"after": ids[1], "upto": ids[1]}]}),
+        json!({"ranges": [{"after": "not-a-uuid"}]}),
+        json!({"ranges": {}}),
+        json!({"ranges": [{"from": ids[0]}]}),
+        json!({}),
+        json!([{}]),
+    ] {
+        let res = app
+            .post_bearer("/internal/v1/users/digests", &app.api_key, Some(&body))
+            .await;
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let res = app
+        .client
+        .post(app.url("/internal/v1/users/digests"))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "application/json")
+        .body("{\"ranges\": [")
+        .send()
+        .await
+        .expect("request");
+    assert_problem(res, StatusCode::BAD_REQUEST, "bad_request").await;
+}
