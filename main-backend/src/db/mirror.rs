@@ -483,11 +483,12 @@ const DIGEST_ROWS: service_kit::db::digest::Rows = service_kit::db::digest::Rows
     version: "auth_version",
 };
 
-/// The mirror cut into ranges of `every` users (covering all ids), with
-/// the digest of each.
-pub async fn digests(conn: &mut Conn<'_>, every: i64) -> QueryResult<Vec<(IdRange, RangeDigest)>> {
-    use service_kit::db::digest;
-    let ranges = digest::ranges_of(conn, DIGEST_ROWS, every).await?;
-    let digests = digest::of_ranges(conn, DIGEST_ROWS, &ranges).await?;
-    Ok(ranges.into_iter().zip(digests).collect())
+/// The mirror cut into ranges of `every` users, covering all ids.
+pub async fn digest_ranges(conn: &mut Conn<'_>, every: i64) -> QueryResult<Vec<IdRange>> {
+    service_kit::db::digest::ranges_of(conn, DIGEST_ROWS, every).await
+}
+
+/// The mirror's digest of each of `ranges`, in order.
+pub async fn digests(conn: &mut Conn<'_>, ranges: &[IdRange]) -> QueryResult<Vec<RangeDigest>> {
+    service_kit::db::digest::of_ranges(conn, DIGEST_ROWS, ranges).await
 }

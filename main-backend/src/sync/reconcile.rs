@@ -221,38 +221,47 @@ impl Reconciler<'_> {
         report
     }
 
+    /// The mirror's and the auth service's digests of `batch`, computed at
+    /// the same time.
+    async fn digests_of(
+        &self,
+        batch: &[IdRange],
+    ) -> Result<(Vec<RangeDigest>, Vec<RangeDigest>), ReconcileError> {
+        let ours = async {
+            let mut pooled = self.db.get().await?;
+            Ok::<_, ReconcileError>(mirror::digests(&mut pooled.conn(), batch).await?)
+        };
+        let theirs = async { Ok(self.auth.digests(batch).await?) };
+        tokio::try_join!(ours, theirs)
+    }
+
     /// The ranges whose digests differ between the auth service and the
     /// mirror, and how many users the matching ranges hold. The ranges are
     /// cut from the mirror's own ids, `RANGE` users each, and cover the
     /// whole id space, so users the mirror lacks fall in one of them; each
     /// side computes its digests from its id index alone.
     async fn differing_ranges(&self) -> Result<(Vec<IdRange>, i64), ReconcileError> {
-        let ours = {
+        let ranges = {
             let mut pooled = self.db.get().await?;
-            mirror::digests(&mut pooled.conn(), RANGE).await?
+            mirror::digest_ranges(&mut pooled.conn(), RANGE).await?
         };
-        // Two requests in flight: the auth service's database works on one
-        // while the answer to the other travels.
-        let batches: Vec<Vec<IdRange>> = ours
-            .chunks(DIGEST_BATCH)
-            .map(|batch| batch.iter().map(|(range, _)| *range).collect())
-            .collect();
-        let mut answers: Vec<Vec<RangeDigest>> = Vec::with_capacity(batches.len());
-        for pair in batches.chunks(2) {
-            match pair {
-                [one, two] => {
-                    let (one, two) =
-                        tokio::try_join!(self.auth.digests(one), self.auth.digests(two))?;
-                    answers.extend([one, two]);
-                }
-                [one] => answers.push(self.auth.digests(one).await?),
-                _ => {}
+        // Two batches in flight, each digested by both sides at once: both
+        // databases work all the time, instead of the mirror digesting
+        // everything before the auth service starts.
+        let mut compared = Vec::with_capacity(ranges.len().div_ceil(DIGEST_BATCH));
+        for pair in ranges.chunks(2 * DIGEST_BATCH) {
+            let (one, two) = pair.split_at(pair.len().min(DIGEST_BATCH));
+            if two.is_empty() {
+                compared.push((one, self.digests_of(one).await?));
+            } else {
+                let (a, b) = tokio::try_join!(self.digests_of(one), self.digests_of(two))?;
+                compared.extend([(one, a), (two, b)]);
             }
         }
         let (mut differing, mut same) = (Vec::new(), 0);
-        for (batch, theirs) in ours.chunks(DIGEST_BATCH).zip(answers) {
-            for ((range, ours), theirs) in batch.iter().zip(theirs) {
-                if theirs == *ours {
+        for (batch, (ours, theirs)) in compared {
+            for ((range, ours), theirs) in batch.iter().zip(ours).zip(theirs) {
+                if theirs == ours {
                     same += ours.count;
                     continue;
                 }
