@@ -21,7 +21,7 @@ pub struct Args {
     /// The large size.
     #[arg(long, default_value_t = 1_000_000)]
     users: i64,
-    /// Seconds per latency phase.
+    /// Seconds per latency slice (four per size and workload).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     #[arg(long, default_value = "BENCHMARKS.md")]
@@ -134,20 +134,21 @@ async fn sync(run: &Run, token: &str) -> anyhow::Result<(Value, Duration)> {
     Ok((res.json().await?, started.elapsed()))
 }
 
-/// One size's figures.
-struct Figures {
+/// One size's reconciliation figures.
+struct Reconciled {
     fill: Duration,
     into_empty: Duration,
     nothing: Duration,
     nothing_compared: i64,
     drift: Duration,
     found: (i64, i64, i64),
+}
+
+/// One size's latency figures, each merged from its slices.
+struct Latency {
     login: Sample,
     introspect: Sample,
     refresh: Sample,
-    rss: (f64, f64),
-    auth_bytes_per_user: f64,
-    main_bytes_per_user: f64,
 }
 
 async fn db_size(url: &str) -> anyhow::Result<i64> {
@@ -163,62 +164,85 @@ async fn db_size(url: &str) -> anyhow::Result<i64> {
     Ok(rows.into_iter().next().map_or(0, |r| r.size))
 }
 
-async fn measure(run: &Run, from: i64, to: i64, ops: &str, tag: &str) -> anyhow::Result<Figures> {
+/// Fills the auth database from `from` to `to` users and times three
+/// reconciliations: into an empty mirror, with nothing changed, and after
+/// 120 changes.
+async fn reconcile(run: &Run, from: i64, to: i64, tag: &str) -> anyhow::Result<Reconciled> {
+    let ops = service_tokens(run, "ops", 1).await?.remove(0);
     eprintln!("bench-scale: filling to {to} users");
     let fill = fill(&run.auth_db, from, to).await?;
     eprintln!("bench-scale: reconciling");
     sql(&run.main_db, "DELETE FROM userbase").await?;
-    let (_, into_empty) = sync(run, ops).await?;
+    let (_, into_empty) = sync(run, &ops).await?;
     settle(&run.main_db).await?;
-    let (nothing_report, nothing) = sync(run, ops).await?;
+    let (nothing_report, nothing) = sync(run, &ops).await?;
     drift(&run.auth_db, tag, from, to).await?;
-    let (report, drift_took) = sync(run, ops).await?;
-    // 32 real users for the latency figures.
-    let password = "benchmark password 123";
+    let (report, drift_took) = sync(run, &ops).await?;
+    Ok(Reconciled {
+        fill,
+        into_empty,
+        nothing,
+        nothing_compared: nothing_report["compared"].as_i64().unwrap_or(-1),
+        drift: drift_took,
+        found: (
+            report["created"].as_i64().unwrap_or(0),
+            report["updated"].as_i64().unwrap_or(0),
+            report["deleted"].as_i64().unwrap_or(0),
+        ),
+    })
+}
+
+const PASSWORD: &str = "benchmark password 123";
+
+/// 32 real users for the latency figures: (email, access, refresh).
+async fn real_users(run: &Run, tag: &str) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut users = Vec::new();
     for i in 0..32 {
         let email = format!("scale-real-{tag}-{i}@example.com");
         let res: Value = run
             .client
             .post(format!("{}/v1/register", run.auth.url()))
-            .json(&json!({"email": email, "password": password}))
+            .json(&json!({"email": email, "password": PASSWORD}))
             .send()
             .await?
             .json()
             .await?;
-        users.push((
-            email,
-            res["tokens"]["access_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            res["tokens"]["refresh_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ));
+        let token = |kind: &str| res["tokens"][kind].as_str().unwrap_or_default().to_owned();
+        users.push((email.clone(), token("access_token"), token("refresh_token")));
     }
-    let users = std::sync::Arc::new(users);
+    Ok(users)
+}
+
+/// One slice of each latency workload: logins (8 clients), introspection
+/// (32), and refresh (32 clients, each rotating its own user's token,
+/// kept in `users` for the next slice).
+async fn latency_slice(
+    run: &Run,
+    users: &mut [(String, String, String)],
+    into: &mut Latency,
+) -> anyhow::Result<()> {
     let (client, base) = (run.client.clone(), run.auth.url());
+    let shared = std::sync::Arc::new(users.to_vec());
     let login = {
-        let (client, base, users) = (client.clone(), base.clone(), users.clone());
+        let (client, base, users) = (client.clone(), base.clone(), shared.clone());
         load(8, run.secs, move |i| {
             let (client, base, email) = (client.clone(), base.clone(), users[i % 32].0.clone());
             async move {
                 client
                     .post(format!("{base}/v1/login"))
-                    .json(&json!({"email": email, "password": password}))
+                    .json(&json!({"email": email, "password": PASSWORD}))
                     .send()
                     .await
             }
         })
         .await
     };
+    into.login.merge(login);
     let introspect = {
         let (client, base, users, key) = (
             client.clone(),
             base.clone(),
-            users.clone(),
+            shared.clone(),
             run.api_key.clone(),
         );
         load(32, run.secs, move |i| {
@@ -239,101 +263,164 @@ async fn measure(run: &Run, from: i64, to: i64, ops: &str, tag: &str) -> anyhow:
         })
         .await
     };
-    // Refresh: 32 clients, each rotating its own user's token.
-    let refresh = {
-        let started = Instant::now();
-        let deadline = started + run.secs;
-        let tasks: Vec<_> = users
-            .iter()
-            .map(|u| {
-                let (client, base, mut token) = (client.clone(), base.clone(), u.2.clone());
-                tokio::spawn(async move {
-                    let (mut lat, mut errors) = (Vec::new(), 0usize);
-                    while Instant::now() < deadline {
-                        let sent = Instant::now();
-                        let res = client
-                            .post(format!("{base}/v1/token/refresh"))
-                            .json(&json!({"refresh_token": token}))
-                            .send()
-                            .await;
-                        match res {
-                            Ok(res) if res.status().is_success() => {
-                                let body: Value = res.json().await.unwrap_or_default();
-                                lat.push(sent.elapsed().as_micros() as u64);
-                                token = body["refresh_token"]
-                                    .as_str()
-                                    .unwrap_or_default()
-                                    .to_owned();
-                            }
-                            _ => errors += 1,
+    into.introspect.merge(introspect);
+    let started = Instant::now();
+    let deadline = started + run.secs;
+    let tasks: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let (client, base, mut token) = (client.clone(), base.clone(), u.2.clone());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let res = client
+                        .post(format!("{base}/v1/token/refresh"))
+                        .json(&json!({"refresh_token": token}))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(res) if res.status().is_success() => {
+                            let body: Value = res.json().await.unwrap_or_default();
+                            lat.push(sent.elapsed().as_micros() as u64);
+                            token = body["refresh_token"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned();
                         }
+                        _ => errors += 1,
                     }
-                    (lat, errors)
-                })
+                }
+                (lat, errors, token)
             })
-            .collect();
-        let (mut lat, mut errors) = (Vec::new(), 0);
-        for task in tasks {
-            let (l, e) = task.await?;
-            lat.extend(l);
-            errors += e;
-        }
-        Sample::of(lat, errors, started.elapsed())
+        })
+        .collect();
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for (task, user) in tasks.into_iter().zip(users.iter_mut()) {
+        let (l, e, token) = task.await?;
+        lat.extend(l);
+        errors += e;
+        user.2 = token;
+    }
+    into.refresh
+        .merge(Sample::of(lat, errors, started.elapsed()));
+    Ok(())
+}
+
+/// One size's system: both services on their own databases.
+struct Sized {
+    run: Run,
+    dbs: Databases,
+    dir: std::path::PathBuf,
+}
+
+impl Sized {
+    async fn start(postgres: &str) -> anyhow::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("auth-scale-{}", uuid::Uuid::new_v4().simple()));
+        let system = System::new(&dir)?;
+        let dbs = Databases::create(&dir, Some(postgres)).await?;
+        let (auth_port, main_port) = (Port::new()?, Port::new()?);
+        let mut auth: Service = system.auth("auth", auth_port, &dbs.auth, "off", &[])?;
+        auth.ready(Duration::from_secs(60)).await?;
+        let mut main = system.main(
+            "main",
+            main_port,
+            &dbs.main,
+            &auth.url(),
+            &[("SYNC_INTERVAL_SECONDS", "0"), ("SYNC_MAX_DELETES", "100")],
+        )?;
+        main.ready(Duration::from_secs(60)).await?;
+        let run = Run::new(system, &dbs, (auth, main), Duration::ZERO)?;
+        Ok(Self { run, dbs, dir })
+    }
+
+    async fn stop(self) {
+        drop(self.run);
+        self.dbs.drop_all().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Latency slices per size, alternating between the sizes so that the
+/// machine's drift over the run falls on both alike.
+const SLICES: usize = 4;
+
+/// Everything measured, both sizes.
+struct Outcome {
+    small: (Reconciled, Latency),
+    large: (Reconciled, Latency),
+    /// RSS after the phases and peak RSS, (auth, main), small then large.
+    rss: [(f64, f64); 3],
+    /// Database bytes per user, (auth, main), small then large.
+    per_user: [(f64, f64); 2],
+}
+
+async fn measure(small: &mut Sized, large: &mut Sized, args: &Args) -> anyhow::Result<Outcome> {
+    let small_reconciled = reconcile(&small.run, 1, SMALL, "small").await?;
+    let large_reconciled = reconcile(&large.run, 1, args.users, "large").await?;
+    eprintln!("bench-scale: latency, {SLICES} slices per size, alternating");
+    let mut small_users = real_users(&small.run, "small").await?;
+    let mut large_users = real_users(&large.run, "large").await?;
+    let empty = || Latency {
+        login: Sample::empty(),
+        introspect: Sample::empty(),
+        refresh: Sample::empty(),
     };
-    let users_now = to + 10 + 32;
-    Ok(Figures {
-        fill,
-        into_empty,
-        nothing,
-        nothing_compared: nothing_report["compared"].as_i64().unwrap_or(-1),
-        drift: drift_took,
-        found: (
-            report["created"].as_i64().unwrap_or(0),
-            report["updated"].as_i64().unwrap_or(0),
-            report["deleted"].as_i64().unwrap_or(0),
-        ),
-        login,
-        introspect,
-        refresh,
-        rss: (mib(&run.auth, "VmRSS"), mib(&run.main, "VmRSS")),
-        auth_bytes_per_user: db_size(&run.auth_db).await? as f64 / users_now as f64,
-        main_bytes_per_user: db_size(&run.main_db).await? as f64 / users_now as f64,
+    let (mut small_latency, mut large_latency) = (empty(), empty());
+    for run in [&mut small.run, &mut large.run] {
+        run.secs = Duration::from_secs(args.seconds);
+    }
+    for _ in 0..SLICES {
+        latency_slice(&small.run, &mut small_users, &mut small_latency).await?;
+        latency_slice(&large.run, &mut large_users, &mut large_latency).await?;
+    }
+    let rss = |run: &Run| (mib(&run.auth, "VmRSS"), mib(&run.main, "VmRSS"));
+    let per_user = |sized: &Sized, n: i64| {
+        let (auth, main) = (sized.run.auth_db.clone(), sized.run.main_db.clone());
+        let users = (n + 10 + 32) as f64;
+        async move {
+            anyhow::Ok((
+                db_size(&auth).await? as f64 / users,
+                db_size(&main).await? as f64 / users,
+            ))
+        }
+    };
+    Ok(Outcome {
+        rss: [
+            rss(&small.run),
+            rss(&large.run),
+            (mib(&large.run.auth, "VmHWM"), mib(&large.run.main, "VmHWM")),
+        ],
+        per_user: [
+            per_user(small, SMALL).await?,
+            per_user(large, args.users).await?,
+        ],
+        small: (small_reconciled, small_latency),
+        large: (large_reconciled, large_latency),
     })
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("auth-scale-{}", uuid::Uuid::new_v4().simple()));
-    let system = System::new(&dir)?;
-    let dbs = Databases::create(&dir, Some(&args.postgres)).await?;
-    let (auth_port, main_port) = (Port::new()?, Port::new()?);
-    let mut auth: Service = system.auth("auth", auth_port, &dbs.auth, "off", &[])?;
-    auth.ready(Duration::from_secs(60)).await?;
-    let mut main = system.main(
-        "main",
-        main_port,
-        &dbs.main,
-        &auth.url(),
-        &[("SYNC_INTERVAL_SECONDS", "0"), ("SYNC_MAX_DELETES", "100")],
-    )?;
-    main.ready(Duration::from_secs(60)).await?;
-    let run = Run::new(
-        system,
-        &dbs,
-        (auth, main),
-        Duration::from_secs(args.seconds),
-    )?;
-    let outcome = async {
-        let ops = service_tokens(&run, "ops", 1).await?.remove(0);
-        let small = measure(&run, 1, SMALL, &ops, "small").await?;
-        let large = measure(&run, SMALL + 1, args.users, &ops, "large").await?;
-        let peak = (mib(&run.auth, "VmHWM"), mib(&run.main, "VmHWM"));
-        anyhow::Ok((small, large, peak))
-    }
-    .await;
-    drop(run);
-    dbs.drop_all().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let (small, large, peak) = outcome?;
+    // Both sizes run side by side, each its own pair of services and
+    // databases, so their latency slices can alternate.
+    let mut small = Sized::start(&args.postgres).await?;
+    let mut large = match Sized::start(&args.postgres).await {
+        Ok(large) => large,
+        Err(e) => {
+            small.stop().await;
+            return Err(e);
+        }
+    };
+    let outcome = measure(&mut small, &mut large, &args).await;
+    small.stop().await;
+    large.stop().await;
+    let Outcome {
+        small: (small, small_latency),
+        large: (large, large_latency),
+        rss: [small_rss, large_rss, peak],
+        per_user: [small_bytes, large_bytes],
+    } = outcome?;
     let secs = |d: Duration| d.as_secs_f64();
     let ratio = |a: f64, b: f64| a / b;
     let n = args.users;
@@ -344,9 +431,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
          each, filled with bulk SQL and one shared password hash; ids are UUIDv7, as the service makes them),\n\
          in one run. Reconciliation is `POST /admin/v1/sync`: the mirror is cut into ranges of 256 of its users,\n\
          each range's digest is compared with the auth service's, and only differing ranges are read row by\n\
-         row (the count in brackets). The drift is spread over the whole id space. The latency phases run\n\
-         after `VACUUM ANALYZE` and a checkpoint, one size after the other (so they also differ by the\n\
-         machine's drift between them).\n\n\
+         row (the count in brackets). The drift is spread over the whole id space. Each size runs its own\n\
+         services and databases, side by side; the latency phases run after `VACUUM ANALYZE` and a\n\
+         checkpoint, in {SLICES} slices of {secs_per} s per size, alternating between the sizes (p99 over all\n\
+         slices).\n\n\
          | figure | {SMALL} users | {n} users | goal at {n} |\n|---|---|---|---|\n\
          | fill (users + 2 sessions each) | {f1:.1} s | {f2:.1} s | |\n\
          | reconcile into an empty mirror | {e1:.2} s | **{e2:.2} s** | < 60 s {eok} |\n\
@@ -361,6 +449,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
          {end}",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         commit = crate::bench::commit(),
+        secs_per = args.seconds,
         f1 = secs(small.fill),
         f2 = secs(large.fill),
         e1 = secs(small.into_empty),
@@ -380,29 +469,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         u2 = large.found.1,
         x2 = large.found.2,
         dok = ok(secs(large.drift) < 3.0 && large.found == (10, 100, 10)),
-        l1 = small.login.pct(0.99),
-        l2 = large.login.pct(0.99),
-        lr = ratio(large.login.pct(0.99), small.login.pct(0.99)),
-        lok = ok(large.login.pct(0.99) <= 1.2 * small.login.pct(0.99)),
-        i1 = small.introspect.pct(0.99),
-        i2 = large.introspect.pct(0.99),
-        ir = ratio(large.introspect.pct(0.99), small.introspect.pct(0.99)),
-        iok = ok(large.introspect.pct(0.99) <= 1.2 * small.introspect.pct(0.99)),
-        r1 = small.refresh.pct(0.99),
-        r2 = large.refresh.pct(0.99),
-        rr = ratio(large.refresh.pct(0.99), small.refresh.pct(0.99)),
-        rok = ok(large.refresh.pct(0.99) <= 1.2 * small.refresh.pct(0.99)),
-        a1 = small.rss.0,
-        m1 = small.rss.1,
-        a2 = large.rss.0,
-        m2 = large.rss.1,
-        mok = ok(large.rss.0 <= 1.1 * small.rss.0 && large.rss.1 <= 1.1 * small.rss.1),
+        l1 = small_latency.login.pct(0.99),
+        l2 = large_latency.login.pct(0.99),
+        lr = ratio(large_latency.login.pct(0.99), small_latency.login.pct(0.99)),
+        lok = ok(large_latency.login.pct(0.99) <= 1.2 * small_latency.login.pct(0.99)),
+        i1 = small_latency.introspect.pct(0.99),
+        i2 = large_latency.introspect.pct(0.99),
+        ir = ratio(large_latency.introspect.pct(0.99), small_latency.introspect.pct(0.99)),
+        iok = ok(large_latency.introspect.pct(0.99) <= 1.2 * small_latency.introspect.pct(0.99)),
+        r1 = small_latency.refresh.pct(0.99),
+        r2 = large_latency.refresh.pct(0.99),
+        rr = ratio(large_latency.refresh.pct(0.99), small_latency.refresh.pct(0.99)),
+        rok = ok(large_latency.refresh.pct(0.99) <= 1.2 * small_latency.refresh.pct(0.99)),
+        a1 = small_rss.0,
+        m1 = small_rss.1,
+        a2 = large_rss.0,
+        m2 = large_rss.1,
+        mok = ok(large_rss.0 <= 1.1 * small_rss.0 && large_rss.1 <= 1.1 * small_rss.1),
         pa = peak.0,
         pm = peak.1,
-        ab1 = small.auth_bytes_per_user,
-        mb1 = small.main_bytes_per_user,
-        ab2 = large.auth_bytes_per_user,
-        mb2 = large.main_bytes_per_user,
+        ab1 = small_bytes.0,
+        mb1 = small_bytes.1,
+        ab2 = large_bytes.0,
+        mb2 = large_bytes.1,
     );
     let old = std::fs::read_to_string(&args.out).unwrap_or_default();
     std::fs::write(
