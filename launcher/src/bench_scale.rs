@@ -1,6 +1,6 @@
 //! `launcher bench-scale --postgres URL`: the system at 10,000 users and
-//! again at 1,000,000 (two sessions each), in one run, on PostgreSQL:
-//! filling, reconciling into an empty mirror, reconciling with nothing
+//! at 1,000,000 (two sessions each), two systems side by side in one run,
+//! on PostgreSQL: filling, reconciling into an empty mirror, reconciling with nothing
 //! changed and with 120 changes, login / introspection / refresh latency,
 //! memory, and database size per user. Rewrites its section of
 //! BENCHMARKS.md (`./scripts/bench` keeps it).
