@@ -327,6 +327,23 @@ async fn frozen_auth_service_cached_tokens_work_and_the_rest_fail_closed_within_
     }
 }
 
+/// Counts an answer by status; a non-2xx one is also described (what was
+/// asked, the status and the problem's code and detail), so a failure
+/// says which service refused and why.
+async fn tally(
+    res: reqwest::Response,
+    what: &str,
+    statuses: &mut HashMap<u16, usize>,
+    problems: &mut Vec<String>,
+) {
+    let status = res.status();
+    *statuses.entry(status.as_u16()).or_default() += 1;
+    if !status.is_success() {
+        let body = res.text().await.unwrap_or_default();
+        problems.push(format!("{what}: {status} {body}"));
+    }
+}
+
 #[tokio::test]
 async fn sqlite_under_concurrent_writers_never_reports_a_locked_database() {
     if postgres().is_some() {
@@ -350,6 +367,7 @@ async fn sqlite_under_concurrent_writers_never_reports_a_locked_database() {
                 (stack.client.clone(), auth_url.clone(), main_url.clone());
             tokio::spawn(async move {
                 let mut statuses: HashMap<u16, usize> = HashMap::new();
+                let mut problems: Vec<String> = Vec::new();
                 let mut i = 0;
                 while Instant::now() < deadline {
                     i += 1;
@@ -369,7 +387,7 @@ async fn sqlite_under_concurrent_writers_never_reports_a_locked_database() {
                             .send()
                             .await
                             .unwrap();
-                        *statuses.entry(res.status().as_u16()).or_default() += 1;
+                        tally(res, "create a task", &mut statuses, &mut problems).await;
                     }
                     let res = client
                         .put(format!("{main_url}/v1/me/settings"))
@@ -378,24 +396,27 @@ async fn sqlite_under_concurrent_writers_never_reports_a_locked_database() {
                         .send()
                         .await
                         .unwrap();
-                    *statuses.entry(res.status().as_u16()).or_default() += 1;
+                    tally(res, "put settings", &mut statuses, &mut problems).await;
                     let res = client
                         .post(format!("{auth_url}/v1/login"))
                         .json(&json!({"email": mail, "password": PASSWORD}))
                         .send()
                         .await
                         .unwrap();
-                    *statuses.entry(res.status().as_u16()).or_default() += 1;
+                    tally(res, "log in", &mut statuses, &mut problems).await;
                 }
-                statuses
+                (statuses, problems)
             })
         })
         .collect();
     let mut statuses: HashMap<u16, usize> = HashMap::new();
+    let mut problems = Vec::new();
     for w in writers {
-        for (k, v) in w.await.unwrap() {
+        let (counted, found) = w.await.unwrap();
+        for (k, v) in counted {
             *statuses.entry(k).or_default() += v;
         }
+        problems.extend(found);
     }
     // A task for a user whose webhook has not landed yet still succeeds:
     // the main backend fetches an unknown user on first sight.
@@ -405,7 +426,7 @@ async fn sqlite_under_concurrent_writers_never_reports_a_locked_database() {
         .collect();
     assert!(
         failed.is_empty(),
-        "non-2xx answers: {failed:?} of {statuses:?}"
+        "non-2xx answers: {failed:?} of {statuses:?}: {problems:?}"
     );
     let writes: usize = statuses.values().sum();
     assert!(
