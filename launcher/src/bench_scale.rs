@@ -208,7 +208,7 @@ async fn real_users(run: &Run, tag: &str) -> anyhow::Result<Vec<(String, String,
             .json()
             .await?;
         let token = |kind: &str| res["tokens"][kind].as_str().unwrap_or_default().to_owned();
-        users.push((email.clone(), token("access_token"), token("refresh_token")));
+        users.push((email, token("access_token"), token("refresh_token")));
     }
     Ok(users)
 }
@@ -315,7 +315,7 @@ struct Sized {
 }
 
 impl Sized {
-    async fn start(postgres: &str) -> anyhow::Result<Self> {
+    async fn start(postgres: &str, slice: Duration) -> anyhow::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("auth-scale-{}", uuid::Uuid::new_v4().simple()));
         let system = System::new(&dir)?;
@@ -331,7 +331,7 @@ impl Sized {
             &[("SYNC_INTERVAL_SECONDS", "0"), ("SYNC_MAX_DELETES", "100")],
         )?;
         main.ready(Duration::from_secs(60)).await?;
-        let run = Run::new(system, &dbs, (auth, main), Duration::ZERO)?;
+        let run = Run::new(system, &dbs, (auth, main), slice)?;
         Ok(Self { run, dbs, dir })
     }
 
@@ -356,7 +356,7 @@ struct Outcome {
     per_user: [(f64, f64); 2],
 }
 
-async fn measure(small: &mut Sized, large: &mut Sized, args: &Args) -> anyhow::Result<Outcome> {
+async fn measure(small: &Sized, large: &Sized, args: &Args) -> anyhow::Result<Outcome> {
     let small_reconciled = reconcile(&small.run, 1, SMALL, "small").await?;
     let large_reconciled = reconcile(&large.run, 1, args.users, "large").await?;
     eprintln!("bench-scale: latency, {SLICES} slices per size, alternating");
@@ -368,9 +368,6 @@ async fn measure(small: &mut Sized, large: &mut Sized, args: &Args) -> anyhow::R
         refresh: Sample::empty(),
     };
     let (mut small_latency, mut large_latency) = (empty(), empty());
-    for run in [&mut small.run, &mut large.run] {
-        run.secs = Duration::from_secs(args.seconds);
-    }
     for _ in 0..SLICES {
         latency_slice(&small.run, &mut small_users, &mut small_latency).await?;
         latency_slice(&large.run, &mut large_users, &mut large_latency).await?;
@@ -404,15 +401,16 @@ async fn measure(small: &mut Sized, large: &mut Sized, args: &Args) -> anyhow::R
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // Both sizes run side by side, each its own pair of services and
     // databases, so their latency slices can alternate.
-    let mut small = Sized::start(&args.postgres).await?;
-    let mut large = match Sized::start(&args.postgres).await {
+    let slice = Duration::from_secs(args.seconds);
+    let small = Sized::start(&args.postgres, slice).await?;
+    let large = match Sized::start(&args.postgres, slice).await {
         Ok(large) => large,
         Err(e) => {
             small.stop().await;
             return Err(e);
         }
     };
-    let outcome = measure(&mut small, &mut large, &args).await;
+    let outcome = measure(&small, &large, &args).await;
     small.stop().await;
     large.stop().await;
     let Outcome {
