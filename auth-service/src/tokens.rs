@@ -11,6 +11,19 @@
 //! successor's hash. Ed25519 and HMAC signatures are deterministic, so the
 //! rebuilt pair is byte for byte the one the winner got. Without the server
 //! key nobody can compute a successor from a stolen token.
+//!
+//! Checking an Ed25519 signature is two thirds of an introspection's work,
+//! and the same token comes back again and again (each main-backend
+//! replica, each call a client makes here). So the claims of a token whose
+//! signature checked out are remembered, keyed by the token's SHA-256, until
+//! it expires. That is safe because it remembers only what cannot change:
+//! the signature of these exact bytes under this process's keys (which are
+//! fixed for its life). Expiry is checked again on every use, and
+//! revocation was never decided here: callers read the session every time.
+//! Only tokens this service signed are remembered, so nobody can fill the
+//! memo with junk.
+
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -50,7 +63,15 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     access_ttl: Duration,
+    /// Claims of tokens whose signature checked out, by SHA-256 of the
+    /// token (see the module header).
+    verified: moka::sync::Cache<[u8; 32], Arc<AccessClaims>>,
 }
+
+/// Seconds of clock difference tolerated on `exp`, as jsonwebtoken applies it.
+const LEEWAY: i64 = 5;
+/// At most this many verified tokens are remembered (about 200 bytes each).
+const VERIFIED_ENTRIES: u64 = 50_000;
 
 const SUCCESSOR_LABEL: &[u8] = b"auth-service refresh-token successor v1";
 
@@ -123,7 +144,7 @@ impl TokenKeys {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY as u64;
         // Keyed by AUTH_SECRETS_KEY, not the signing key: a signing-key
         // rotation must not change the successor of a token spent just
         // before it (the grace window would hand out a token never stored).
@@ -140,6 +161,16 @@ impl TokenKeys {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             access_ttl: Duration::minutes(settings.access_token_minutes),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_ENTRIES)
+                // Only a bound on memory: `exp` is checked on every use.
+                .time_to_live(
+                    Duration::minutes(settings.access_token_minutes)
+                        .to_std()
+                        .unwrap_or_default()
+                        + std::time::Duration::from_secs(LEEWAY as u64),
+                )
+                .build(),
         })
     }
 
@@ -173,6 +204,25 @@ impl TokenKeys {
     /// Checks signature, algorithm, `kid`, expiry, issuer and audience. Says
     /// nothing of revocation: callers check the session in the database.
     pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
+        self.verify_access_at(token, Utc::now().timestamp())
+    }
+
+    /// `verify_access` as of `now` (seconds since the epoch) for expiry; a
+    /// token seen before skips the signature check (module header).
+    pub fn verify_access_at(&self, token: &str, now: i64) -> Option<AccessClaims> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match self.verified.get(&key) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.check_signature(token)?);
+                self.verified.insert(key, claims.clone());
+                claims
+            }
+        };
+        (claims.exp + LEEWAY >= now).then(|| AccessClaims::clone(&claims))
+    }
+
+    fn check_signature(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != self.algorithm {
             return None;

@@ -39,6 +39,9 @@ async fn missing_and_garbage_bearer_tokens_return_401() {
 async fn tampered_token_is_refused() {
     let app = spawn_app().await;
     let tokens = app.register(&email()).await.tokens;
+    // The genuine token is used first, so its signature is remembered as
+    // checked: the forgeries below must not ride on that.
+    assert_eq!(app.me_status(&tokens.access_token).await, StatusCode::OK);
     let mut parts: Vec<String> = tokens.access_token.split('.').map(str::to_owned).collect();
     // Swap the payload for one naming another user, keep the signature.
     use base64::Engine as _;
@@ -50,6 +53,53 @@ async fn tampered_token_is_refused() {
     let tampered = parts.join(".");
     assert_eq!(app.me_status(&tampered).await, StatusCode::UNAUTHORIZED);
     assert_eq!(app.introspect(&tampered).await, json!({"active": false}));
+    // One character inside the remembered token's signature changed (not
+    // the last, whose low bits are padding).
+    let genuine = &tokens.access_token;
+    let at = genuine.len() - 10;
+    let swapped = if &genuine[at..=at] == "A" { "B" } else { "A" };
+    let flipped = format!("{}{swapped}{}", &genuine[..at], &genuine[at + 1..]);
+    assert_eq!(app.me_status(&flipped).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.introspect(&flipped).await, json!({"active": false}));
+    assert_eq!(app.me_status(genuine).await, StatusCode::OK);
+}
+
+/// A token whose signature was checked once is not checked again, but its
+/// expiry is, on every use: past `exp` plus the 5 s leeway it is refused
+/// exactly as an unseen token would be.
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let app = spawn_app().await;
+    let tokens = app.register(&email()).await.tokens;
+    let keys = auth_service::tokens::TokenKeys::load(&app.settings).expect("keys");
+    let now = Utc::now().timestamp();
+    let claims = keys
+        .verify_access_at(&tokens.access_token, now)
+        .expect("a fresh token verifies");
+    // Now remembered: the same answer while it lives...
+    let again = keys
+        .verify_access_at(&tokens.access_token, claims.exp)
+        .expect("still live at exp");
+    assert_eq!(
+        (again.sub, again.sid, again.jti),
+        (claims.sub, claims.sid, claims.jti)
+    );
+    assert!(keys
+        .verify_access_at(&tokens.access_token, claims.exp + 5)
+        .is_some());
+    // ...and none once it has expired, however often it was seen.
+    assert!(keys
+        .verify_access_at(&tokens.access_token, claims.exp + 6)
+        .is_none());
+    assert!(keys
+        .verify_access_at(&tokens.access_token, claims.exp + 3600)
+        .is_none());
+    // A token never seen is checked in full, including against `now`.
+    let other = app.register(&email()).await.tokens.access_token;
+    let exp = keys.verify_access(&other).expect("verifies").exp;
+    let fresh_keys = auth_service::tokens::TokenKeys::load(&app.settings).expect("keys");
+    assert!(fresh_keys.verify_access_at(&other, exp + 6).is_none());
+    assert!(fresh_keys.verify_access_at("not.a.token", now).is_none());
 }
 
 #[tokio::test]
