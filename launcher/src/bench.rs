@@ -404,8 +404,9 @@ fn misses(body: &str) -> String {
         ),
         (
             "user access tokens, 32 clients",
-            "Each call verifies an Ed25519 signature and reads the session and the user from the \
-             database, so a logout or lock holds at the very next call; with the load generator on \
+            "Each call checks the token (its Ed25519 signature once per token, then remembered until it \
+             expires) and reads the session and the user from the database, so a logout or lock holds \
+             at the very next call; with the load generator on \
              the same 2 cores the figure moves with the machine: this code path has measured from \
              about 3,600 to 5,300/s on the 2-core machines this project has run on.",
         ),
@@ -422,9 +423,11 @@ fn misses(body: &str) -> String {
         ),
         (
             "cached `/v1/me` ÷ unauthenticated",
-            "The authenticated path adds the token's SHA-256 (the cache key), two cache lookups and a \
-             larger JSON body, whose three JSON fields are parsed again on each request (callgrind: about \
-             twice the instructions of the unauthenticated GET).",
+            "The authenticated path adds the token's SHA-256 (the cache key) and two cache lookups; the \
+             body is rendered once per cached mirror row. Callgrind: 68.7k instructions against 33.8k \
+             for the unauthenticated GET, 27.5k of them the SHA-256 in software (valgrind hides SHA-NI, \
+             which the service uses natively). The load generator shares the two cores, and the ratio \
+             has moved from 0.82 to 0.92 between runs of one build.",
         ),
         (
             "tasks list ÷ unauthenticated",

@@ -258,7 +258,8 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
          | RSS right after this load: auth service / main backend | {ra:.1} / {rm:.1} MiB | |\n\n\
          The three take turns, four slices of a quarter of the phase each. A cached `/v1/me` is two\n\
          in-memory hits (the token's validation, kept for its TTL and evicted by revocations, and the\n\
-         caller's mirror row, kept for at most 1 s) and a JSON body; the tasks list adds one query.\n\n\
+         caller's mirror row, kept for at most 1 s, with its JSON body rendered once); the tasks list\n\
+         adds one query.\n\n\
          ## Reconciliation (`POST /admin/v1/sync`, pages of 1,000 from the auth service)\n\n\
          | figure | value | goal |\n|---|---|---|\n\
          | 10,000 users, all to create ({sc} created) | {small_s:.2} s (server: {sms} ms) | reference |\n\

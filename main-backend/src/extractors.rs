@@ -11,10 +11,10 @@ use futures::future::LocalBoxFuture;
 use service_kit::http::with_bearer;
 use shared_types::SERVICE_TOKEN_PREFIX;
 
-use crate::db::mirror::{self, MirrorUser};
+use crate::db::mirror;
 use crate::error::ApiError;
 use crate::sync;
-use crate::validation::{Principal, ServicePrincipal};
+use crate::validation::{CachedUser, Principal, ServicePrincipal};
 use crate::AppState;
 
 fn invalid_token() -> ApiError {
@@ -28,7 +28,8 @@ fn invalid_token() -> ApiError {
 /// with their mirror row (fetched first if the mirror lacks it).
 pub struct AuthenticatedUser {
     pub principal: Principal,
-    pub user: Arc<MirrorUser>,
+    /// The mirror row (`auth.user.email`, ...), shared with the cache.
+    pub user: Arc<CachedUser>,
 }
 
 impl AuthenticatedUser {
@@ -54,10 +55,10 @@ impl AuthenticatedUser {
             user = mirror::find(&mut pooled.conn(), user_id).await?;
         }
         // The mirror may know of a lock before the cache expires: deny.
-        let user = Arc::new(
+        let user = Arc::new(CachedUser::new(
             user.filter(|u| !u.account_locked)
                 .ok_or_else(invalid_token)?,
-        );
+        ));
         state.validator.remember_profile(user.clone());
         Ok(Self { principal, user })
     }

@@ -16,11 +16,13 @@
 //! - Cache keys are SHA-256 digests of tokens, never the tokens.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use actix_web::web::Bytes;
 use moka::future::Cache;
 use moka::Expiry;
 use sha2::{Digest, Sha256};
@@ -39,6 +41,47 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 const MAX_ENTRIES: u64 = 200_000;
 /// How long a mirror row is reused for requests (see `Validator::profiles`).
 const PROFILE_TTL: Duration = Duration::from_secs(1);
+
+/// A caller's mirror row as requests reuse it (see `Validator::profiles`),
+/// with the `GET /v1/me` body rendered from it on first use. The body lives
+/// and dies with the row it was rendered from, so whatever forgets the row
+/// (`forget_user`, the TTL) forgets the body too: it can never be staler
+/// than the row. Derefs to the row.
+pub struct CachedUser {
+    row: MirrorUser,
+    body: OnceLock<Bytes>,
+}
+
+impl CachedUser {
+    pub fn new(row: MirrorUser) -> Self {
+        Self {
+            row,
+            body: OnceLock::new(),
+        }
+    }
+
+    /// The rendered body, rendering it now if no request has yet. Two
+    /// requests racing here may both render; one result is kept, and both
+    /// are the same bytes.
+    pub fn body<E>(
+        &self,
+        render: impl FnOnce(&MirrorUser) -> Result<Vec<u8>, E>,
+    ) -> Result<Bytes, E> {
+        if let Some(body) = self.body.get() {
+            return Ok(body.clone());
+        }
+        let body = Bytes::from(render(&self.row)?);
+        Ok(self.body.get_or_init(|| body).clone())
+    }
+}
+
+impl Deref for CachedUser {
+    type Target = MirrorUser;
+
+    fn deref(&self) -> &MirrorUser {
+        &self.row
+    }
+}
 
 /// A confirmed answer about one token.
 #[derive(Debug, Clone)]
@@ -100,7 +143,7 @@ pub struct Validator {
     /// and every sync path call `forget_user`; another replica's write is
     /// seen within `PROFILE_TTL`. Locks and revocations never depend on it:
     /// they go through the token cache above.
-    profiles: moka::sync::Cache<Uuid, Arc<MirrorUser>>,
+    profiles: moka::sync::Cache<Uuid, Arc<CachedUser>>,
     /// Recent revocations by user, kept for one TTL (no cached answer is older).
     recent: RwLock<HashMap<Uuid, Vec<Revoked>>>,
     metrics: Arc<MainMetrics>,
@@ -265,11 +308,11 @@ impl Validator {
         });
     }
 
-    pub fn cached_profile(&self, id: Uuid) -> Option<Arc<MirrorUser>> {
+    pub fn cached_profile(&self, id: Uuid) -> Option<Arc<CachedUser>> {
         self.profiles.get(&id)
     }
 
-    pub fn remember_profile(&self, user: Arc<MirrorUser>) {
+    pub fn remember_profile(&self, user: Arc<CachedUser>) {
         self.profiles.insert(user.id.0, user);
     }
 

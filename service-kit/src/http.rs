@@ -337,7 +337,12 @@ pub fn app_state<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError
 
 /// The token of an `Authorization: Bearer <token>` header, if well formed.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    // `HeaderValue::to_str` checks byte by byte; a header value already
+    // holds no control bytes, so `to_str` succeeds exactly when it is
+    // ASCII, which `is_ascii` checks a word at a time (this runs on every
+    // authenticated request, over a token of several hundred bytes).
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let value = std::str::from_utf8(value).ok().filter(|v| v.is_ascii())?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -1,4 +1,6 @@
-//! `PATCH /v1/me`: main-owned fields only.
+//! `GET /v1/me` and `PATCH /v1/me`: the profile, and main-owned fields only.
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -99,4 +101,76 @@ async fn users_change_their_own_fields_and_nothing_auth_owned() {
 async fn assert_problem_body(res: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(res.status(), status);
     res.json().await.expect("problem json")
+}
+
+/// `GET /v1/me` is rendered once per cached mirror row; every write must
+/// show at once on the next GET (the user's own PATCH, an admin's, and the
+/// sync path's), never an earlier rendering.
+#[tokio::test]
+async fn the_profile_served_from_the_cache_follows_every_change() {
+    let stack = spawn_stack().await;
+    let address = unique_email();
+    let reg = stack.register(&address).await;
+    let token = reg.tokens.access_token;
+    let me = || async {
+        let res = stack.me(&token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()["content-type"].to_str().expect("ascii"),
+            "application/json"
+        );
+        res.json::<Value>().await.expect("json")
+    };
+    let first = me().await;
+    assert_eq!(first["email"], address.as_str());
+    assert_eq!(first["email_verified"], false);
+    assert_eq!(first["full_name"], "Test User", "as registered");
+    assert_eq!(me().await, first, "a second GET is the same profile");
+
+    // The user's own change.
+    let res = stack
+        .client
+        .patch(format!("{}/v1/me", stack.main_url))
+        .bearer_auth(&token)
+        .json(&json!({"full_name": "Grace Hopper"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), StatusCode::OK);
+    let patched: Value = res.json().await.expect("json");
+    assert_eq!(me().await, patched);
+    assert_eq!(patched["full_name"], "Grace Hopper");
+
+    // An administrator's change to business fields.
+    let admin = stack.service_token(&["admin"]).await;
+    let res = stack
+        .client
+        .patch(format!("{}/admin/v1/users/{}", stack.main_url, reg.user.id))
+        .bearer_auth(&admin)
+        .json(&json!({"plan_tier": "pro", "feature_flags": {"beta": true}}))
+        .send()
+        .await
+        .expect("admin patch");
+    assert_eq!(res.status(), StatusCode::OK);
+    let now = me().await;
+    assert_eq!(now["plan_tier"], "pro");
+    assert_eq!(now["feature_flags"], json!({"beta": true}));
+    assert_eq!(now["full_name"], "Grace Hopper");
+
+    // An auth-owned change, arriving by the sync path.
+    let mailed = stack.mailed_token(&address, "email_verification").await;
+    let res = stack
+        .auth_post("/v1/email/verify", None, &json!({"token": mailed}))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(5), || async {
+        stack
+            .mirror_user(reg.user.id)
+            .await
+            .is_some_and(|u| u.email_verified)
+    })
+    .await;
+    let now = me().await;
+    assert_eq!(now["email_verified"], true, "{now}");
+    assert_eq!(now["plan_tier"], "pro");
 }
