@@ -424,7 +424,7 @@ fn misses(body: &str) -> String {
         (
             "cached `/v1/me` ÷ unauthenticated",
             "The authenticated path adds the token's SHA-256 (the cache key) and two cache lookups; the \
-             body is rendered once per cached mirror row. Callgrind: 68.7k instructions against 33.8k \
+             body is rendered once per cached mirror row. Callgrind: 66.0k instructions against 33.7k \
              for the unauthenticated GET, 27.5k of them the SHA-256 in software (valgrind hides SHA-NI, \
              which the service uses natively). The load generator shares the two cores, and the ratio \
              has moved from 0.82 to 0.92 between runs of one build.",

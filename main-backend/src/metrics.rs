@@ -2,13 +2,16 @@
 //! every app has (`service_kit::metrics`): calls to the auth service's
 //! introspection, the token cache in front of it, and reconciliation.
 
-use prometheus::{Histogram, IntCounterVec, IntGauge};
+use std::sync::OnceLock;
+
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use service_kit::metrics::Metrics;
 
 pub struct MainMetrics {
     pub base: Metrics,
     introspections: IntCounterVec,
     cache: IntCounterVec,
+    cache_results: OnceLock<[IntCounter; 2]>,
     evictions: IntCounterVec,
     reconcile_runs: IntCounterVec,
     reconcile_seconds: Histogram,
@@ -35,6 +38,7 @@ impl MainMetrics {
                 "User-token validations by cache result: hit, miss (a miss calls the auth service)",
                 &["result"],
             ),
+            cache_results: OnceLock::new(),
             evictions: base.counter_vec(
                 "main_token_cache_evictions_total",
                 "Entries leaving the token cache by cause: expired, explicit (revocation), replaced, size",
@@ -125,8 +129,12 @@ impl MainMetrics {
     }
 
     pub fn cache(&self, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        self.cache.with_label_values(&[result]).inc();
+        // Resolved once: this runs on every authenticated request, and a
+        // label lookup hashes and locks each time.
+        let [hits, misses] = self
+            .cache_results
+            .get_or_init(|| ["hit", "miss"].map(|result| self.cache.with_label_values(&[result])));
+        if hit { hits } else { misses }.inc();
     }
 
     pub fn eviction(&self, cause: moka::notification::RemovalCause) {

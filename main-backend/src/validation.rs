@@ -188,19 +188,30 @@ impl Validator {
     /// `Ok(None)`: the token is not live. `Err`: nobody could say (503).
     pub async fn validate(&self, token: &str) -> Result<Option<Principal>, AuthUnavailable> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Concurrent misses share one call; only the caller that makes it
-        // counts as a miss.
-        let missed = std::sync::atomic::AtomicBool::new(false);
-        let checked = self
-            .cache
-            .try_get_with(key, async {
-                missed.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.introspect(token).await
-            })
-            .await
-            .map_err(|e| AuthUnavailable(e.0.clone()))?;
-        self.metrics
-            .cache(!missed.load(std::sync::atomic::Ordering::Relaxed));
+        // A plain lookup first: most requests hit, and it costs less than
+        // preparing an insertion.
+        let checked = match self.cache.get(&key).await {
+            Some(checked) => {
+                self.metrics.cache(true);
+                checked
+            }
+            None => {
+                // Concurrent misses share one call; only the caller that
+                // makes it counts as a miss.
+                let missed = std::sync::atomic::AtomicBool::new(false);
+                let checked = self
+                    .cache
+                    .try_get_with(key, async {
+                        missed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.introspect(token).await
+                    })
+                    .await
+                    .map_err(|e| AuthUnavailable(e.0.clone()))?;
+                self.metrics
+                    .cache(!missed.load(std::sync::atomic::Ordering::Relaxed));
+                checked
+            }
+        };
         match checked.principal {
             Some(p) if self.revoked_since(&p, checked.fetched_at) => {
                 self.cache.invalidate(&key).await;
