@@ -224,7 +224,12 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
                 .bearer_auth(key)
                 .send()
                 .await?;
-            anyhow::ensure!(res.status().is_success(), "{label} sync: {}", res.status());
+            if !res.status().is_success() {
+                // The problem's code and detail say which side gave up.
+                let status = res.status();
+                let problem = res.text().await.unwrap_or_default();
+                anyhow::bail!("{label} sync: {status}: {problem}");
+            }
             let report: serde_json::Value = res.json().await?;
             Ok::<_, anyhow::Error>((started.elapsed(), report))
         }
