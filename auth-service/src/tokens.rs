@@ -149,6 +149,7 @@ impl TokenKeys {
         // rotation must not change the successor of a token spent just
         // before it (the grace window would hand out a token never stored).
         let successor_key = SecretBox::new(Box::new(settings.secrets_key.derive(SUCCESSOR_LABEL)));
+        let access_ttl = Duration::minutes(settings.access_token_minutes);
         Ok(Self {
             algorithm,
             kid,
@@ -160,17 +161,16 @@ impl TokenKeys {
             successor_key,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
-            access_ttl: Duration::minutes(settings.access_token_minutes),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_ENTRIES)
                 // Only a bound on memory: `exp` is checked on every use.
                 .time_to_live(
-                    Duration::minutes(settings.access_token_minutes)
+                    (access_ttl + Duration::seconds(LEEWAY))
                         .to_std()
-                        .unwrap_or_default()
-                        + std::time::Duration::from_secs(LEEWAY as u64),
+                        .unwrap_or_default(),
                 )
                 .build(),
+            access_ttl,
         })
     }
 
