@@ -38,24 +38,23 @@ pub async fn introspect(
     };
     let mut pooled = state.db.get().await?;
     let found =
-        sessions::find_active_with_user(&mut pooled.conn(), claims.sid, crate::db::now()).await?;
+        sessions::find_introspected(&mut pooled.conn(), claims.sid, claims.sub, crate::db::now())
+            .await?;
     let answer = match found {
-        Some((session, user)) if session.user_id.0 == claims.sub && !user.account_locked => {
-            Introspection {
-                active: true,
-                token_type: Some("access".into()),
-                sub: Some(user.id.0),
-                sid: Some(session.id.0),
-                email: Some(user.email),
-                email_verified: Some(user.email_verified),
-                scope: None,
-                exp: Some(claims.exp),
-                iat: Some(claims.iat),
-                client_id: None,
-                metadata: None,
-            }
-        }
-        _ => Introspection::inactive(),
+        Some((id, email, email_verified)) => Introspection {
+            active: true,
+            token_type: Some("access".into()),
+            sub: Some(id.0),
+            sid: Some(claims.sid),
+            email: Some(email),
+            email_verified: Some(email_verified),
+            scope: None,
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            client_id: None,
+            metadata: None,
+        },
+        None => Introspection::inactive(),
     };
     state.metrics.introspection("user", answer.active);
     Ok(web::Json(answer))

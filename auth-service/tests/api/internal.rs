@@ -64,6 +64,62 @@ async fn introspection_of_a_live_token_describes_it() {
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
+/// Introspection reads only three columns and checks the rest in SQL:
+/// each condition, broken alone behind the service's back (a lock without
+/// a revocation, a session past its expiry, a session handed to another
+/// user), turns a live token inactive, while the signature and `exp` of
+/// the token are still good and its signature is already remembered.
+#[tokio::test]
+async fn introspection_refuses_each_broken_condition_of_the_session() {
+    use auth_service::db::schema::{sessions, users};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use service_kit::db::sql_types::{DbTime, DbUuid};
+    use service_kit::run;
+
+    let app = spawn_app().await;
+    let db = app.db().await;
+    let other = app.register(&email()).await;
+    for broken in ["locked", "expired", "other user"] {
+        let reg = app.register(&email()).await;
+        let token = reg.tokens.access_token;
+        assert_eq!(app.introspect(&token).await["active"], true, "{broken}");
+        let mut pooled = db.get().await.expect("conn");
+        let conn = &mut pooled.conn();
+        let session = sessions::table.filter(sessions::id.eq(DbUuid(reg.tokens.session_id)));
+        match broken {
+            "locked" => run!(conn, |c| diesel::update(
+                users::table.filter(users::id.eq(DbUuid(reg.user.id)))
+            )
+            .set(users::account_locked.eq(true))
+            .execute(c)
+            .await),
+            "expired" => run!(conn, |c| diesel::update(session)
+                .set(
+                    sessions::expires_at
+                        .eq(DbTime(chrono::Utc::now() - chrono::Duration::seconds(1)))
+                )
+                .execute(c)
+                .await),
+            _ => run!(conn, |c| diesel::update(session)
+                .set(sessions::user_id.eq(DbUuid(other.user.id)))
+                .execute(c)
+                .await),
+        }
+        .expect("break the session");
+        assert_eq!(
+            app.introspect(&token).await,
+            json!({"active": false}),
+            "{broken}"
+        );
+    }
+    // The user whose id the last session was given is still served.
+    assert_eq!(
+        app.introspect(&other.tokens.access_token).await["sub"],
+        other.user.id.to_string()
+    );
+}
+
 #[tokio::test]
 async fn users_page_through_every_user_in_id_order() {
     let app = spawn_app().await;
