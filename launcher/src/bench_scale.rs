@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use launcher::system::{Port, Service, System};
 use serde_json::{json, Value};
 
-use crate::bench::{load, mib, ok, service_tokens, Databases, Run, Sample};
+use crate::bench::{load, mib, ok, replay, service_tokens, Databases, Run, Sample};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -239,29 +239,18 @@ async fn latency_slice(
     };
     into.login.merge(login);
     let introspect = {
-        let (client, base, users, key) = (
-            client.clone(),
-            base.clone(),
-            shared.clone(),
-            run.api_key.clone(),
-        );
-        load(32, run.secs, move |i| {
-            let (client, base, token, key) = (
-                client.clone(),
-                base.clone(),
-                users[i % 32].1.clone(),
-                key.clone(),
-            );
-            async move {
+        let requests = shared
+            .iter()
+            .take(32)
+            .map(|user| {
                 client
                     .post(format!("{base}/internal/v1/introspect"))
-                    .bearer_auth(key)
-                    .json(&json!({"token": token}))
-                    .send()
-                    .await
-            }
-        })
-        .await
+                    .bearer_auth(&run.api_key)
+                    .json(&json!({ "token": user.1 }))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        replay(&client, 32, run.secs, std::sync::Arc::new(requests)).await
     };
     into.introspect.merge(introspect);
     let started = Instant::now();

@@ -4,12 +4,13 @@
 //! against an unauthenticated one, and full reconciliations of 10,000 and
 //! 100,000 users.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use crate::bench::{load, ok, service_tokens, Run, Sample};
+use crate::bench::{ok, replay, service_tokens, Run, Sample};
 
 /// The `p` quantile of sorted durations, in milliseconds.
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -165,46 +166,70 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
     }
     let slice = run.secs / 4;
     let (mut live, mut me, mut listed) = (Sample::empty(), Sample::empty(), Sample::empty());
+    let get = |path: String, token: Option<&str>| {
+        let request = client.get(format!("{main_url}{path}"));
+        match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+        .build()
+        .expect("a GET request")
+    };
+    let live_requests = Arc::new(vec![get("/health/live".into(), None)]);
+    let me_requests: Arc<Vec<_>> = Arc::new(
+        users
+            .iter()
+            .map(|(token, _)| get("/v1/me".into(), Some(token)))
+            .collect(),
+    );
+    let tasks_requests: Arc<Vec<_>> = Arc::new(
+        users
+            .iter()
+            .map(|(token, id)| get(format!("/v1/users/{id}/tasks"), Some(token)))
+            .collect(),
+    );
+    // CPU seconds each kind cost the main backend and this process (the
+    // load generator), to show which side a difference in throughput is on.
+    let mut cpu = [(0.0, 0.0); 3];
+    let main_pid = run.main.pid();
+    let mut measured = |kind: usize, sample: Sample, into: &mut Sample, before: (f64, f64)| {
+        cpu[kind].0 += crate::bench::cpu_seconds(main_pid) - before.0;
+        cpu[kind].1 += crate::bench::cpu_seconds(None) - before.1;
+        into.merge(sample);
+    };
+    let now = || {
+        (
+            crate::bench::cpu_seconds(main_pid),
+            crate::bench::cpu_seconds(None),
+        )
+    };
     for _ in 0..4 {
-        live.merge({
-            let (client, base) = (client.clone(), main_url.clone());
-            load(clients, slice, move |_| {
-                let (client, base) = (client.clone(), base.clone());
-                async move { client.get(format!("{base}/health/live")).send().await }
-            })
-            .await
-        });
-        me.merge({
-            let (client, base, users) = (client.clone(), main_url.clone(), users.clone());
-            load(clients, slice, move |i| {
-                let (client, base) = (client.clone(), base.clone());
-                let token = users[i % users.len()].0.clone();
-                async move {
-                    client
-                        .get(format!("{base}/v1/me"))
-                        .bearer_auth(token)
-                        .send()
-                        .await
-                }
-            })
-            .await
-        });
-        listed.merge({
-            let (client, base, users) = (client.clone(), main_url.clone(), users.clone());
-            load(clients, slice, move |i| {
-                let (client, base) = (client.clone(), base.clone());
-                let (token, id) = users[i % users.len()].clone();
-                async move {
-                    client
-                        .get(format!("{base}/v1/users/{id}/tasks"))
-                        .bearer_auth(token)
-                        .send()
-                        .await
-                }
-            })
-            .await
-        });
+        let before = now();
+        let sample = replay(client, clients, slice, live_requests.clone()).await;
+        measured(0, sample, &mut live, before);
+        let before = now();
+        let sample = replay(client, clients, slice, me_requests.clone()).await;
+        measured(1, sample, &mut me, before);
+        let before = now();
+        let sample = replay(client, clients, slice, tasks_requests.clone()).await;
+        measured(2, sample, &mut listed, before);
     }
+    let per_request = |kind: usize, sample: &Sample| {
+        let n = sample.len().max(1) as f64;
+        format!(
+            "{:.1} / {:.1} µs",
+            cpu[kind].0 * 1e6 / n,
+            cpu[kind].1 * 1e6 / n
+        )
+    };
+    let cpu_rows = format!(
+        "| CPU per request, main backend / load generator: `/health/live` | {} | |\n\
+         | same, cached `/v1/me` | {} | |\n\
+         | same, tasks list | {} | |\n",
+        per_request(0, &live),
+        per_request(1, &me),
+        per_request(2, &listed),
+    );
     let ratio = me.rps() / live.rps();
     let tasks_ratio = listed.rps() / live.rps();
     let under_load = (
@@ -260,11 +285,13 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
          | `GET /v1/users/{{id}}/tasks` (cached validation, one SELECT of 5 rows), {clients} connections | {lists} | |\n\
          | cached `/v1/me` ÷ unauthenticated | **{ratio:.2}** | ≥ 0.90 {rok} |\n\
          | tasks list ÷ unauthenticated | **{tasks_ratio:.2}** | ≥ 0.25 {tok} |\n\
+         {cpu_rows}\
          | RSS right after this load: auth service / main backend | {ra:.1} / {rm:.1} MiB | |\n\n\
          The three take turns, four slices of a quarter of the phase each. A cached `/v1/me` is two\n\
          in-memory hits (the token's validation, kept for its TTL and evicted by revocations, and the\n\
          caller's mirror row, kept for at most 1 s, with its JSON body rendered once); the tasks list\n\
-         adds one query.\n\n\
+         adds one query. Each request is built once and sent as clones, and the CPU rows divide the\n\
+         CPU time each side used during a kind's slices by the requests it served.\n\n\
          ## Reconciliation (`POST /admin/v1/sync`, pages of 1,000 from the auth service)\n\n\
          | figure | value | goal |\n|---|---|---|\n\
          | 10,000 users, all to create ({sc} created) | {small_s:.2} s (server: {sms} ms) | reference |\n\
