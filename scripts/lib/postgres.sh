@@ -2,6 +2,11 @@
 # scripts/test, scripts/bench and scripts/bench-pooler). Data under /tmp,
 # loopback ports, all stopped by `stop_throwaway` (call it from an EXIT trap).
 #
+# The fixed ports the scripts use (254xx, 264xx) lie below Linux's ephemeral
+# range (32768-60999): a port in that range can be held at any moment by the
+# local end of one of the tests' own connections, and CI once failed to
+# start PostgreSQL on 55452 that way.
+#
 # PostgreSQL and PgBouncer both refuse to run as root: as root, their
 # programs run as the postgres user.
 
