@@ -110,6 +110,26 @@ pub async fn replay(
     .await
 }
 
+/// One `POST /internal/v1/introspect` per token, with the service API key,
+/// ready for [`replay`].
+pub fn introspect_requests<'a>(
+    run: &Run,
+    tokens: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<Arc<Vec<reqwest::Request>>> {
+    let url = format!("{}/internal/v1/introspect", run.auth.url());
+    let requests = tokens
+        .into_iter()
+        .map(|token| {
+            run.client
+                .post(&url)
+                .bearer_auth(&run.api_key)
+                .json(&json!({ "token": token }))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(requests))
+}
+
 /// `tasks` clients each send `make(i)` in a loop for `duration`; only 2xx
 /// answers count as served.
 pub async fn load<F, Fut>(tasks: usize, duration: Duration, make: F) -> Sample
@@ -627,24 +647,14 @@ async fn auth_phases(run: &Run) -> anyhow::Result<String> {
     // service tokens (made as an operator would, with the command line).
     let tokens = Arc::new(tokens);
     let service_tokens = Arc::new(service_tokens(run, "admin", 4).await?);
-    let introspect_at = |clients: usize, tokens: Arc<Vec<String>>| {
-        let requests: Vec<reqwest::Request> = tokens
-            .iter()
-            .map(|token| {
-                client
-                    .post(format!("{base}/internal/v1/introspect"))
-                    .bearer_auth(&run.api_key)
-                    .json(&json!({ "token": token }))
-                    .build()
-                    .expect("an introspection request")
-            })
-            .collect();
-        replay(client, clients, run.secs, Arc::new(requests))
+    let introspect_at = |clients: usize, tokens: Arc<Vec<String>>| async move {
+        let requests = introspect_requests(run, tokens.iter().map(String::as_str))?;
+        anyhow::Ok(replay(client, clients, run.secs, requests).await)
     };
-    let introspect16 = introspect_at(16, tokens.clone()).await;
-    let introspect = introspect_at(32, tokens.clone()).await;
-    let service = introspect_at(32, service_tokens.clone()).await;
-    let service1 = introspect_at(1, service_tokens.clone()).await;
+    let introspect16 = introspect_at(16, tokens.clone()).await?;
+    let introspect = introspect_at(32, tokens.clone()).await?;
+    let service = introspect_at(32, service_tokens.clone()).await?;
+    let service1 = introspect_at(1, service_tokens.clone()).await?;
     // Sanity: the tokens introspected were live (a benchmark of refusals would flatter).
     for token in [&tokens[0], &service_tokens[0]] {
         let check: serde_json::Value = client
@@ -683,9 +693,9 @@ async fn auth_phases(run: &Run) -> anyhow::Result<String> {
          | service tokens, one caller at a time | p50 / p99 {s1p50:.2} / **{s1p99:.2}** ms ({s1rps:.0} req/s) | p99 < 1 ms (aim) {s1_ok} |\n\n\
          Each introspection verifies the JWT (Ed25519, once per token, then remembered until it expires) and\n\
          reads three columns of the session joined to its user, so a logout or lock is seen by the very next\n\
-         call. The load generator builds each request once and sends clones of it. A service token costs one indexed read of its hash\n\
-         (so revoke-all holds at once on every replica) and no write: its use is counted in memory and\n\
-         written in batches every 2 s.\n\n{providers}",
+         call. A service token costs one indexed read of its hash (so revoke-all holds at once on every\n\
+         replica) and no write: its use is counted in memory and written in batches every 2 s. The load\n\
+         generator builds each request once and sends clones of it.\n\n{providers}",
         tasks = 4 * cores(),
         lrps = login.rps(),
         lerr = login.errors,

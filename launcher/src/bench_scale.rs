@@ -11,7 +11,9 @@ use diesel_async::RunQueryDsl;
 use launcher::system::{Port, Service, System};
 use serde_json::{json, Value};
 
-use crate::bench::{load, mib, ok, replay, service_tokens, Databases, Run, Sample};
+use crate::bench::{
+    introspect_requests, load, mib, ok, replay, service_tokens, Databases, Run, Sample,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -238,20 +240,8 @@ async fn latency_slice(
         .await
     };
     into.login.merge(login);
-    let introspect = {
-        let requests = shared
-            .iter()
-            .take(32)
-            .map(|user| {
-                client
-                    .post(format!("{base}/internal/v1/introspect"))
-                    .bearer_auth(&run.api_key)
-                    .json(&json!({ "token": user.1 }))
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        replay(&client, 32, run.secs, std::sync::Arc::new(requests)).await
-    };
+    let requests = introspect_requests(run, shared.iter().take(32).map(|u| u.1.as_str()))?;
+    let introspect = replay(&client, 32, run.secs, requests).await;
     into.introspect.merge(introspect);
     let started = Instant::now();
     let deadline = started + run.secs;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use crate::bench::{ok, replay, service_tokens, Run, Sample};
+use crate::bench::{cpu_seconds, ok, replay, service_tokens, Run, Sample};
 
 /// The `p` quantile of sorted durations, in milliseconds.
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -165,7 +165,6 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
         }
     }
     let slice = run.secs / 4;
-    let (mut live, mut me, mut listed) = (Sample::empty(), Sample::empty(), Sample::empty());
     let get = |path: String, token: Option<&str>| {
         let request = client.get(format!("{main_url}{path}"));
         match token {
@@ -175,61 +174,50 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
         .build()
         .expect("a GET request")
     };
-    let live_requests = Arc::new(vec![get("/health/live".into(), None)]);
-    let me_requests: Arc<Vec<_>> = Arc::new(
-        users
-            .iter()
-            .map(|(token, _)| get("/v1/me".into(), Some(token)))
-            .collect(),
-    );
-    let tasks_requests: Arc<Vec<_>> = Arc::new(
-        users
-            .iter()
-            .map(|(token, id)| get(format!("/v1/users/{id}/tasks"), Some(token)))
-            .collect(),
-    );
-    // CPU seconds each kind cost the main backend and this process (the
-    // load generator), to show which side a difference in throughput is on.
+    let kinds: [Arc<Vec<reqwest::Request>>; 3] = [
+        Arc::new(vec![get("/health/live".into(), None)]),
+        Arc::new(
+            users
+                .iter()
+                .map(|(token, _)| get("/v1/me".into(), Some(token)))
+                .collect(),
+        ),
+        Arc::new(
+            users
+                .iter()
+                .map(|(token, id)| get(format!("/v1/users/{id}/tasks"), Some(token)))
+                .collect(),
+        ),
+    ];
+    // Beside each kind's sample, the CPU seconds it cost the main backend
+    // and this process (the load generator): which side a difference in
+    // throughput is on.
+    let mut samples = [Sample::empty(), Sample::empty(), Sample::empty()];
     let mut cpu = [(0.0, 0.0); 3];
     let main_pid = run.main.pid();
-    let mut measured = |kind: usize, sample: Sample, into: &mut Sample, before: (f64, f64)| {
-        cpu[kind].0 += crate::bench::cpu_seconds(main_pid) - before.0;
-        cpu[kind].1 += crate::bench::cpu_seconds(None) - before.1;
-        into.merge(sample);
-    };
-    let now = || {
-        (
-            crate::bench::cpu_seconds(main_pid),
-            crate::bench::cpu_seconds(None),
-        )
-    };
+    let usage = || (cpu_seconds(main_pid), cpu_seconds(None));
     for _ in 0..4 {
-        let before = now();
-        let sample = replay(client, clients, slice, live_requests.clone()).await;
-        measured(0, sample, &mut live, before);
-        let before = now();
-        let sample = replay(client, clients, slice, me_requests.clone()).await;
-        measured(1, sample, &mut me, before);
-        let before = now();
-        let sample = replay(client, clients, slice, tasks_requests.clone()).await;
-        measured(2, sample, &mut listed, before);
+        for (k, requests) in kinds.iter().enumerate() {
+            let before = usage();
+            samples[k].merge(replay(client, clients, slice, requests.clone()).await);
+            let after = usage();
+            cpu[k].0 += after.0 - before.0;
+            cpu[k].1 += after.1 - before.1;
+        }
     }
-    let per_request = |kind: usize, sample: &Sample| {
-        let n = sample.len().max(1) as f64;
-        format!(
-            "{:.1} / {:.1} µs",
-            cpu[kind].0 * 1e6 / n,
-            cpu[kind].1 * 1e6 / n
-        )
+    let per_request = |k: usize| {
+        let n = samples[k].len().max(1) as f64;
+        format!("{:.1} / {:.1} µs", cpu[k].0 * 1e6 / n, cpu[k].1 * 1e6 / n)
     };
     let cpu_rows = format!(
         "| CPU per request, main backend / load generator: `/health/live` | {} | |\n\
          | same, cached `/v1/me` | {} | |\n\
          | same, tasks list | {} | |\n",
-        per_request(0, &live),
-        per_request(1, &me),
-        per_request(2, &listed),
+        per_request(0),
+        per_request(1),
+        per_request(2),
     );
+    let [live, me, listed] = samples;
     let ratio = me.rps() / live.rps();
     let tasks_ratio = listed.rps() / live.rps();
     let under_load = (
