@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use futures::future::LocalBoxFuture;
-use service_kit::http::with_bearer;
+use futures::future::{ready, Either, LocalBoxFuture, Ready};
+use service_kit::http::{bearer, with_bearer};
 use shared_types::SERVICE_TOKEN_PREFIX;
 
 use crate::db::mirror;
 use crate::error::ApiError;
 use crate::sync;
-use crate::validation::{CachedUser, Principal, ServicePrincipal};
+use crate::validation::{Cached, CachedUser, Principal, ServicePrincipal};
 use crate::AppState;
 
 fn invalid_token() -> ApiError {
@@ -66,15 +66,34 @@ impl AuthenticatedUser {
 
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        with_bearer(req, move |state: web::Data<AppState>, token| async move {
-            let token = token.ok_or_else(|| {
-                ApiError::unauthorized("unauthorized", "send Authorization: Bearer <access token>")
-            })?;
-            Self::authenticate(&state, &token).await
-        })
+        // Nearly every request is answered by the caches; answer those here,
+        // from the borrowed header, with a ready future.
+        let state = req.app_data::<web::Data<AppState>>();
+        if let Some(cached) = state
+            .zip(bearer(req))
+            .and_then(|(s, t)| s.validator.cached(t))
+        {
+            return Either::Left(ready(match cached {
+                Cached::Live(principal, user) => Ok(Self { principal, user }),
+                Cached::Refused => Err(invalid_token()),
+            }));
+        }
+        Either::Right(with_bearer(
+            req,
+            move |state: web::Data<AppState>, token| async move {
+                let token = token.ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "unauthorized",
+                        "send Authorization: Bearer <access token>",
+                    )
+                })?;
+                Self::authenticate(&state, &token).await
+            },
+        ))
     }
 }
 

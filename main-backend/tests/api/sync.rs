@@ -206,6 +206,21 @@ async fn metrics_follow_sync_and_validation() {
             StatusCode::OK
         );
     }
+    // Once the cached mirror row has expired (one second), a cached token
+    // is answered by the slower path, which reads the row again: still one
+    // hit, and no introspection.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        stack.me(&reg.tokens.access_token).await.status(),
+        StatusCode::OK
+    );
+    // A refused token is remembered too: one miss, then a hit.
+    for _ in 0..2 {
+        assert_eq!(
+            stack.me("not-a-token").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
     // Drift for reconciliation to fix: a mirror row the auth service never had.
     insert_stray(&stack).await;
     let report = stack.sync_now().await;
@@ -220,20 +235,24 @@ async fn metrics_follow_sync_and_validation() {
     let moved = |k: &str| main.since(&main_before, k);
     assert_eq!(
         moved(r#"main_token_cache_requests_total{result="miss"}"#),
-        1.0
+        2.0
     );
     assert_eq!(
         moved(r#"main_token_cache_requests_total{result="hit"}"#),
-        2.0
+        4.0
     );
     // The user token's miss, and the manual sync's service token (never cached).
     assert_eq!(moved(r#"main_introspections_total{result="active"}"#), 2.0);
+    assert_eq!(
+        moved(r#"main_introspections_total{result="inactive"}"#),
+        1.0
+    );
     assert_eq!(moved(r#"main_reconcile_runs_total{status="ok"}"#), 1.0);
     assert_eq!(moved(r#"main_reconcile_drift_total{kind="deleted"}"#), 1.0);
     assert_eq!(main.get("main_reconcile_last_drift"), 1.0);
     assert_eq!(moved("main_reconcile_duration_seconds_count"), 1.0);
     assert_eq!(
         moved(r#"http_requests_total{method="GET",route="/v1/me",status="200"}"#),
-        3.0
+        4.0
     );
 }
