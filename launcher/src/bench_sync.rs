@@ -275,10 +275,10 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
          | tasks list ÷ unauthenticated | **{tasks_ratio:.2}** | ≥ 0.25 {tok} |\n\
          {cpu_rows}\
          | RSS right after this load: auth service / main backend | {ra:.1} / {rm:.1} MiB | |\n\n\
-         The three take turns, four slices of a quarter of the phase each. A cached `/v1/me` is two\n\
-         in-memory hits (the token's validation, kept for its TTL and evicted by revocations, and the\n\
-         caller's mirror row, kept for at most 1 s, with its JSON body rendered once); the tasks list\n\
-         adds one query. Each request is built once and sent as clones, and the CPU rows divide the\n\
+         The three take turns, four slices of a quarter of the phase each. A cached `/v1/me` is a\n\
+         SHA-256 of the token and two in-memory hits (its validation, kept for its TTL and evicted by\n\
+         revocations, and the caller's mirror row, kept for at most 1 s, with its JSON body rendered\n\
+         once), taken in the extractor without awaiting anything; the tasks list adds one query. Each request is built once and sent as clones, and the CPU rows divide the\n\
          CPU time each side used during a kind's slices by the requests it served.\n\n\
          ## Reconciliation (`POST /admin/v1/sync`, pages of 1,000 from the auth service)\n\n\
          | figure | value | goal |\n|---|---|---|\n\
