@@ -278,8 +278,9 @@ pub async fn run(run: &Run) -> anyhow::Result<String> {
          The three take turns, four slices of a quarter of the phase each. A cached `/v1/me` is a\n\
          SHA-256 of the token and two in-memory hits (its validation, kept for its TTL and evicted by\n\
          revocations, and the caller's mirror row, kept for at most 1 s, with its JSON body rendered\n\
-         once), taken in the extractor without awaiting anything; the tasks list adds one query. Each request is built once and sent as clones, and the CPU rows divide the\n\
-         CPU time each side used during a kind's slices by the requests it served.\n\n\
+         once), taken in the extractor without awaiting anything; the tasks list adds one query. Each\n\
+         request is built once and sent as clones, and the CPU rows divide the CPU time each side used\n\
+         during a kind's slices by the requests it served.\n\n\
          ## Reconciliation (`POST /admin/v1/sync`, pages of 1,000 from the auth service)\n\n\
          | figure | value | goal |\n|---|---|---|\n\
          | 10,000 users, all to create ({sc} created) | {small_s:.2} s (server: {sms} ms) | reference |\n\

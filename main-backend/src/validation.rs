@@ -120,6 +120,19 @@ impl Expiry<[u8; 32], Arc<Checked>> for PerEntryTtl {
     }
 }
 
+/// The cache key of a token: its SHA-256 digest, never the token.
+fn key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A cached answer as it stands now (`Validator::judge`).
+enum Judged {
+    Live(Principal),
+    Refused,
+    /// A revocation came after the answer was fetched: refuse and evict.
+    RevokedSince,
+}
+
 /// What the cache alone says about a token (`Validator::cached`).
 pub enum Cached {
     /// Live, with the caller's mirror row.
@@ -207,17 +220,14 @@ impl Validator {
     /// cached, a revocation to act on): the caller then takes `validate`,
     /// which decides everything again.
     pub fn cached(&self, token: &str) -> Option<Cached> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // moka's read is async only because a full read log may make it run
         // housekeeping; a read that would wait is left to `validate`.
-        let checked = self.cache.get(&key).now_or_never()??;
-        let answer = match checked.principal {
+        let checked = self.cache.get(&key(token)).now_or_never()??;
+        let answer = match self.judge(&checked) {
             // `validate` evicts the entry as well as refusing it.
-            Some(p) if self.revoked_since(&p, checked.fetched_at) => return None,
-            Some(p) if p.exp > Utc::now().timestamp() => {
-                Cached::Live(p, self.profiles.get(&p.user_id)?)
-            }
-            _ => Cached::Refused,
+            Judged::RevokedSince => return None,
+            Judged::Live(p) => Cached::Live(p, self.profiles.get(&p.user_id)?),
+            Judged::Refused => Cached::Refused,
         };
         self.metrics.cache(true);
         Some(answer)
@@ -225,7 +235,7 @@ impl Validator {
 
     /// `Ok(None)`: the token is not live. `Err`: nobody could say (503).
     pub async fn validate(&self, token: &str) -> Result<Option<Principal>, AuthUnavailable> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = key(token);
         // A plain lookup first: most requests hit, and it costs less than
         // preparing an insertion.
         let checked = match self.cache.get(&key).await {
@@ -250,13 +260,23 @@ impl Validator {
                 checked
             }
         };
-        match checked.principal {
-            Some(p) if self.revoked_since(&p, checked.fetched_at) => {
+        match self.judge(&checked) {
+            Judged::RevokedSince => {
                 self.cache.invalidate(&key).await;
                 Ok(None)
             }
-            Some(p) if p.exp <= Utc::now().timestamp() => Ok(None),
-            other => Ok(other),
+            Judged::Live(p) => Ok(Some(p)),
+            Judged::Refused => Ok(None),
+        }
+    }
+
+    /// What a cached answer says now, the same on both paths: a revocation
+    /// heard of after it was fetched, or the token's expiry since, refuse it.
+    fn judge(&self, checked: &Checked) -> Judged {
+        match checked.principal {
+            Some(p) if self.revoked_since(&p, checked.fetched_at) => Judged::RevokedSince,
+            Some(p) if p.exp > Utc::now().timestamp() => Judged::Live(p),
+            _ => Judged::Refused,
         }
     }
 
